@@ -1,0 +1,134 @@
+//! Ward's storage role traits. Adapters (SQLite, PostgreSQL) implement them; the server only ever
+//! names these traits. Every method that changes state takes the [`Audit`] that records it and must
+//! write it in the same transaction: if the audit write fails, the change fails (fail closed).
+
+pub mod conformance;
+mod verify;
+mod records;
+
+use async_trait::async_trait;
+use ward_domain::audit::{AuditEntry, AuditHead, AuditRecord, Checkpoint};
+use ward_domain::site::{Site, SiteSlug};
+
+pub use records::{ApiTokenRecord, AuditFilter, SessionRecord, TokenScope, UserRecord};
+pub use verify::{VERIFY_PAGE, verify_log};
+
+/// Errors every adapter reports in these terms.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record named does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The change collides with existing state (a duplicate name, a site that still has wards).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database could not be reached or refused the operation (including a failed audit write).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The audit entries that record a change, with the time they are stamped with.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub time_ms: i64,
+    pub records: Vec<AuditRecord>,
+}
+
+impl Audit {
+    /// One record at `time_ms`.
+    pub fn one(time_ms: i64, record: AuditRecord) -> Self {
+        Self { time_ms, records: vec![record] }
+    }
+}
+
+/// Admin accounts.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Inserts a user. `Conflict` if the username or id exists.
+    async fn create_user(&self, user: &UserRecord, audit: Audit) -> StoreResult<()>;
+    /// Replaces every field of the user with this id. `NotFound` if there is none. When the user is
+    /// disabled by this update, their sessions are deleted in the same transaction.
+    async fn update_user(&self, user: &UserRecord, audit: Audit) -> StoreResult<()>;
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    /// All users ordered by username.
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    async fn count_users(&self) -> StoreResult<u64>;
+}
+
+/// Browser sessions, keyed by the SHA-256 of the cookie value (the value itself is never stored).
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_session(&self, session: &SessionRecord, audit: Audit) -> StoreResult<()>;
+    async fn session(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>>;
+    /// Records activity; not audited (it is not a change an auditor asks about).
+    async fn touch_session(&self, token_hash: &str, now_ms: i64) -> StoreResult<()>;
+    /// Deletes one session (logout or expiry). Deleting a missing session is not an error.
+    async fn delete_session(&self, token_hash: &str, audit: Audit) -> StoreResult<()>;
+}
+
+/// API tokens for the CLI and scripts, keyed by id; the secret is stored as a SHA-256 hash.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// `Conflict` if the id exists.
+    async fn create_token(&self, token: &ApiTokenRecord, audit: Audit) -> StoreResult<()>;
+    async fn token(&self, id: &str) -> StoreResult<Option<ApiTokenRecord>>;
+    /// Tokens of one user (or all users when `None`), newest first.
+    async fn list_tokens(&self, user_id: Option<&str>) -> StoreResult<Vec<ApiTokenRecord>>;
+    /// Marks a token revoked at `audit.time_ms`. `NotFound` if missing; revoking twice keeps the
+    /// first time.
+    async fn revoke_token(&self, id: &str, audit: Audit) -> StoreResult<()>;
+    /// Records use; not audited here (mutations made with a token are audited with the token named).
+    async fn touch_token(&self, id: &str, now_ms: i64) -> StoreResult<()>;
+}
+
+/// Hospitals and wards.
+#[async_trait]
+pub trait SiteStore: Send + Sync {
+    /// `Conflict` if the slug exists; `NotFound` if a ward's hospital does not exist.
+    async fn create_site(&self, site: &Site, audit: Audit) -> StoreResult<()>;
+    /// Renames. `NotFound` if missing.
+    async fn update_site(&self, site: &Site, audit: Audit) -> StoreResult<()>;
+    /// `NotFound` if missing; `Conflict` if it still has wards.
+    async fn delete_site(&self, slug: &SiteSlug, audit: Audit) -> StoreResult<()>;
+    async fn site(&self, slug: &SiteSlug) -> StoreResult<Option<Site>>;
+    /// All sites ordered by slug.
+    async fn list_sites(&self) -> StoreResult<Vec<Site>>;
+}
+
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends records on their own (logins, views, denials) in one transaction, in order.
+    async fn append(&self, audit: Audit) -> StoreResult<Vec<AuditEntry>>;
+    /// Entries with `seq > after`, ascending, at most `limit`, matching `filter`.
+    async fn entries(&self, after: u64, limit: u32, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>>;
+    /// Entries with `seq > after` and `seq <= until`, ascending, unfiltered, straight from storage
+    /// (for verification: no checks, so damage is visible).
+    async fn raw_entries(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    /// The recorded head (size, last hash, Merkle frontier). `Corrupt` if the head record is
+    /// missing or does not decode: appending must stop until an operator looks.
+    async fn head(&self) -> StoreResult<AuditHead>;
+    /// The size recorded in the head, `None` if the head record is missing (for verification, which
+    /// must report damage rather than fail on it).
+    async fn recorded_size(&self) -> StoreResult<Option<u64>>;
+    /// Signs the current head with `sign` and stores the checkpoint, atomically with reading the
+    /// head; returns `None` when the log has not grown since the last checkpoint.
+    async fn checkpoint(
+        &self,
+        sign: &(dyn for<'h> Fn(&'h AuditHead) -> Checkpoint + Send + Sync),
+    ) -> StoreResult<Option<Checkpoint>>;
+    /// All checkpoints by tree size.
+    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+}
+
+/// Everything the server needs from storage.
+pub trait Store: UserStore + SessionStore + TokenStore + SiteStore + AuditLog {
+    /// A short name for logs and `/health`: `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+}

@@ -1,0 +1,98 @@
+//! Stored records that are not domain types in their own right (credentials, sessions, filters).
+
+use ward_domain::access::{Role, SiteScope};
+
+/// An admin account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// UUID text.
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub sites: SiteScope,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Must change the password at next login (set for generated passwords).
+    pub must_change_password: bool,
+    /// TOTP secret bytes; present once enrolment starts.
+    pub totp_secret: Option<Vec<u8>>,
+    /// Enrolment confirmed: logins need a code.
+    pub totp_enabled: bool,
+    /// Last accepted TOTP time step, so a code is never accepted twice.
+    pub totp_last_step: i64,
+    /// SHA-256 hex of unused recovery codes.
+    pub recovery_codes: Vec<String>,
+    /// Emergency account: every use raises an alert entry in the audit log.
+    pub break_glass: bool,
+    pub disabled: bool,
+    pub created_ms: i64,
+}
+
+/// A browser session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 hex of the cookie value.
+    pub token_hash: String,
+    pub user_id: String,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+    /// Absolute expiry regardless of activity.
+    pub expires_ms: i64,
+    pub source: Option<String>,
+}
+
+/// What an API token may do on behalf of its owner (never more than the owner's role allows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScope {
+    /// GET requests only.
+    Read,
+    /// Everything the owner may do.
+    Write,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Write => "write",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "read" => Some(TokenScope::Read),
+            "write" => Some(TokenScope::Write),
+            _ => None,
+        }
+    }
+}
+
+/// An API token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenRecord {
+    /// Public part of the token, UUID text.
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// SHA-256 hex of the secret part.
+    pub secret_hash: String,
+    pub scope: TokenScope,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub revoked_ms: Option<i64>,
+    pub last_used_ms: Option<i64>,
+}
+
+/// Narrows an audit listing. Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Exact actor (`user:alice`).
+    pub actor: Option<String>,
+    /// Action, or a prefix ending in `.` (`auth.`).
+    pub action: Option<String>,
+    /// Exact target.
+    pub target: Option<String>,
+    /// Only entries at or after this time.
+    pub since_ms: Option<i64>,
+}
