@@ -1,1 +1,261 @@
-//! placeholder
+//! The Ward server: configuration, keys, storage, the HTTPS API and the audit checkpointer.
+//! `ward server` calls [`run`]; tests and `ward demo` call [`start`] and get a [`Server`] back.
+
+pub mod api;
+pub mod auth;
+pub mod caller;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod offline;
+pub mod serve;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use ward_domain::access::{Role, SiteScope};
+use ward_domain::audit::{AuditRecord, Checkpoint, Outcome};
+use ward_domain::clock::Clock;
+use ward_store::{Audit, Store, UserRecord, UserStore};
+use ward_store_sql::{ConnectOptions, SqlStore};
+
+pub use config::{Config, ServerArgs};
+use config::{LogFormat, TlsMode};
+use keys::Keys;
+use state::{AppState, Inner, SystemClock};
+
+/// The global Prometheus recorder (installed once per process).
+pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE.get_or_init(|| PrometheusBuilder::new().install_recorder().ok()).as_ref()
+}
+
+/// Sets up logging once: text or JSON, filtered by `WARD_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Opens the configured database (creating the data directory for SQLite).
+pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    SqlStore::connect(&config.database_url(), ConnectOptions::default()).await.context("opening the database")
+}
+
+/// A new admin account with a generated one-time password, written with its audit entry.
+pub async fn create_admin(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    username: &str,
+    role: Role,
+    break_glass: bool,
+    actor: &str,
+) -> anyhow::Result<(UserRecord, String)> {
+    let username = ward_domain::access::validate_username(username)?;
+    let password = auth::generate_password();
+    let user = UserRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: username.clone(),
+        display_name: username.clone(),
+        role,
+        sites: SiteScope::all(),
+        password_hash: auth::hash_password(&password)?,
+        must_change_password: true,
+        totp_secret: None,
+        totp_enabled: false,
+        totp_last_step: 0,
+        recovery_codes: Vec::new(),
+        break_glass,
+        disabled: false,
+        created_ms: clock.now_ms(),
+    };
+    let record = AuditRecord::new(
+        actor,
+        "user.create",
+        format!("user:{username}"),
+        Outcome::Success,
+        serde_json::json!({ "role": role.as_str(), "sites": [], "break_glass": break_glass, "one_time_password": true }),
+    );
+    store.create_user(&user, Audit::one(clock.now_ms(), record)).await.context("creating the admin account")?;
+    Ok((user, password))
+}
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    /// `https` or `http`.
+    pub scheme: &'static str,
+    pub ca_fingerprint: String,
+    pub ca_cert_pem: String,
+    pub state: AppState,
+    /// Set on first start: the first admin's username and one-time password.
+    pub initial_admin: Option<(String, String)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// Stops accepting connections and signs a last checkpoint.
+    pub async fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = checkpoint_now(&self.state).await;
+    }
+}
+
+/// Signs a checkpoint of the current log if it grew since the last one.
+pub async fn checkpoint_now(state: &AppState) -> anyhow::Result<Option<Checkpoint>> {
+    let now = state.now_ms();
+    let key = state.keys.audit_key.clone();
+    let sign = move |head: &ward_domain::audit::AuditHead| Checkpoint::sign(head, now, &key);
+    Ok(state.store.checkpoint(&sign).await?)
+}
+
+/// Starts the server with the system clock.
+pub async fn start(config: Config) -> anyhow::Result<Server> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// Starts the server: keys, store, first admin, listener and background tasks.
+pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    metrics_handle();
+    let keys = Keys::load_or_create(&config.data_dir)?;
+    let store = Arc::new(open_store(&config).await?);
+    let initial_admin = if config.initial_admin && store.count_users().await? == 0 {
+        let (user, password) = create_admin(store.as_ref(), clock.as_ref(), "admin", Role::Admin, false, "system").await?;
+        Some((user.username, password))
+    } else {
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let tls = match &config.tls {
+        TlsMode::Plaintext => None,
+        TlsMode::OwnCa { extra_names } => {
+            let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+            if !addr.ip().is_unspecified() && !names.contains(&addr.ip().to_string()) {
+                names.push(addr.ip().to_string());
+            }
+            names.extend(extra_names.iter().cloned());
+            let (chain, key) = keys.server_certificate(&config.data_dir, &names)?;
+            Some(serve::tls_config(&chain, &key)?)
+        }
+        TlsMode::Provided { cert, key } => {
+            let chain = std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let key = keys::read_private(key)?;
+            Some(serve::tls_config(&chain, &key)?)
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let ca_fingerprint = keys.ca_fingerprint.clone();
+    let ca_cert_pem = keys.ca_cert_pem.clone();
+    let state = AppState(Arc::new(Inner {
+        store: store.clone(),
+        clock,
+        config: config.clone(),
+        keys: Arc::new(keys),
+        throttle: Default::default(),
+    }));
+    let app = api::app(state.clone());
+    let serve_task = tokio::spawn(serve::serve(listener, tls, app));
+    let checkpoint_task = tokio::spawn(checkpointer(state.clone()));
+    Ok(Server { addr, scheme, ca_fingerprint, ca_cert_pem, state, initial_admin, tasks: vec![serve_task, checkpoint_task] })
+}
+
+/// Signs a checkpoint every `checkpoint_every` entries or once unsigned entries are
+/// `checkpoint_interval_ms` old, whichever comes first.
+async fn checkpointer(state: AppState) {
+    let mut last_size = match state.store.checkpoints().await {
+        Ok(list) => list.last().map(|c| c.tree_size).unwrap_or(0),
+        Err(_) => 0,
+    };
+    let mut pending_since: Option<i64> = None;
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        ticker.tick().await;
+        let size = match state.store.recorded_size().await {
+            Ok(Some(size)) => size,
+            _ => continue,
+        };
+        if size <= last_size {
+            pending_since = None;
+            continue;
+        }
+        let now = state.now_ms();
+        let since = *pending_since.get_or_insert(now);
+        let due = size - last_size >= state.config.audit.checkpoint_every
+            || now - since >= state.config.audit.checkpoint_interval_ms;
+        if due {
+            match checkpoint_now(&state).await {
+                Ok(checkpoint) => {
+                    last_size = checkpoint.map(|c| c.tree_size).unwrap_or(size);
+                    pending_since = None;
+                }
+                Err(err) => tracing::error!(error = %err, "signing an audit checkpoint failed"),
+            }
+        }
+    }
+}
+
+/// `ward server`: runs until Ctrl-C or SIGTERM.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args)?;
+    init_logging(config.log_format);
+    let server = start(config).await?;
+    tracing::info!(url = %server.url(), backend = server.state.store.backend(), "ward server listening");
+    eprintln!("Ward server listening on {}", server.url());
+    eprintln!("CA fingerprint (SHA-256): {}", server.ca_fingerprint);
+    if let Some((username, password)) = &server.initial_admin {
+        eprintln!();
+        eprintln!("First start: created the admin account. Its one-time password is shown only now:");
+        eprintln!("  username: {username}");
+        eprintln!("  password: {password}");
+        eprintln!(
+            "Log in with: ward login --server {} --ca-fingerprint {} --username {username}",
+            server.url(),
+            server.ca_fingerprint
+        );
+        eprintln!("and change the password when asked (ward users password).");
+    }
+    shutdown_signal().await;
+    eprintln!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

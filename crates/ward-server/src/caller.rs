@@ -1,0 +1,194 @@
+//! Who is calling: a session cookie or an API token, checked on every request (expiry, idle
+//! logoff, revocation, disabled accounts, read-only tokens, break-glass alerts).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use axum_extra::extract::CookieJar;
+use serde_json::json;
+use ward_domain::audit::{AuditRecord, Outcome};
+use ward_proto::{ErrorCode, SESSION_COOKIE, TOKEN_PREFIX};
+use ward_store::{TokenScope, UserRecord};
+
+use crate::auth::sha256_hex;
+use crate::error::ApiError;
+use crate::state::{AppState, ClientAddr};
+
+/// How the caller authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    Session { token_hash: String },
+    Token { id: String, scope: TokenScope },
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserRecord,
+    pub via: Via,
+    pub source: Option<String>,
+}
+
+impl Caller {
+    /// The audit actor: the user, and the token when one was used.
+    pub fn actor(&self) -> String {
+        match &self.via {
+            Via::Session { .. } => format!("user:{}", self.user.username),
+            Via::Token { id, .. } => format!("user:{} token:{id}", self.user.username),
+        }
+    }
+
+    /// An audit record by this caller.
+    pub fn record(&self, action: &str, target: &str, outcome: Outcome, details: serde_json::Value) -> AuditRecord {
+        AuditRecord::new(self.actor(), action, target, outcome, details).with_source(self.source.clone())
+    }
+}
+
+/// Source address of a request, for audit records and throttling.
+pub fn source_of(parts: &Parts) -> Option<String> {
+    parts.extensions.get::<ClientAddr>().map(|addr| addr.0.ip().to_string())
+}
+
+/// Paths an account that must change its password may still use.
+const PASSWORD_CHANGE_PATHS: [&str; 3] = ["/api/v1/auth/password", "/api/v1/auth/whoami", "/api/v1/auth/logout"];
+
+/// Splits `ward_<32 hex id>_<secret>`.
+pub fn parse_token(text: &str) -> Option<(&str, &str)> {
+    let rest = text.strip_prefix(TOKEN_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty() && secret.len() <= 128)
+        .then_some((id, secret))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let source = source_of(parts);
+        let now = state.now_ms();
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let caller = if let Some(bearer) = bearer {
+            from_token(state, bearer, source, now).await?
+        } else {
+            let jar = CookieJar::from_headers(&parts.headers);
+            let Some(cookie) = jar.get(SESSION_COOKIE) else {
+                return Err(ApiError::new(ErrorCode::Unauthenticated, "log in first (session cookie or bearer token)"));
+            };
+            let caller = from_session(state, cookie.value(), source, now).await?;
+            check_origin(parts)?;
+            caller
+        };
+
+        if caller.user.disabled {
+            return Err(ApiError::new(ErrorCode::AccountDisabled, "this account is disabled"));
+        }
+        let read_only = matches!(parts.method, Method::GET | Method::HEAD);
+        if let Via::Token { scope: TokenScope::Read, .. } = caller.via
+            && !read_only
+        {
+            return Err(state
+                .deny(&caller, ErrorCode::TokenScope, "auth.token_scope", parts.uri.path(), "this token is read-only")
+                .await);
+        }
+        if caller.user.break_glass {
+            let record = caller.record(
+                "alert.break_glass_use",
+                &format!("user:{}", caller.user.username),
+                Outcome::Alert,
+                json!({ "method": parts.method.as_str(), "path": parts.uri.path() }),
+            );
+            state.store.append(state.audit(record)).await?;
+        }
+        if caller.user.must_change_password && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path()) {
+            return Err(ApiError::forbidden(
+                "change this account's one-time password first (ward users password, or POST /api/v1/auth/password)",
+            ));
+        }
+        Ok(caller)
+    }
+}
+
+async fn from_token(state: &AppState, bearer: &str, source: Option<String>, now: i64) -> Result<Caller, ApiError> {
+    let reject = |reason: &str, token: &str| {
+        let record = AuditRecord::new("anonymous", "auth.token", token, Outcome::Failure, json!({ "reason": reason }))
+            .with_source(source.clone());
+        (record, ApiError::new(ErrorCode::TokenInvalid, format!("the API token is {reason}")))
+    };
+    let (record, error) = match parse_token(bearer) {
+        None => reject("malformed", "token:?"),
+        Some((id, secret)) => match state.store.token(id).await? {
+            None => reject("unknown", &format!("token:{id}")),
+            Some(token) if token.secret_hash != sha256_hex(secret.as_bytes()) => reject("unknown", &format!("token:{id}")),
+            Some(token) if token.revoked_ms.is_some() => reject("revoked", &format!("token:{id}")),
+            Some(token) if now >= token.expires_ms => reject("expired", &format!("token:{id}")),
+            Some(token) => {
+                let Some(user) = state.store.user_by_id(&token.user_id).await? else {
+                    return Err(ApiError::internal(format!("token {id} has no owner")));
+                };
+                state.store.touch_token(&token.id, now).await?;
+                return Ok(Caller { user, via: Via::Token { id: token.id, scope: token.scope }, source });
+            }
+        },
+    };
+    state.store.append(state.audit(record)).await?;
+    Err(error)
+}
+
+async fn from_session(state: &AppState, cookie: &str, source: Option<String>, now: i64) -> Result<Caller, ApiError> {
+    let token_hash = sha256_hex(cookie.as_bytes());
+    let Some(session) = state.store.session(&token_hash).await? else {
+        return Err(ApiError::new(ErrorCode::Unauthenticated, "no such session; log in again"));
+    };
+    let Some(user) = state.store.user_by_id(&session.user_id).await? else {
+        return Err(ApiError::internal("session without a user"));
+    };
+    let idle = now - session.last_seen_ms >= state.config.auth.idle_timeout_ms;
+    if idle || now >= session.expires_ms {
+        let reason = if idle { "idle timeout" } else { "maximum session length" };
+        let record = AuditRecord::new(
+            format!("user:{}", user.username),
+            "auth.session_expired",
+            format!("user:{}", user.username),
+            Outcome::Success,
+            json!({ "reason": reason }),
+        )
+        .with_source(source);
+        state.store.delete_session(&token_hash, state.audit(record)).await?;
+        return Err(ApiError::new(ErrorCode::SessionExpired, format!("the session ended ({reason}); log in again")));
+    }
+    state.store.touch_session(&token_hash, now).await?;
+    Ok(Caller { user, via: Via::Session { token_hash }, source })
+}
+
+/// Cookie-authenticated changes must come from the console's own origin (defence in depth beside
+/// SameSite=Strict): a cross-site `Origin` header is refused.
+fn check_origin(parts: &Parts) -> Result<(), ApiError> {
+    if matches!(parts.method, Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let same = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) == Some(host);
+    if same { Ok(()) } else { Err(ApiError::forbidden("cross-origin request refused")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_token;
+
+    #[test]
+    fn tokens_parse_strictly() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(parse_token(&format!("ward_{id}_secret")), Some((id, "secret")));
+        for bad in ["", "ward_", "ward_x_y", &format!("ward_{id}_"), &format!("wrd_{id}_s"), "ward_' OR 1=1 --_x"] {
+            assert_eq!(parse_token(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Server configuration: a TOML file, `WARD_*` environment variables and flags (in rising order of
+//! precedence), validated into a typed [`Config`]. A bad value names its key and why.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// `ward server` flags. Every flag also reads `WARD_<FLAG>`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServerArgs {
+    /// TOML config file (keys as in docs/configuration.md).
+    #[arg(long, env = "WARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for the API and console [default: 127.0.0.1:8443].
+    #[arg(long, env = "WARD_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for keys and the embedded SQLite database [default: ./ward-data].
+    #[arg(long, env = "WARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://...) instead of the embedded SQLite database.
+    #[arg(long, env = "WARD_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
+    /// Operator-provided TLS certificate chain (PEM) instead of one from Ward's own CA.
+    #[arg(long, env = "WARD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, env = "WARD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP. Only allowed when listening on a loopback address.
+    #[arg(long, env = "WARD_INSECURE_HTTP")]
+    pub insecure_http: bool,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "WARD_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Minutes without a request before a console session ends [default: 15].
+    #[arg(long, env = "WARD_IDLE_TIMEOUT_MINUTES")]
+    pub idle_timeout_minutes: Option<u64>,
+    /// Do not create the first admin account on first start (use `ward admin create`).
+    #[arg(long, env = "WARD_NO_INITIAL_ADMIN")]
+    pub no_initial_admin: bool,
+}
+
+/// The config file's shape. Unknown keys are errors, so a typo is never silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    version: Option<u32>,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database: Option<String>,
+    /// Read the database URL from this file (it may hold a password); refused if others can read it.
+    database_file: Option<PathBuf>,
+    insecure_http: Option<bool>,
+    log_format: Option<String>,
+    initial_admin: Option<bool>,
+    #[serde(default)]
+    tls: FileTls,
+    #[serde(default)]
+    auth: FileAuth,
+    #[serde(default)]
+    audit: FileAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    /// Extra DNS names or IPs for the certificate Ward issues itself.
+    #[serde(default)]
+    names: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    idle_timeout_minutes: Option<u64>,
+    session_max_hours: Option<u64>,
+    max_failed_logins: Option<u32>,
+    max_failed_logins_per_address: Option<u32>,
+    lockout_minutes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAudit {
+    checkpoint_every: Option<u64>,
+    checkpoint_minutes: Option<u64>,
+}
+
+/// Where the server's TLS identity comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// A certificate issued by Ward's own CA for these extra names (plus localhost and the listen IP).
+    OwnCa { extra_names: Vec<String> },
+    /// The operator's certificate chain and key.
+    Provided { cert: PathBuf, key: PathBuf },
+    /// No TLS (loopback only).
+    Plaintext,
+}
+
+/// Login and session rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub idle_timeout_ms: i64,
+    pub session_max_ms: i64,
+    pub max_failed_logins: u32,
+    pub max_failed_logins_per_address: u32,
+    pub lockout_ms: i64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_ms: 15 * 60_000,
+            session_max_ms: 12 * 3_600_000,
+            max_failed_logins: 5,
+            max_failed_logins_per_address: 20,
+            lockout_ms: 15 * 60_000,
+        }
+    }
+}
+
+/// Audit checkpoint cadence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Sign a checkpoint after this many new entries.
+    pub checkpoint_every: u64,
+    /// ...or after this long with unsigned entries.
+    pub checkpoint_interval_ms: i64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { checkpoint_every: 1000, checkpoint_interval_ms: 5 * 60_000 }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None` means the embedded SQLite database in `data_dir`.
+    pub database: Option<String>,
+    pub tls: TlsMode,
+    pub log_format: LogFormat,
+    pub initial_admin: bool,
+    pub auth: AuthConfig,
+    pub audit: AuditConfig,
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), reason: reason.into() }
+}
+
+impl Config {
+    /// A config for tests and embedding: loopback on an ephemeral port, Ward's own CA.
+    pub fn for_data_dir(data_dir: &Path) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_owned(),
+            database: None,
+            tls: TlsMode::OwnCa { extra_names: Vec::new() },
+            log_format: LogFormat::Text,
+            initial_admin: true,
+            auth: AuthConfig::default(),
+            audit: AuditConfig::default(),
+        }
+    }
+
+    /// Merges file, environment (already folded into `args` by clap) and flags, then validates.
+    pub fn load(args: &ServerArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|err| invalid("config", format!("cannot read {}: {err}", path.display())))?;
+                parse_file(&text)?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(args, file)
+    }
+
+    fn merge(args: &ServerArgs, file: FileConfig) -> Result<Self, ConfigError> {
+        if let Some(version) = file.version
+            && version != 1
+        {
+            return Err(invalid("version", format!("this server reads version 1, the file says {version}")));
+        }
+        let listen_text = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8443".into());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid("listen", format!("{listen_text:?} is not an IP:port address")))?;
+        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./ward-data"));
+        if data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        let database = match (args.database.clone().or(file.database), file.database_file) {
+            (Some(url), _) => Some(url),
+            (None, Some(path)) => Some(read_secret_file("database_file", &path)?),
+            (None, None) => None,
+        };
+        if let Some(url) = &database
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database",
+                "must be a postgres:// URL (leave it out for the embedded SQLite database)",
+            ));
+        }
+        let insecure_http = args.insecure_http || file.insecure_http.unwrap_or(false);
+        let cert = args.tls_cert.clone().or(file.tls.cert);
+        let key = args.tls_key.clone().or(file.tls.key);
+        let tls = match (insecure_http, cert, key) {
+            (true, None, None) => {
+                if !listen.ip().is_loopback() {
+                    return Err(invalid(
+                        "insecure_http",
+                        format!("plain HTTP is only allowed on a loopback address, not {}", listen.ip()),
+                    ));
+                }
+                TlsMode::Plaintext
+            }
+            (true, _, _) => return Err(invalid("insecure_http", "cannot be combined with tls.cert/tls.key")),
+            (false, Some(cert), Some(key)) => TlsMode::Provided { cert, key },
+            (false, Some(_), None) => return Err(invalid("tls.key", "tls.cert was given without its key")),
+            (false, None, Some(_)) => return Err(invalid("tls.cert", "tls.key was given without its certificate")),
+            (false, None, None) => {
+                for name in &file.tls.names {
+                    if name.is_empty() || name.len() > 253 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                        return Err(invalid("tls.names", format!("{name:?} is not a DNS name or IP address")));
+                    }
+                }
+                TlsMode::OwnCa { extra_names: file.tls.names }
+            }
+        };
+        let log_format = match args.log_format.clone().or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(invalid("log_format", format!("must be text or json, not {other:?}"))),
+        };
+        let defaults = AuthConfig::default();
+        let idle_minutes = args.idle_timeout_minutes.or(file.auth.idle_timeout_minutes).unwrap_or(15);
+        if !(1..=24 * 60).contains(&idle_minutes) {
+            return Err(invalid("auth.idle_timeout_minutes", "must be between 1 and 1440"));
+        }
+        let max_hours = file.auth.session_max_hours.unwrap_or(12);
+        if !(1..=7 * 24).contains(&max_hours) {
+            return Err(invalid("auth.session_max_hours", "must be between 1 and 168"));
+        }
+        let max_failed = file.auth.max_failed_logins.unwrap_or(defaults.max_failed_logins);
+        let max_failed_addr =
+            file.auth.max_failed_logins_per_address.unwrap_or(defaults.max_failed_logins_per_address);
+        if max_failed == 0 || max_failed_addr == 0 {
+            return Err(invalid("auth.max_failed_logins", "must be at least 1"));
+        }
+        let lockout = file.auth.lockout_minutes.unwrap_or(15);
+        if !(1..=24 * 60).contains(&lockout) {
+            return Err(invalid("auth.lockout_minutes", "must be between 1 and 1440"));
+        }
+        let checkpoint_every = file.audit.checkpoint_every.unwrap_or(1000);
+        if checkpoint_every == 0 {
+            return Err(invalid("audit.checkpoint_every", "must be at least 1"));
+        }
+        let checkpoint_minutes = file.audit.checkpoint_minutes.unwrap_or(5);
+        if !(1..=24 * 60).contains(&checkpoint_minutes) {
+            return Err(invalid("audit.checkpoint_minutes", "must be between 1 and 1440"));
+        }
+        Ok(Self {
+            listen,
+            data_dir,
+            database,
+            tls,
+            log_format,
+            initial_admin: !args.no_initial_admin && file.initial_admin.unwrap_or(true),
+            auth: AuthConfig {
+                idle_timeout_ms: idle_minutes as i64 * 60_000,
+                session_max_ms: max_hours as i64 * 3_600_000,
+                max_failed_logins: max_failed,
+                max_failed_logins_per_address: max_failed_addr,
+                lockout_ms: lockout as i64 * 60_000,
+            },
+            audit: AuditConfig {
+                checkpoint_every,
+                checkpoint_interval_ms: checkpoint_minutes as i64 * 60_000,
+            },
+        })
+    }
+
+    /// The database URL to open: the configured one, or the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(url) => url.clone(),
+            None => ward_store_sql::sqlite_url_for(&self.data_dir.join("ward.db")),
+        }
+    }
+}
+
+fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|err| {
+        // toml's message names the key and line; keep it whole.
+        invalid("config", err.to_string().trim().replace('\n', " "))
+    })
+}
+
+/// Reads a secret from a file, refusing one that group or others can read.
+pub fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|err| invalid(key, format!("cannot read {}: {err}", path.display())))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(invalid(
+            key,
+            format!("{} is readable by group or others (mode {mode:o}); run chmod 600 on it", path.display()),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|err| invalid(key, format!("cannot read {}: {err}", path.display())))?;
+    Ok(text.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: ServerArgs, file: &str) -> Result<Config, ConfigError> {
+        Config::merge(&args, parse_file(file)?)
+    }
+
+    #[test]
+    fn defaults_need_no_config() {
+        let config = load(ServerArgs::default(), "").unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(config.tls, TlsMode::OwnCa { extra_names: vec![] });
+        assert!(config.database_url().starts_with("sqlite://"));
+        assert_eq!(config.auth.idle_timeout_ms, 15 * 60_000);
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let args = ServerArgs { listen: Some("127.0.0.1:9000".into()), ..Default::default() };
+        let config = load(args, "listen = \"127.0.0.1:7000\"\nversion = 1").unwrap();
+        assert_eq!(config.listen.port(), 9000);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (ServerArgs { listen: Some("nonsense".into()), ..Default::default() }, "", "listen"),
+            (ServerArgs::default(), "listne = \"x\"", "config"),
+            (ServerArgs::default(), "version = 2", "version"),
+            (ServerArgs::default(), "database = \"mysql://x\"", "database"),
+            (ServerArgs::default(), "log_format = \"xml\"", "log_format"),
+            (ServerArgs::default(), "[auth]\nidle_timeout_minutes = 0", "auth.idle_timeout_minutes"),
+            (ServerArgs::default(), "[audit]\ncheckpoint_every = 0", "audit.checkpoint_every"),
+            (ServerArgs::default(), "[tls]\ncert = \"a.pem\"", "tls.key"),
+            (ServerArgs::default(), "listen = 5", "config"),
+            (
+                ServerArgs { listen: Some("0.0.0.0:8443".into()), insecure_http: true, ..Default::default() },
+                "",
+                "insecure_http",
+            ),
+        ];
+        for (args, file, key) in cases {
+            let err = load(args, file).unwrap_err();
+            assert_eq!(err.key, key, "{file:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn plaintext_on_loopback_is_allowed() {
+        let args = ServerArgs { listen: Some("127.0.0.1:8080".into()), insecure_http: true, ..Default::default() };
+        assert_eq!(load(args, "").unwrap().tls, TlsMode::Plaintext);
+    }
+
+    #[test]
+    fn world_readable_secret_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db-url");
+        std::fs::write(&path, "postgres://x\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_secret_file("database_file", &path).unwrap_err().key, "database_file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_secret_file("database_file", &path).unwrap(), "postgres://x");
+    }
+}

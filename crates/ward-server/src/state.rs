@@ -1,0 +1,114 @@
+//! Shared server state handed to every handler, and the helpers that tie authorization to the
+//! audit log (a refusal is recorded before it is returned).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ward_domain::access::Permission;
+use ward_domain::audit::{AuditRecord, Outcome};
+use ward_domain::clock::Clock;
+use ward_domain::site::SiteSlug;
+use ward_proto::ErrorCode;
+use ward_store::{Audit, Store};
+
+use crate::auth::Throttle;
+use crate::caller::Caller;
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::keys::Keys;
+
+/// The system clock; the one production implementation of [`Clock`].
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    }
+}
+
+/// The peer address of the connection a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Config,
+    pub keys: Arc<Keys>,
+    pub throttle: Throttle,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// One audit record stamped now.
+    pub fn audit(&self, record: AuditRecord) -> Audit {
+        Audit::one(self.now_ms(), record)
+    }
+
+    /// Records a refusal and returns the error to send.
+    pub async fn deny(&self, caller: &Caller, code: ErrorCode, action: &str, target: &str, reason: &str) -> ApiError {
+        let record = caller.record(
+            action,
+            target,
+            Outcome::Denied,
+            serde_json::json!({ "reason": reason, "role": caller.user.role.as_str() }),
+        );
+        if let Err(err) = self.store.append(self.audit(record)).await {
+            return err.into();
+        }
+        ApiError::new(code, reason)
+    }
+
+    /// Requires the caller's role to allow `permission`; refusals are audited.
+    pub async fn authorize(&self, caller: &Caller, permission: Permission, action: &str, target: &str) -> ApiResult<()> {
+        if caller.user.role.allows(permission) {
+            return Ok(());
+        }
+        let reason = format!("the {} role may not do {action}", caller.user.role);
+        Err(self.deny(caller, ErrorCode::Forbidden, action, target, &reason).await)
+    }
+
+    /// Requires the caller's site scope to cover `site`; refusals are audited.
+    pub async fn authorize_site(&self, caller: &Caller, site: &SiteSlug, action: &str, target: &str) -> ApiResult<()> {
+        if caller.user.sites.covers(site) {
+            return Ok(());
+        }
+        let reason = format!("site {site} is outside this account's sites");
+        Err(self.deny(caller, ErrorCode::ForbiddenSite, action, target, &reason).await)
+    }
+}
+
+/// Formats Unix milliseconds as RFC 3339 (UTC, millisecond precision).
+pub fn rfc3339(ms: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_format_as_rfc3339() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::rfc3339(1_790_000_000_123), "2026-09-21T14:13:20.123Z");
+    }
+}
