@@ -50,7 +50,8 @@ pub fn source_of(parts: &Parts) -> Option<String> {
 }
 
 /// Paths an account that must change its password may still use.
-const PASSWORD_CHANGE_PATHS: [&str; 3] = ["/api/v1/auth/password", "/api/v1/auth/whoami", "/api/v1/auth/logout"];
+/// (Relative to the API prefix, which the nested router strips.)
+const PASSWORD_CHANGE_PATHS: [&str; 3] = ["/auth/password", "/auth/whoami", "/auth/logout"];
 
 /// Splits `ward_<32 hex id>_<secret>`.
 pub fn parse_token(text: &str) -> Option<(&str, &str)> {
@@ -104,7 +105,7 @@ impl FromRequestParts<AppState> for Caller {
             );
             state.store.append(state.audit(record)).await?;
         }
-        if caller.user.must_change_password && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path()) {
+        if caller.user.must_change_password && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path().trim_start_matches(ward_proto::API_PREFIX)) {
             return Err(ApiError::forbidden(
                 "change this account's one-time password first (ward users password, or POST /api/v1/auth/password)",
             ));

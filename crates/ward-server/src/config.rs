@@ -151,6 +151,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `None` means the embedded SQLite database in `data_dir`.
     pub database: Option<String>,
+    /// PostgreSQL schema to use (tests give each run its own; not a file or flag option).
+    pub database_schema: Option<String>,
     pub tls: TlsMode,
     pub log_format: LogFormat,
     pub initial_admin: bool,
@@ -177,6 +179,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_owned(),
             database: None,
+            database_schema: None,
             tls: TlsMode::OwnCa { extra_names: Vec::new() },
             log_format: LogFormat::Text,
             initial_admin: true,
@@ -287,6 +290,7 @@ impl Config {
             listen,
             data_dir,
             database,
+            database_schema: None,
             tls,
             log_format,
             initial_admin: !args.no_initial_admin && file.initial_admin.unwrap_or(true),

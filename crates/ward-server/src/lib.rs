@@ -48,7 +48,8 @@ pub fn init_logging(format: LogFormat) {
 pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    SqlStore::connect(&config.database_url(), ConnectOptions::default()).await.context("opening the database")
+    let options = ConnectOptions { schema: config.database_schema.clone(), ..Default::default() };
+    SqlStore::connect(&config.database_url(), options).await.context("opening the database")
 }
 
 /// A new admin account with a generated one-time password, written with its audit entry.
