@@ -25,7 +25,13 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Admin, Role::Security, Role::Operator, Role::Helpdesk, Role::Auditor];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Security,
+        Role::Operator,
+        Role::Helpdesk,
+        Role::Auditor,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,10 +48,16 @@ impl Role {
         use Permission::*;
         match self {
             Role::Admin => true,
-            Role::Security => matches!(permission, ViewSites | ViewUsers | ViewAudit | ManageOwnCredentials),
+            Role::Security => matches!(
+                permission,
+                ViewSites | ViewUsers | ViewAudit | ManageOwnCredentials
+            ),
             Role::Operator => matches!(permission, ViewSites | ManageSites | ManageOwnCredentials),
             Role::Helpdesk => matches!(permission, ViewSites | ManageOwnCredentials),
-            Role::Auditor => matches!(permission, ViewSites | ViewUsers | ViewAudit | ManageOwnCredentials),
+            Role::Auditor => matches!(
+                permission,
+                ViewSites | ViewUsers | ViewAudit | ManageOwnCredentials
+            ),
         }
     }
 }
@@ -62,7 +74,12 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|role| role.as_str() == text)
-            .ok_or_else(|| ValidationError::new("role", "must be one of admin, security, operator, helpdesk, auditor"))
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "role",
+                    "must be one of admin, security, operator, helpdesk, auditor",
+                )
+            })
     }
 }
 
@@ -120,7 +137,9 @@ impl SiteScope {
 /// A validated account name: 2–64 characters of `a-z`, `0-9`, `.`, `_`, `-`, starting with a letter.
 pub fn validate_username(name: &str) -> Result<String, ValidationError> {
     let ok_len = (2..=64).contains(&name.len());
-    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
     let ok_start = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
     if ok_len && ok_chars && ok_start {
         Ok(name.to_owned())

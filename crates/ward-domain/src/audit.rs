@@ -144,7 +144,12 @@ fn sort_keys(value: &serde_json::Value) -> serde_json::Value {
         serde_json::Value::Object(map) => {
             let mut entries: Vec<_> = map.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
-            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sort_keys(v))).collect())
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sort_keys(v)))
+                    .collect(),
+            )
         }
         serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(sort_keys).collect()),
         other => other.clone(),
@@ -166,12 +171,7 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// The canonical encoding that is hashed: a domain tag, then each field as a 4-byte big-endian
     /// length and its bytes, in a fixed order.
-    pub fn canonical_bytes(
-        seq: u64,
-        time_ms: i64,
-        record: &AuditRecord,
-        prev_hash: &Hash,
-    ) -> Vec<u8> {
+    pub fn canonical_bytes(seq: u64, time_ms: i64, record: &AuditRecord, prev_hash: &Hash) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + record.details.len());
         let mut field = |bytes: &[u8]| {
             out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -192,7 +192,12 @@ impl AuditEntry {
 
     /// Recomputes this entry's hash from its fields.
     pub fn compute_hash(&self) -> Hash {
-        leaf_hash(&Self::canonical_bytes(self.seq, self.time_ms, &self.record, &self.prev_hash))
+        leaf_hash(&Self::canonical_bytes(
+            self.seq,
+            self.time_ms,
+            &self.record,
+            &self.prev_hash,
+        ))
     }
 }
 
@@ -208,7 +213,10 @@ pub struct AuditHead {
 impl AuditHead {
     /// The head of an empty log.
     pub fn empty() -> Self {
-        Self { frontier: Frontier::new(), head_hash: GENESIS_HASH }
+        Self {
+            frontier: Frontier::new(),
+            head_hash: GENESIS_HASH,
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -222,7 +230,13 @@ impl AuditHead {
         let hash = leaf_hash(&AuditEntry::canonical_bytes(seq, time_ms, &record, &prev_hash));
         self.frontier.push(hash);
         self.head_hash = hash;
-        AuditEntry { seq, time_ms, record, prev_hash, hash }
+        AuditEntry {
+            seq,
+            time_ms,
+            record,
+            prev_hash,
+            hash,
+        }
     }
 }
 
@@ -256,7 +270,13 @@ impl Checkpoint {
         let tree_size = head.size();
         let root = head.frontier.root();
         let signature = key.sign(&Self::message(tree_size, &root, &head.head_hash, time_ms));
-        Self { tree_size, root, head_hash: head.head_hash, time_ms, signature: signature.to_bytes().to_vec() }
+        Self {
+            tree_size,
+            root,
+            head_hash: head.head_hash,
+            time_ms,
+            signature: signature.to_bytes().to_vec(),
+        }
     }
 
     /// Whether the signature is valid under `key`.
@@ -264,8 +284,11 @@ impl Checkpoint {
         let Ok(signature) = Signature::from_slice(&self.signature) else {
             return false;
         };
-        key.verify(&Self::message(self.tree_size, &self.root, &self.head_hash, self.time_ms), &signature)
-            .is_ok()
+        key.verify(
+            &Self::message(self.tree_size, &self.root, &self.head_hash, self.time_ms),
+            &signature,
+        )
+        .is_ok()
     }
 }
 
@@ -361,7 +384,11 @@ impl Verifier {
             failure,
         };
         // A checkpoint of size 0 says nothing; skip those.
-        while verifier.checkpoints.get(verifier.next_checkpoint).is_some_and(|c| c.tree_size == 0) {
+        while verifier
+            .checkpoints
+            .get(verifier.next_checkpoint)
+            .is_some_and(|c| c.tree_size == 0)
+        {
             verifier.next_checkpoint += 1;
         }
         verifier
@@ -387,7 +414,10 @@ impl Verifier {
             let (kind, detail) = if entry.seq > expected {
                 (
                     FailureKind::EntryMissing,
-                    format!("expected entry {expected}, found entry {} next (deleted)", entry.seq),
+                    format!(
+                        "expected entry {expected}, found entry {} next (deleted)",
+                        entry.seq
+                    ),
                 )
             } else {
                 (
@@ -395,7 +425,11 @@ impl Verifier {
                     format!("entry {} appears again after entry {}", entry.seq, expected - 1),
                 )
             };
-            self.failure = Some(Failure { seq: expected, kind, detail });
+            self.failure = Some(Failure {
+                seq: expected,
+                kind,
+                detail,
+            });
             return;
         }
         if entry.compute_hash() != entry.hash {
@@ -496,7 +530,7 @@ mod tests {
                 serde_json::json!({"b": 1, "a": i}),
             );
             entries.push(head.append(1_000 + i as i64, record));
-            if head.size() % checkpoint_every == 0 {
+            if head.size().is_multiple_of(checkpoint_every) {
                 checkpoints.push(Checkpoint::sign(&head, 2_000, &key()));
             }
         }
@@ -522,14 +556,26 @@ mod tests {
 
     #[test]
     fn details_are_canonical() {
-        let record = AuditRecord::new("a", "b", "c", Outcome::Success, serde_json::json!({"z": 1, "a": {"y": 2, "b": 3}}));
+        let record = AuditRecord::new(
+            "a",
+            "b",
+            "c",
+            Outcome::Success,
+            serde_json::json!({"z": 1, "a": {"y": 2, "b": 3}}),
+        );
         assert_eq!(record.details, r#"{"a":{"b":3,"y":2},"z":1}"#);
     }
 
     #[test]
     fn nul_is_replaced_so_any_store_can_hold_it() {
-        let record = AuditRecord::new("a\0b", "x", "t", Outcome::Failure, serde_json::json!({"u": "a\0"}))
-            .with_source(Some("\0".into()));
+        let record = AuditRecord::new(
+            "a\0b",
+            "x",
+            "t",
+            Outcome::Failure,
+            serde_json::json!({"u": "a\0"}),
+        )
+        .with_source(Some("\0".into()));
         assert_eq!(record.actor, "a\u{FFFD}b");
         assert_eq!(record.source.as_deref(), Some("\u{FFFD}"));
         assert_eq!(record.details, r#"{"u":"a\u0000"}"#);
@@ -537,7 +583,13 @@ mod tests {
 
     #[test]
     fn long_fields_are_bounded() {
-        let record = AuditRecord::new("é".repeat(500), "x", "t", Outcome::Success, serde_json::json!({"big": "x".repeat(MAX_DETAILS)}));
+        let record = AuditRecord::new(
+            "é".repeat(500),
+            "x",
+            "t",
+            Outcome::Success,
+            serde_json::json!({"big": "x".repeat(MAX_DETAILS)}),
+        );
         assert!(record.actor.len() <= MAX_ACTOR);
         assert!(record.details.contains("truncated"));
     }
@@ -574,7 +626,9 @@ mod tests {
     fn truncated_log_is_named() {
         let (mut entries, checkpoints, head) = build(25, 10);
         entries.truncate(21);
-        let failure = verify(&entries, checkpoints.clone(), head.size()).failure.unwrap();
+        let failure = verify(&entries, checkpoints.clone(), head.size())
+            .failure
+            .unwrap();
         assert_eq!((failure.seq, failure.kind), (22, FailureKind::Truncated));
         // Even if the head record were rolled back too, the checkpoint at 20 catches a cut below it.
         entries.truncate(15);

@@ -46,7 +46,9 @@ impl Entropy for CountingEntropy {
     fn fill(&self, buf: &mut [u8]) {
         let mut counter = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for byte in buf.iter_mut() {
-            *counter = counter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *counter = counter
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             *byte = (*counter >> 33) as u8;
         }
     }

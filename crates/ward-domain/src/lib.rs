@@ -18,7 +18,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self { field, reason: reason.into() }
+        Self {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 

@@ -81,7 +81,7 @@ impl Frontier {
 
     /// Rebuilds a frontier from [`Frontier::to_bytes`] and the tree size; `None` if they disagree.
     pub fn from_bytes(size: u64, bytes: &[u8]) -> Option<Self> {
-        if bytes.len() % 32 != 0 || bytes.len() / 32 != size.count_ones() as usize {
+        if !bytes.len().is_multiple_of(32) || bytes.len() / 32 != size.count_ones() as usize {
             return None;
         }
         let subtrees = bytes
@@ -166,7 +166,9 @@ mod tests {
     use super::*;
 
     fn leaves(n: usize) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash(format!("entry {i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(format!("entry {i}").as_bytes()))
+            .collect()
     }
 
     #[test]
@@ -199,7 +201,10 @@ mod tests {
             let root = root_of(&all);
             for i in 0..n {
                 let proof = inclusion_proof(&all, i);
-                assert!(verify_inclusion(&all[i], i as u64, n as u64, &proof, &root), "n={n} i={i}");
+                assert!(
+                    verify_inclusion(&all[i], i as u64, n as u64, &proof, &root),
+                    "n={n} i={i}"
+                );
                 let other = leaf_hash(b"forged");
                 assert!(!verify_inclusion(&other, i as u64, n as u64, &proof, &root));
             }

@@ -15,7 +15,8 @@ pub struct SiteSlug(String);
 
 impl SiteSlug {
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
-        let invalid = |why: &str| ValidationError::new("slug", format!("{why} (got {:?})", truncate_for_message(text)));
+        let invalid =
+            |why: &str| ValidationError::new("slug", format!("{why} (got {:?})", truncate_for_message(text)));
         let segments: Vec<&str> = text.split('/').collect();
         if segments.len() > 2 {
             return Err(invalid("a site slug has at most two segments, hospital/ward"));
@@ -24,7 +25,10 @@ impl SiteSlug {
             if segment.is_empty() || segment.len() > 48 {
                 return Err(invalid("each segment must be 1 to 48 characters"));
             }
-            if !segment.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            if !segment
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
                 return Err(invalid("only a-z, 0-9 and - are allowed"));
             }
             if segment.starts_with('-') || segment.ends_with('-') {
@@ -48,16 +52,26 @@ impl SiteSlug {
 
     /// The parent hospital of a ward, `None` for a hospital.
     pub fn parent(&self) -> Option<SiteSlug> {
-        self.0.split_once('/').map(|(hospital, _)| SiteSlug(hospital.to_owned()))
+        self.0
+            .split_once('/')
+            .map(|(hospital, _)| SiteSlug(hospital.to_owned()))
     }
 
     /// Whether `other` is this site or lies beneath it.
     pub fn contains(&self, other: &SiteSlug) -> bool {
-        other.0 == self.0 || other.0.strip_prefix(&self.0).is_some_and(|rest| rest.starts_with('/'))
+        other.0 == self.0
+            || other
+                .0
+                .strip_prefix(&self.0)
+                .is_some_and(|rest| rest.starts_with('/'))
     }
 
     pub fn kind(&self) -> SiteKind {
-        if self.0.contains('/') { SiteKind::Ward } else { SiteKind::Hospital }
+        if self.0.contains('/') {
+            SiteKind::Ward
+        } else {
+            SiteKind::Hospital
+        }
     }
 }
 
@@ -132,7 +146,17 @@ mod tests {
 
     #[test]
     fn bad_slugs_are_refused_with_reasons() {
-        for bad in ["", "A", "a/b/c", "-a", "a-", "a b", "a/", "x'; DROP TABLE sites;--", "ü"] {
+        for bad in [
+            "",
+            "A",
+            "a/b/c",
+            "-a",
+            "a-",
+            "a b",
+            "a/",
+            "x'; DROP TABLE sites;--",
+            "ü",
+        ] {
             let err = SiteSlug::parse(bad).unwrap_err();
             assert_eq!(err.field, "slug", "{bad}");
         }

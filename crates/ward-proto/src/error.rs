@@ -81,7 +81,10 @@ impl ErrorCode {
             | ErrorCode::SessionExpired
             | ErrorCode::TokenInvalid => 401,
             ErrorCode::LoginThrottled => 429,
-            ErrorCode::Forbidden | ErrorCode::ForbiddenSite | ErrorCode::TokenScope | ErrorCode::AccountDisabled => 403,
+            ErrorCode::Forbidden
+            | ErrorCode::ForbiddenSite
+            | ErrorCode::TokenScope
+            | ErrorCode::AccountDisabled => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::InvalidInput => 422,
@@ -113,8 +116,15 @@ mod tests {
 
     #[test]
     fn wire_names_match_serde() {
-        for code in [ErrorCode::MfaRequired, ErrorCode::ForbiddenSite, ErrorCode::PayloadTooLarge] {
-            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(code.as_str()));
+        for code in [
+            ErrorCode::MfaRequired,
+            ErrorCode::ForbiddenSite,
+            ErrorCode::PayloadTooLarge,
+        ] {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::json!(code.as_str())
+            );
         }
     }
 }

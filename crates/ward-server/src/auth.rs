@@ -26,7 +26,9 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 
 /// Checks a password against a stored hash; a malformed hash never verifies.
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
 }
 
 /// A hash to verify against when the user does not exist, so unknown and known usernames take
@@ -55,7 +57,10 @@ fn random_chars(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     rand::fill(&mut bytes[..]);
     // 256 is a multiple of the alphabet's 32 characters, so there is no modulo bias.
-    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// A one-time password for a new account: 4 groups of 5 (about 100 bits).
@@ -65,14 +70,22 @@ pub fn generate_password() -> String {
 
 /// Ten recovery codes, returned in the clear (shown once) and as SHA-256 hex (stored).
 pub fn recovery_codes() -> (Vec<String>, Vec<String>) {
-    let plain: Vec<String> = (0..10).map(|_| format!("{}-{}", random_chars(5), random_chars(5))).collect();
-    let hashed = plain.iter().map(|code| sha256_hex(normalise_code(code).as_bytes())).collect();
+    let plain: Vec<String> = (0..10)
+        .map(|_| format!("{}-{}", random_chars(5), random_chars(5)))
+        .collect();
+    let hashed = plain
+        .iter()
+        .map(|code| sha256_hex(normalise_code(code).as_bytes()))
+        .collect();
     (plain, hashed)
 }
 
 /// Recovery codes are compared without dashes, spaces or case.
 pub fn normalise_code(code: &str) -> String {
-    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
 /// A fresh 160-bit TOTP secret.
@@ -104,7 +117,9 @@ fn totp_code(secret: &[u8], step: i64) -> Option<String> {
         .with_digits(TOTP_DIGITS as u8)
         .with_step_duration(TOTP_STEP_SECONDS as u64)
         .build_noncompliant();
-    u64::try_from(step * TOTP_STEP_SECONDS).ok().map(|t| totp.generate(t).to_string())
+    u64::try_from(step * TOTP_STEP_SECONDS)
+        .ok()
+        .map(|t| totp.generate(t).to_string())
 }
 
 /// The code an authenticator shows at `now_ms` (for tests and the simulator).
@@ -122,7 +137,10 @@ pub fn totp_check(secret: &[u8], code: &str, now_ms: i64, last_step: i64) -> Opt
     let current = now_ms / 1000 / TOTP_STEP_SECONDS;
     (current - 1..=current + 1)
         .filter(|step| *step > last_step)
-        .find(|step| totp_code(secret, *step).is_some_and(|expected| constant_time_eq(expected.as_bytes(), code.as_bytes())))
+        .find(|step| {
+            totp_code(secret, *step)
+                .is_some_and(|expected| constant_time_eq(expected.as_bytes(), code.as_bytes()))
+        })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -157,8 +175,11 @@ impl Throttle {
             times.len()
         };
         let by_account = state.accounts.get_mut(account).map(recent).unwrap_or(0);
-        let by_address = address.and_then(|a| state.addresses.get_mut(&a).map(recent)).unwrap_or(0);
-        by_account >= rules.max_failed_logins as usize || by_address >= rules.max_failed_logins_per_address as usize
+        let by_address = address
+            .and_then(|a| state.addresses.get_mut(&a).map(recent))
+            .unwrap_or(0);
+        by_account >= rules.max_failed_logins as usize
+            || by_address >= rules.max_failed_logins_per_address as usize
     }
 
     /// Counts a failed attempt.
@@ -203,7 +224,10 @@ mod tests {
         let code = totp_now(&secret, now);
         let step = totp_check(&secret, &code, now, 0).expect("current code");
         assert_eq!(totp_check(&secret, &code, now, step), None, "replay refused");
-        assert!(totp_check(&secret, &code, now + 30_000, 0).is_some(), "one step of drift");
+        assert!(
+            totp_check(&secret, &code, now + 30_000, 0).is_some(),
+            "one step of drift"
+        );
         assert_eq!(totp_check(&secret, &code, now + 120_000, 0), None, "too old");
         for bad in ["", "12345", "abcdef", "1234567", "123 456"] {
             assert_eq!(totp_check(&secret, bad, now, 0), None, "{bad}");
@@ -212,14 +236,21 @@ mod tests {
 
     #[test]
     fn throttle_locks_then_releases() {
-        let rules = AuthConfig { max_failed_logins: 2, lockout_ms: 1000, ..AuthConfig::default() };
+        let rules = AuthConfig {
+            max_failed_logins: 2,
+            lockout_ms: 1000,
+            ..AuthConfig::default()
+        };
         let throttle = Throttle::default();
         let addr: Option<IpAddr> = Some([127, 0, 0, 1].into());
         assert!(!throttle.blocked(&rules, "a", addr, 0));
         throttle.fail("a", addr, 0);
         throttle.fail("a", addr, 10);
         assert!(throttle.blocked(&rules, "a", addr, 20));
-        assert!(!throttle.blocked(&rules, "b", None, 20), "other accounts unaffected");
+        assert!(
+            !throttle.blocked(&rules, "b", None, 20),
+            "other accounts unaffected"
+        );
         assert!(!throttle.blocked(&rules, "a", addr, 1011), "window passed");
     }
 
@@ -228,7 +259,10 @@ mod tests {
         assert_eq!(generate_password().len(), 23);
         let (plain, hashed) = recovery_codes();
         assert_eq!(plain.len(), 10);
-        assert_eq!(hashed[0], sha256_hex(normalise_code(&plain[0].to_uppercase()).as_bytes()));
+        assert_eq!(
+            hashed[0],
+            sha256_hex(normalise_code(&plain[0].to_uppercase()).as_bytes())
+        );
         assert!(otpauth_url("alice", &[1; 20]).starts_with("otpauth://totp/Ward:alice?secret="));
     }
 }

@@ -39,14 +39,23 @@ impl Caller {
     }
 
     /// An audit record by this caller.
-    pub fn record(&self, action: &str, target: &str, outcome: Outcome, details: serde_json::Value) -> AuditRecord {
+    pub fn record(
+        &self,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+        details: serde_json::Value,
+    ) -> AuditRecord {
         AuditRecord::new(self.actor(), action, target, outcome, details).with_source(self.source.clone())
     }
 }
 
 /// Source address of a request, for audit records and throttling.
 pub fn source_of(parts: &Parts) -> Option<String> {
-    parts.extensions.get::<ClientAddr>().map(|addr| addr.0.ip().to_string())
+    parts
+        .extensions
+        .get::<ClientAddr>()
+        .map(|addr| addr.0.ip().to_string())
 }
 
 /// Paths an account that must change its password may still use.
@@ -78,7 +87,10 @@ impl FromRequestParts<AppState> for Caller {
         } else {
             let jar = CookieJar::from_headers(&parts.headers);
             let Some(cookie) = jar.get(SESSION_COOKIE) else {
-                return Err(ApiError::new(ErrorCode::Unauthenticated, "log in first (session cookie or bearer token)"));
+                return Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "log in first (session cookie or bearer token)",
+                ));
             };
             let caller = from_session(state, cookie.value(), source, now).await?;
             check_origin(parts)?;
@@ -86,14 +98,26 @@ impl FromRequestParts<AppState> for Caller {
         };
 
         if caller.user.disabled {
-            return Err(ApiError::new(ErrorCode::AccountDisabled, "this account is disabled"));
+            return Err(ApiError::new(
+                ErrorCode::AccountDisabled,
+                "this account is disabled",
+            ));
         }
         let read_only = matches!(parts.method, Method::GET | Method::HEAD);
-        if let Via::Token { scope: TokenScope::Read, .. } = caller.via
+        if let Via::Token {
+            scope: TokenScope::Read,
+            ..
+        } = caller.via
             && !read_only
         {
             return Err(state
-                .deny(&caller, ErrorCode::TokenScope, "auth.token_scope", parts.uri.path(), "this token is read-only")
+                .deny(
+                    &caller,
+                    ErrorCode::TokenScope,
+                    "auth.token_scope",
+                    parts.uri.path(),
+                    "this token is read-only",
+                )
                 .await);
         }
         if caller.user.break_glass {
@@ -105,7 +129,9 @@ impl FromRequestParts<AppState> for Caller {
             );
             state.store.append(state.audit(record)).await?;
         }
-        if caller.user.must_change_password && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path().trim_start_matches(ward_proto::API_PREFIX)) {
+        if caller.user.must_change_password
+            && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path().trim_start_matches(ward_proto::API_PREFIX))
+        {
             return Err(ApiError::forbidden(
                 "change this account's one-time password first (ward users password, or POST /api/v1/auth/password)",
             ));
@@ -114,17 +140,33 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-async fn from_token(state: &AppState, bearer: &str, source: Option<String>, now: i64) -> Result<Caller, ApiError> {
+async fn from_token(
+    state: &AppState,
+    bearer: &str,
+    source: Option<String>,
+    now: i64,
+) -> Result<Caller, ApiError> {
     let reject = |reason: &str, token: &str| {
-        let record = AuditRecord::new("anonymous", "auth.token", token, Outcome::Failure, json!({ "reason": reason }))
-            .with_source(source.clone());
-        (record, ApiError::new(ErrorCode::TokenInvalid, format!("the API token is {reason}")))
+        let record = AuditRecord::new(
+            "anonymous",
+            "auth.token",
+            token,
+            Outcome::Failure,
+            json!({ "reason": reason }),
+        )
+        .with_source(source.clone());
+        (
+            record,
+            ApiError::new(ErrorCode::TokenInvalid, format!("the API token is {reason}")),
+        )
     };
     let (record, error) = match parse_token(bearer) {
         None => reject("malformed", "token:?"),
         Some((id, secret)) => match state.store.token(id).await? {
             None => reject("unknown", &format!("token:{id}")),
-            Some(token) if token.secret_hash != sha256_hex(secret.as_bytes()) => reject("unknown", &format!("token:{id}")),
+            Some(token) if token.secret_hash != sha256_hex(secret.as_bytes()) => {
+                reject("unknown", &format!("token:{id}"))
+            }
             Some(token) if token.revoked_ms.is_some() => reject("revoked", &format!("token:{id}")),
             Some(token) if now >= token.expires_ms => reject("expired", &format!("token:{id}")),
             Some(token) => {
@@ -132,7 +174,14 @@ async fn from_token(state: &AppState, bearer: &str, source: Option<String>, now:
                     return Err(ApiError::internal(format!("token {id} has no owner")));
                 };
                 state.store.touch_token(&token.id, now).await?;
-                return Ok(Caller { user, via: Via::Token { id: token.id, scope: token.scope }, source });
+                return Ok(Caller {
+                    user,
+                    via: Via::Token {
+                        id: token.id,
+                        scope: token.scope,
+                    },
+                    source,
+                });
             }
         },
     };
@@ -140,17 +189,29 @@ async fn from_token(state: &AppState, bearer: &str, source: Option<String>, now:
     Err(error)
 }
 
-async fn from_session(state: &AppState, cookie: &str, source: Option<String>, now: i64) -> Result<Caller, ApiError> {
+async fn from_session(
+    state: &AppState,
+    cookie: &str,
+    source: Option<String>,
+    now: i64,
+) -> Result<Caller, ApiError> {
     let token_hash = sha256_hex(cookie.as_bytes());
     let Some(session) = state.store.session(&token_hash).await? else {
-        return Err(ApiError::new(ErrorCode::Unauthenticated, "no such session; log in again"));
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "no such session; log in again",
+        ));
     };
     let Some(user) = state.store.user_by_id(&session.user_id).await? else {
         return Err(ApiError::internal("session without a user"));
     };
     let idle = now - session.last_seen_ms >= state.config.auth.idle_timeout_ms;
     if idle || now >= session.expires_ms {
-        let reason = if idle { "idle timeout" } else { "maximum session length" };
+        let reason = if idle {
+            "idle timeout"
+        } else {
+            "maximum session length"
+        };
         let record = AuditRecord::new(
             format!("user:{}", user.username),
             "auth.session_expired",
@@ -159,11 +220,21 @@ async fn from_session(state: &AppState, cookie: &str, source: Option<String>, no
             json!({ "reason": reason }),
         )
         .with_source(source);
-        state.store.delete_session(&token_hash, state.audit(record)).await?;
-        return Err(ApiError::new(ErrorCode::SessionExpired, format!("the session ended ({reason}); log in again")));
+        state
+            .store
+            .delete_session(&token_hash, state.audit(record))
+            .await?;
+        return Err(ApiError::new(
+            ErrorCode::SessionExpired,
+            format!("the session ended ({reason}); log in again"),
+        ));
     }
     state.store.touch_session(&token_hash, now).await?;
-    Ok(Caller { user, via: Via::Session { token_hash }, source })
+    Ok(Caller {
+        user,
+        via: Via::Session { token_hash },
+        source,
+    })
 }
 
 /// Cookie-authenticated changes must come from the console's own origin (defence in depth beside
@@ -175,9 +246,20 @@ fn check_origin(parts: &Parts) -> Result<(), ApiError> {
     let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
-    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let same = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) == Some(host);
-    if same { Ok(()) } else { Err(ApiError::forbidden("cross-origin request refused")) }
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let same = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        == Some(host);
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("cross-origin request refused"))
+    }
 }
 
 #[cfg(test)]
@@ -188,7 +270,14 @@ mod tests {
     fn tokens_parse_strictly() {
         let id = "0123456789abcdef0123456789abcdef";
         assert_eq!(parse_token(&format!("ward_{id}_secret")), Some((id, "secret")));
-        for bad in ["", "ward_", "ward_x_y", &format!("ward_{id}_"), &format!("wrd_{id}_s"), "ward_' OR 1=1 --_x"] {
+        for bad in [
+            "",
+            "ward_",
+            "ward_x_y",
+            &format!("ward_{id}_"),
+            &format!("wrd_{id}_s"),
+            "ward_' OR 1=1 --_x",
+        ] {
             assert_eq!(parse_token(bad), None, "{bad}");
         }
     }

@@ -133,7 +133,10 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { checkpoint_every: 1000, checkpoint_interval_ms: 5 * 60_000 }
+        Self {
+            checkpoint_every: 1000,
+            checkpoint_interval_ms: 5 * 60_000,
+        }
     }
 }
 
@@ -169,7 +172,10 @@ pub struct ConfigError {
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.into(), reason: reason.into() }
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
 }
 
 impl Config {
@@ -180,7 +186,9 @@ impl Config {
             data_dir: data_dir.to_owned(),
             database: None,
             database_schema: None,
-            tls: TlsMode::OwnCa { extra_names: Vec::new() },
+            tls: TlsMode::OwnCa {
+                extra_names: Vec::new(),
+            },
             log_format: LogFormat::Text,
             initial_admin: true,
             auth: AuthConfig::default(),
@@ -205,13 +213,24 @@ impl Config {
         if let Some(version) = file.version
             && version != 1
         {
-            return Err(invalid("version", format!("this server reads version 1, the file says {version}")));
+            return Err(invalid(
+                "version",
+                format!("this server reads version 1, the file says {version}"),
+            ));
         }
-        let listen_text = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8443".into());
+        let listen_text = args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8443".into());
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| invalid("listen", format!("{listen_text:?} is not an IP:port address")))?;
-        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./ward-data"));
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./ward-data"));
         if data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
@@ -236,31 +255,57 @@ impl Config {
                 if !listen.ip().is_loopback() {
                     return Err(invalid(
                         "insecure_http",
-                        format!("plain HTTP is only allowed on a loopback address, not {}", listen.ip()),
+                        format!(
+                            "plain HTTP is only allowed on a loopback address, not {}",
+                            listen.ip()
+                        ),
                     ));
                 }
                 TlsMode::Plaintext
             }
-            (true, _, _) => return Err(invalid("insecure_http", "cannot be combined with tls.cert/tls.key")),
+            (true, _, _) => {
+                return Err(invalid(
+                    "insecure_http",
+                    "cannot be combined with tls.cert/tls.key",
+                ));
+            }
             (false, Some(cert), Some(key)) => TlsMode::Provided { cert, key },
             (false, Some(_), None) => return Err(invalid("tls.key", "tls.cert was given without its key")),
-            (false, None, Some(_)) => return Err(invalid("tls.cert", "tls.key was given without its certificate")),
+            (false, None, Some(_)) => {
+                return Err(invalid("tls.cert", "tls.key was given without its certificate"));
+            }
             (false, None, None) => {
                 for name in &file.tls.names {
-                    if name.is_empty() || name.len() > 253 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                        return Err(invalid("tls.names", format!("{name:?} is not a DNS name or IP address")));
+                    if name.is_empty()
+                        || name.len() > 253
+                        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
+                        return Err(invalid(
+                            "tls.names",
+                            format!("{name:?} is not a DNS name or IP address"),
+                        ));
                     }
                 }
-                TlsMode::OwnCa { extra_names: file.tls.names }
+                TlsMode::OwnCa {
+                    extra_names: file.tls.names,
+                }
             }
         };
         let log_format = match args.log_format.clone().or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(other) => return Err(invalid("log_format", format!("must be text or json, not {other:?}"))),
+            Some(other) => {
+                return Err(invalid(
+                    "log_format",
+                    format!("must be text or json, not {other:?}"),
+                ));
+            }
         };
         let defaults = AuthConfig::default();
-        let idle_minutes = args.idle_timeout_minutes.or(file.auth.idle_timeout_minutes).unwrap_or(15);
+        let idle_minutes = args
+            .idle_timeout_minutes
+            .or(file.auth.idle_timeout_minutes)
+            .unwrap_or(15);
         if !(1..=24 * 60).contains(&idle_minutes) {
             return Err(invalid("auth.idle_timeout_minutes", "must be between 1 and 1440"));
         }
@@ -269,8 +314,10 @@ impl Config {
             return Err(invalid("auth.session_max_hours", "must be between 1 and 168"));
         }
         let max_failed = file.auth.max_failed_logins.unwrap_or(defaults.max_failed_logins);
-        let max_failed_addr =
-            file.auth.max_failed_logins_per_address.unwrap_or(defaults.max_failed_logins_per_address);
+        let max_failed_addr = file
+            .auth
+            .max_failed_logins_per_address
+            .unwrap_or(defaults.max_failed_logins_per_address);
         if max_failed == 0 || max_failed_addr == 0 {
             return Err(invalid("auth.max_failed_logins", "must be at least 1"));
         }
@@ -327,15 +374,20 @@ fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
 /// Reads a secret from a file, refusing one that group or others can read.
 pub fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|err| invalid(key, format!("cannot read {}: {err}", path.display())))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|err| invalid(key, format!("cannot read {}: {err}", path.display())))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(invalid(
             key,
-            format!("{} is readable by group or others (mode {mode:o}); run chmod 600 on it", path.display()),
+            format!(
+                "{} is readable by group or others (mode {mode:o}); run chmod 600 on it",
+                path.display()
+            ),
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|err| invalid(key, format!("cannot read {}: {err}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| invalid(key, format!("cannot read {}: {err}", path.display())))?;
     Ok(text.trim().to_owned())
 }
 
@@ -358,7 +410,10 @@ mod tests {
 
     #[test]
     fn flags_override_file() {
-        let args = ServerArgs { listen: Some("127.0.0.1:9000".into()), ..Default::default() };
+        let args = ServerArgs {
+            listen: Some("127.0.0.1:9000".into()),
+            ..Default::default()
+        };
         let config = load(args, "listen = \"127.0.0.1:7000\"\nversion = 1").unwrap();
         assert_eq!(config.listen.port(), 9000);
     }
@@ -366,17 +421,36 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let cases = [
-            (ServerArgs { listen: Some("nonsense".into()), ..Default::default() }, "", "listen"),
+            (
+                ServerArgs {
+                    listen: Some("nonsense".into()),
+                    ..Default::default()
+                },
+                "",
+                "listen",
+            ),
             (ServerArgs::default(), "listne = \"x\"", "config"),
             (ServerArgs::default(), "version = 2", "version"),
             (ServerArgs::default(), "database = \"mysql://x\"", "database"),
             (ServerArgs::default(), "log_format = \"xml\"", "log_format"),
-            (ServerArgs::default(), "[auth]\nidle_timeout_minutes = 0", "auth.idle_timeout_minutes"),
-            (ServerArgs::default(), "[audit]\ncheckpoint_every = 0", "audit.checkpoint_every"),
+            (
+                ServerArgs::default(),
+                "[auth]\nidle_timeout_minutes = 0",
+                "auth.idle_timeout_minutes",
+            ),
+            (
+                ServerArgs::default(),
+                "[audit]\ncheckpoint_every = 0",
+                "audit.checkpoint_every",
+            ),
             (ServerArgs::default(), "[tls]\ncert = \"a.pem\"", "tls.key"),
             (ServerArgs::default(), "listen = 5", "config"),
             (
-                ServerArgs { listen: Some("0.0.0.0:8443".into()), insecure_http: true, ..Default::default() },
+                ServerArgs {
+                    listen: Some("0.0.0.0:8443".into()),
+                    insecure_http: true,
+                    ..Default::default()
+                },
                 "",
                 "insecure_http",
             ),
@@ -389,7 +463,11 @@ mod tests {
 
     #[test]
     fn plaintext_on_loopback_is_allowed() {
-        let args = ServerArgs { listen: Some("127.0.0.1:8080".into()), insecure_http: true, ..Default::default() };
+        let args = ServerArgs {
+            listen: Some("127.0.0.1:8080".into()),
+            insecure_http: true,
+            ..Default::default()
+        };
         assert_eq!(load(args, "").unwrap().tls, TlsMode::Plaintext);
     }
 
@@ -400,7 +478,10 @@ mod tests {
         let path = dir.path().join("db-url");
         std::fs::write(&path, "postgres://x\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert_eq!(read_secret_file("database_file", &path).unwrap_err().key, "database_file");
+        assert_eq!(
+            read_secret_file("database_file", &path).unwrap_err().key,
+            "database_file"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_secret_file("database_file", &path).unwrap(), "postgres://x");
     }

@@ -18,7 +18,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
@@ -36,7 +39,10 @@ impl ApiError {
     /// An unexpected failure: logged in full, reported to the client without detail.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(detail = %detail, "internal error");
-        Self::new(ErrorCode::Internal, "internal error; see the server log for this request id")
+        Self::new(
+            ErrorCode::Internal,
+            "internal error; see the server log for this request id",
+        )
     }
 }
 
@@ -66,9 +72,10 @@ impl From<ValidationError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than 64 KiB")
-            }
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "the request body is larger than 64 KiB",
+            ),
             _ => ApiError::new(ErrorCode::MalformedJson, rejection.body_text()),
         }
     }
@@ -80,10 +87,19 @@ pub struct ErrorMarker(pub ErrorCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message.clone(), request_id: None } };
+        let status =
+            StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+                request_id: None,
+            },
+        };
         let mut response = (status, Json(body)).into_response();
-        response.extensions_mut().insert(ErrorMarker(self.code, self.message));
+        response
+            .extensions_mut()
+            .insert(ErrorMarker(self.code, self.message));
         response
     }
 }

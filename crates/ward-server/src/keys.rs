@@ -11,7 +11,9 @@ use anyhow::{Context, bail};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
 use sha2::{Digest, Sha256};
 
 /// Everything key-shaped the server holds.
@@ -31,7 +33,8 @@ pub struct Keys {
 impl Keys {
     /// Loads the keys from `data_dir`, creating any that are missing.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting {}", data_dir.display()))?;
         let ca_key_path = data_dir.join("ca.key");
@@ -39,13 +42,16 @@ impl Keys {
         let created = !ca_key_path.exists();
         let (ca_key, ca_cert_pem) = if created {
             let key = KeyPair::generate().context("generating the CA key")?;
-            let cert = ca_params().self_signed(&key).context("self-signing the CA certificate")?;
+            let cert = ca_params()
+                .self_signed(&key)
+                .context("self-signing the CA certificate")?;
             write_private(&ca_key_path, key.serialize_pem().as_bytes())?;
             write_public(&ca_cert_path, cert.pem().as_bytes())?;
             (key, cert.pem())
         } else {
             let key = KeyPair::from_pem(&read_private(&ca_key_path)?).context("reading ca.key")?;
-            let pem = std::fs::read_to_string(&ca_cert_path).with_context(|| format!("reading {}", ca_cert_path.display()))?;
+            let pem = std::fs::read_to_string(&ca_cert_path)
+                .with_context(|| format!("reading {}", ca_cert_path.display()))?;
             (key, pem)
         };
         let ca_fingerprint = fingerprint_pem(&ca_cert_pem)?;
@@ -59,7 +65,14 @@ impl Keys {
                 .as_bytes(),
         )?;
         let command_key = ed25519_key(&data_dir.join("command.key"))?;
-        Ok(Self { ca_cert_pem, ca_fingerprint, ca_key, audit_key, command_key, created })
+        Ok(Self {
+            ca_cert_pem,
+            ca_fingerprint,
+            ca_key,
+            audit_key,
+            command_key,
+            created,
+        })
     }
 
     /// Issues (or reuses) the server's TLS certificate for `names`, returning chain PEM and key PEM.
@@ -69,8 +82,12 @@ impl Keys {
         let key_path = data_dir.join("server.key");
         let names_path = data_dir.join("server.names");
         let wanted = names.join("\n");
-        if cert_path.exists() && key_path.exists() && std::fs::read_to_string(&names_path).ok().as_deref() == Some(&wanted) {
-            let chain = std::fs::read_to_string(&cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
+        if cert_path.exists()
+            && key_path.exists()
+            && std::fs::read_to_string(&names_path).ok().as_deref() == Some(&wanted)
+        {
+            let chain = std::fs::read_to_string(&cert_path)
+                .with_context(|| format!("reading {}", cert_path.display()))?;
             return Ok((chain, read_private(&key_path)?));
         }
         let key = KeyPair::generate().context("generating the server key")?;
@@ -81,7 +98,9 @@ impl Keys {
         params.not_before = not_before;
         params.not_after = not_after;
         let issuer = Issuer::new(ca_params(), &self.ca_key);
-        let cert = params.signed_by(&key, &issuer).context("signing the server certificate")?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .context("signing the server certificate")?;
         let chain = format!("{}{}", cert.pem(), self.ca_cert_pem);
         for path in [&cert_path, &key_path, &names_path] {
             let _ = std::fs::remove_file(path);
@@ -101,7 +120,11 @@ fn ca_params() -> CertificateParams {
     params.distinguished_name.push(DnType::CommonName, "Ward CA");
     params.distinguished_name.push(DnType::OrganizationName, "Ward");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let (not_before, not_after) = validity(3650);
     params.not_before = not_before;
     params.not_after = not_after;
@@ -124,12 +147,15 @@ pub fn fingerprint_pem(pem: &str) -> anyhow::Result<String> {
 
 fn ed25519_key(path: &Path) -> anyhow::Result<SigningKey> {
     if path.exists() {
-        return SigningKey::from_pkcs8_pem(&read_private(path)?).with_context(|| format!("reading {}", path.display()));
+        return SigningKey::from_pkcs8_pem(&read_private(path)?)
+            .with_context(|| format!("reading {}", path.display()));
     }
     let mut seed = [0u8; 32];
     rand::fill(&mut seed);
     let key = SigningKey::from_bytes(&seed);
-    let pem = key.to_pkcs8_pem(LineEnding::LF).context("encoding a signing key")?;
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .context("encoding a signing key")?;
     write_private(path, pem.as_bytes())?;
     Ok(key)
 }
@@ -139,7 +165,10 @@ pub fn read_private(path: &Path) -> anyhow::Result<String> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        bail!("refusing {}: readable by group or others (mode {mode:o}); run chmod 600 on it", path.display());
+        bail!(
+            "refusing {}: readable by group or others (mode {mode:o}); run chmod 600 on it",
+            path.display()
+        );
     }
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
@@ -160,8 +189,10 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
         .mode(mode)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
-    file.sync_all().with_context(|| format!("syncing {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))?;
     Ok(())
 }
 
@@ -180,7 +211,11 @@ mod tests {
         let first = Keys::load_or_create(dir.path()).unwrap();
         assert!(first.created);
         for name in ["ca.key", "audit.key", "command.key"] {
-            let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600, "{name}");
         }
         let again = Keys::load_or_create(dir.path()).unwrap();
@@ -194,7 +229,11 @@ mod tests {
     fn readable_key_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         Keys::load_or_create(dir.path()).unwrap();
-        std::fs::set_permissions(dir.path().join("audit.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("audit.key"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         let err = Keys::load_or_create(dir.path()).err().unwrap();
         assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
     }

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod caller;
 pub mod config;
 pub mod error;
@@ -30,14 +31,18 @@ use state::{AppState, Inner, SystemClock};
 /// The global Prometheus recorder (installed once per process).
 pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE.get_or_init(|| PrometheusBuilder::new().install_recorder().ok()).as_ref()
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .as_ref()
 }
 
 /// Sets up logging once: text or JSON, filtered by `WARD_LOG` (default `info`).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -48,8 +53,13 @@ pub fn init_logging(format: LogFormat) {
 pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let options = ConnectOptions { schema: config.database_schema.clone(), ..Default::default() };
-    SqlStore::connect(&config.database_url(), options).await.context("opening the database")
+    let options = ConnectOptions {
+        schema: config.database_schema.clone(),
+        ..Default::default()
+    };
+    SqlStore::connect(&config.database_url(), options)
+        .await
+        .context("opening the database")
 }
 
 /// A new admin account with a generated one-time password, written with its audit entry.
@@ -86,7 +96,10 @@ pub async fn create_admin(
         Outcome::Success,
         serde_json::json!({ "role": role.as_str(), "sites": [], "break_glass": break_glass, "one_time_password": true }),
     );
-    store.create_user(&user, Audit::one(clock.now_ms(), record)).await.context("creating the admin account")?;
+    store
+        .create_user(&user, Audit::one(clock.now_ms(), record))
+        .await
+        .context("creating the admin account")?;
     Ok((user, password))
 }
 
@@ -138,7 +151,15 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let keys = Keys::load_or_create(&config.data_dir)?;
     let store = Arc::new(open_store(&config).await?);
     let initial_admin = if config.initial_admin && store.count_users().await? == 0 {
-        let (user, password) = create_admin(store.as_ref(), clock.as_ref(), "admin", Role::Admin, false, "system").await?;
+        let (user, password) = create_admin(
+            store.as_ref(),
+            clock.as_ref(),
+            "admin",
+            Role::Admin,
+            false,
+            "system",
+        )
+        .await?;
         Some((user.username, password))
     } else {
         None
@@ -159,7 +180,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             Some(serve::tls_config(&chain, &key)?)
         }
         TlsMode::Provided { cert, key } => {
-            let chain = std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let chain =
+                std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
             let key = keys::read_private(key)?;
             Some(serve::tls_config(&chain, &key)?)
         }
@@ -177,7 +199,15 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let app = api::app(state.clone());
     let serve_task = tokio::spawn(serve::serve(listener, tls, app));
     let checkpoint_task = tokio::spawn(checkpointer(state.clone()));
-    Ok(Server { addr, scheme, ca_fingerprint, ca_cert_pem, state, initial_admin, tasks: vec![serve_task, checkpoint_task] })
+    Ok(Server {
+        addr,
+        scheme,
+        ca_fingerprint,
+        ca_cert_pem,
+        state,
+        initial_admin,
+        tasks: vec![serve_task, checkpoint_task],
+    })
 }
 
 /// Signs a checkpoint every `checkpoint_every` entries or once unsigned entries are

@@ -36,10 +36,19 @@ pub async fn verify(data_dir: &Path, database: Option<String>) -> anyhow::Result
 }
 
 /// Creates an admin account directly in the store; returns the one-time password.
-pub async fn admin_create(config: &Config, username: &str, role: Role, break_glass: bool) -> anyhow::Result<String> {
+pub async fn admin_create(
+    config: &Config,
+    username: &str,
+    role: Role,
+    break_glass: bool,
+) -> anyhow::Result<String> {
     let store = crate::open_store(config).await?;
-    let actor = format!("system:local-admin({})", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
-    let (_, password) = crate::create_admin(&store, &SystemClock, username, role, break_glass, &actor).await?;
+    let actor = format!(
+        "system:local-admin({})",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let (_, password) =
+        crate::create_admin(&store, &SystemClock, username, role, break_glass, &actor).await?;
     store.close().await;
     Ok(password)
 }

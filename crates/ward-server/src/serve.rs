@@ -41,23 +41,28 @@ pub async fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>
                 continue;
             }
         };
-        let app = app.clone().map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(ClientAddr(peer));
-            request
-        });
+        let app = app
+            .clone()
+            .map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ClientAddr(peer));
+                request
+            });
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let service = TowerToHyperService::new(app);
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let result = match acceptor {
-                Some(acceptor) => match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => builder.serve_connection(TokioIo::new(stream), service).await,
-                    Ok(Err(err)) => {
-                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                        return;
+                Some(acceptor) => {
+                    match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await
+                    {
+                        Ok(Ok(stream)) => builder.serve_connection(TokioIo::new(stream), service).await,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
                     }
-                    Err(_) => return,
-                },
+                }
                 None => builder.serve_connection(TokioIo::new(tcp), service).await,
             };
             if let Err(err) = result {

@@ -61,7 +61,14 @@ impl AppState {
     }
 
     /// Records a refusal and returns the error to send.
-    pub async fn deny(&self, caller: &Caller, code: ErrorCode, action: &str, target: &str, reason: &str) -> ApiError {
+    pub async fn deny(
+        &self,
+        caller: &Caller,
+        code: ErrorCode,
+        action: &str,
+        target: &str,
+        reason: &str,
+    ) -> ApiError {
         let record = caller.record(
             action,
             target,
@@ -75,21 +82,37 @@ impl AppState {
     }
 
     /// Requires the caller's role to allow `permission`; refusals are audited.
-    pub async fn authorize(&self, caller: &Caller, permission: Permission, action: &str, target: &str) -> ApiResult<()> {
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        permission: Permission,
+        action: &str,
+        target: &str,
+    ) -> ApiResult<()> {
         if caller.user.role.allows(permission) {
             return Ok(());
         }
         let reason = format!("the {} role may not do {action}", caller.user.role);
-        Err(self.deny(caller, ErrorCode::Forbidden, action, target, &reason).await)
+        Err(self
+            .deny(caller, ErrorCode::Forbidden, action, target, &reason)
+            .await)
     }
 
     /// Requires the caller's site scope to cover `site`; refusals are audited.
-    pub async fn authorize_site(&self, caller: &Caller, site: &SiteSlug, action: &str, target: &str) -> ApiResult<()> {
+    pub async fn authorize_site(
+        &self,
+        caller: &Caller,
+        site: &SiteSlug,
+        action: &str,
+        target: &str,
+    ) -> ApiResult<()> {
         if caller.user.sites.covers(site) {
             return Ok(());
         }
         let reason = format!("site {site} is outside this account's sites");
-        Err(self.deny(caller, ErrorCode::ForbiddenSite, action, target, &reason).await)
+        Err(self
+            .deny(caller, ErrorCode::ForbiddenSite, action, target, &reason)
+            .await)
     }
 }
 

@@ -102,16 +102,24 @@ impl SqlStore {
             .map_err(|err| StoreError::Unavailable(format!("invalid database URL: {err}")))?;
         let schema = options.schema.clone();
         if let Some(schema) = &schema {
-            if dialect != Dialect::Postgres || !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                return Err(StoreError::Unavailable("a schema needs PostgreSQL and a name of a-z, 0-9, _".into()));
+            if dialect != Dialect::Postgres
+                || !schema
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(StoreError::Unavailable(
+                    "a schema needs PostgreSQL and a name of a-z, 0-9, _".into(),
+                ));
             }
             let mut conn = AnyConnection::connect_with(&connect_options)
                 .await
                 .map_err(unavailable("connecting to the database"))?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
-                .execute(&mut conn)
-                .await
-                .map_err(unavailable("creating schema"))?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}"
+            )))
+            .execute(&mut conn)
+            .await
+            .map_err(unavailable("creating schema"))?;
             conn.close().await.ok();
         }
         let max_connections = options.max_connections.unwrap_or(match dialect {
@@ -135,7 +143,9 @@ impl SqlStore {
                         }
                         Dialect::Postgres => {
                             if let Some(schema) = schema {
-                                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET search_path TO {schema}"))).execute(&mut *conn).await?;
+                                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET search_path TO {schema}")))
+                                    .execute(&mut *conn)
+                                    .await?;
                             }
                         }
                     }
@@ -165,7 +175,10 @@ impl SqlStore {
     /// Runs one raw SQL statement. For tests that play an attacker with database access, and for
     /// dropping a test schema; the server never calls it.
     pub async fn execute_unchecked(&self, sql: &str) -> StoreResult<()> {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&self.pool).await.map_err(unavailable("raw statement"))?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("raw statement"))?;
         Ok(())
     }
 
@@ -240,7 +253,10 @@ async fn read_head(conn: &mut AnyConnection, sql: &'static str) -> StoreResult<A
     let frontier: Vec<u8> = row.try_get("frontier").map_err(corrupt)?;
     let frontier = Frontier::from_bytes(size as u64, &frontier)
         .ok_or_else(|| StoreError::Corrupt("the audit head's frontier does not match its size".into()))?;
-    Ok(AuditHead { frontier, head_hash: hash_from_hex(&head_hash)? })
+    Ok(AuditHead {
+        frontier,
+        head_hash: hash_from_hex(&head_hash)?,
+    })
 }
 
 pub(crate) fn corrupt(err: sqlx::Error) -> StoreError {
@@ -482,11 +498,17 @@ impl TokenStore for SqlStore {
 
     async fn list_tokens(&self, user_id: Option<&str>) -> StoreResult<Vec<ApiTokenRecord>> {
         let rows = match user_id {
-            Some(user_id) => sqlx::query("SELECT * FROM api_tokens WHERE user_id = $1 ORDER BY created_ms DESC, id")
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await,
-            None => sqlx::query("SELECT * FROM api_tokens ORDER BY created_ms DESC, id").fetch_all(&self.pool).await,
+            Some(user_id) => {
+                sqlx::query("SELECT * FROM api_tokens WHERE user_id = $1 ORDER BY created_ms DESC, id")
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM api_tokens ORDER BY created_ms DESC, id")
+                    .fetch_all(&self.pool)
+                    .await
+            }
         }
         .map_err(unavailable("listing tokens"))?;
         rows.iter().map(token_from_row).collect()
@@ -497,12 +519,13 @@ impl TokenStore for SqlStore {
         let now_ms = audit.time_ms;
         self.audited(&audit, move |conn| {
             Box::pin(async move {
-                let result = sqlx::query("UPDATE api_tokens SET revoked_ms = COALESCE(revoked_ms, $1) WHERE id = $2")
-                    .bind(now_ms)
-                    .bind(id.clone())
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(unavailable("revoking token"))?;
+                let result =
+                    sqlx::query("UPDATE api_tokens SET revoked_ms = COALESCE(revoked_ms, $1) WHERE id = $2")
+                        .bind(now_ms)
+                        .bind(id.clone())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(unavailable("revoking token"))?;
                 if result.rows_affected() == 0 {
                     return Err(StoreError::NotFound(format!("token {id}")));
                 }
@@ -627,7 +650,9 @@ impl AuditLog for SqlStore {
     async fn append(&self, audit: Audit) -> StoreResult<Vec<AuditEntry>> {
         let mut tx = self.begin().await?;
         let entries = self.append_in(&mut tx, &audit).await?;
-        tx.commit().await.map_err(unavailable("committing audit entries"))?;
+        tx.commit()
+            .await
+            .map_err(unavailable("committing audit entries"))?;
         Ok(entries)
     }
 
@@ -678,7 +703,8 @@ impl AuditLog for SqlStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable("reading the audit head"))?;
-        row.map(|r| r.try_get::<i64, _>("size").map(|n| n as u64).map_err(corrupt)).transpose()
+        row.map(|r| r.try_get::<i64, _>("size").map(|n| n as u64).map_err(corrupt))
+            .transpose()
     }
 
     async fn checkpoint(

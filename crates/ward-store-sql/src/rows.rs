@@ -13,7 +13,8 @@ use crate::corrupt;
 
 pub(crate) fn hash_from_hex(text: &str) -> StoreResult<Hash> {
     let mut hash = [0u8; 32];
-    hex::decode_to_slice(text, &mut hash).map_err(|err| StoreError::Corrupt(format!("bad hash {text:?}: {err}")))?;
+    hex::decode_to_slice(text, &mut hash)
+        .map_err(|err| StoreError::Corrupt(format!("bad hash {text:?}: {err}")))?;
     Ok(hash)
 }
 
@@ -37,7 +38,9 @@ pub(crate) fn user_from_row(row: &AnyRow) -> StoreResult<UserRecord> {
         id: row.try_get("id").map_err(corrupt)?,
         username: row.try_get("username").map_err(corrupt)?,
         display_name: row.try_get("display_name").map_err(corrupt)?,
-        role: role.parse::<Role>().map_err(|err| StoreError::Corrupt(err.to_string()))?,
+        role: role
+            .parse::<Role>()
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?,
         sites: SiteScope::new(sites),
         password_hash: row.try_get("password_hash").map_err(corrupt)?,
         must_change_password: flag(row, "must_change_password")?,
@@ -58,7 +61,8 @@ pub(crate) fn token_from_row(row: &AnyRow) -> StoreResult<ApiTokenRecord> {
         user_id: row.try_get("user_id").map_err(corrupt)?,
         name: row.try_get("name").map_err(corrupt)?,
         secret_hash: row.try_get("secret_hash").map_err(corrupt)?,
-        scope: TokenScope::parse(&scope).ok_or_else(|| StoreError::Corrupt(format!("token scope {scope:?}")))?,
+        scope: TokenScope::parse(&scope)
+            .ok_or_else(|| StoreError::Corrupt(format!("token scope {scope:?}")))?,
         created_ms: row.try_get("created_ms").map_err(corrupt)?,
         expires_ms: row.try_get("expires_ms").map_err(corrupt)?,
         revoked_ms: row.try_get("revoked_ms").map_err(corrupt)?,

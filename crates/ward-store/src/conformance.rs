@@ -2,6 +2,9 @@
 //! fresh, empty store and a [`Tamper`] that can run raw SQL on it, so SQLite and PostgreSQL are held
 //! to the same contract. Failures panic with a message naming the case.
 
+// This module is test support: panicking on an unexpected result is how it reports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use async_trait::async_trait;
 use ed25519_dalek::SigningKey;
 use ward_domain::access::{Role, SiteScope};
@@ -27,7 +30,16 @@ const T0: i64 = 1_790_000_000_000;
 pub const HOSTILE: &str = "Robert'); DROP TABLE users;-- \" ` \\ % _ ; /* */ \u{7} é 😷 <script>";
 
 fn audit(action: &str, target: &str) -> Audit {
-    Audit::one(T0, AuditRecord::new("user:test", action, target, Outcome::Success, serde_json::json!({})))
+    Audit::one(
+        T0,
+        AuditRecord::new(
+            "user:test",
+            action,
+            target,
+            Outcome::Success,
+            serde_json::json!({}),
+        ),
+    )
 }
 
 fn slug(text: &str) -> SiteSlug {
@@ -68,31 +80,61 @@ pub async fn run_all(store: &dyn Store, tamper: &dyn Tamper) {
 async fn users(store: &dyn Store) {
     assert_eq!(store.count_users().await.unwrap(), 0, "store must start empty");
     let mut alice = sample_user("00000000-0000-0000-0000-00000000000a", "alice");
-    store.create_user(&alice, audit("user.create", "user:alice")).await.unwrap();
+    store
+        .create_user(&alice, audit("user.create", "user:alice"))
+        .await
+        .unwrap();
     let loaded = store.user_by_name("alice").await.unwrap().expect("alice stored");
-    assert_eq!(loaded, alice, "user round-trips every field, hostile text included");
+    assert_eq!(
+        loaded, alice,
+        "user round-trips every field, hostile text included"
+    );
     assert_eq!(store.user_by_id(&alice.id).await.unwrap(), Some(alice.clone()));
     assert_eq!(store.user_by_name(HOSTILE).await.unwrap(), None);
 
     let duplicate = sample_user("00000000-0000-0000-0000-00000000000b", "alice");
-    let err = store.create_user(&duplicate, audit("user.create", "user:alice")).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "duplicate username: {err:?}");
+    let err = store
+        .create_user(&duplicate, audit("user.create", "user:alice"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "duplicate username: {err:?}"
+    );
 
     alice.role = Role::Auditor;
     alice.sites = SiteScope::all();
     alice.totp_secret = None;
     alice.recovery_codes.clear();
     alice.disabled = true;
-    store.update_user(&alice, audit("user.update", "user:alice")).await.unwrap();
+    store
+        .update_user(&alice, audit("user.update", "user:alice"))
+        .await
+        .unwrap();
     assert_eq!(store.user_by_name("alice").await.unwrap(), Some(alice.clone()));
 
     let ghost = sample_user("00000000-0000-0000-0000-00000000000c", "ghost");
-    let err = store.update_user(&ghost, audit("user.update", "user:ghost")).await.unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)), "update of a missing user: {err:?}");
+    let err = store
+        .update_user(&ghost, audit("user.update", "user:ghost"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "update of a missing user: {err:?}"
+    );
 
     let bob = sample_user("00000000-0000-0000-0000-00000000000d", "bob");
-    store.create_user(&bob, audit("user.create", "user:bob")).await.unwrap();
-    let names: Vec<_> = store.list_users().await.unwrap().into_iter().map(|u| u.username).collect();
+    store
+        .create_user(&bob, audit("user.create", "user:bob"))
+        .await
+        .unwrap();
+    let names: Vec<_> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
     assert_eq!(names, ["alice", "bob"]);
     assert_eq!(store.count_users().await.unwrap(), 2);
 }
@@ -107,22 +149,47 @@ async fn sessions(store: &dyn Store) {
         expires_ms: T0 + 1000,
         source: Some(HOSTILE.into()),
     };
-    store.create_session(&session, audit("auth.login", "user:bob")).await.unwrap();
-    assert_eq!(store.session(&session.token_hash).await.unwrap(), Some(session.clone()));
+    store
+        .create_session(&session, audit("auth.login", "user:bob"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session(&session.token_hash).await.unwrap(),
+        Some(session.clone())
+    );
     store.touch_session(&session.token_hash, T0 + 500).await.unwrap();
     let touched = store.session(&session.token_hash).await.unwrap().unwrap();
     assert_eq!(touched.last_seen_ms, T0 + 500);
-    store.delete_session(&session.token_hash, audit("auth.logout", "user:bob")).await.unwrap();
+    store
+        .delete_session(&session.token_hash, audit("auth.logout", "user:bob"))
+        .await
+        .unwrap();
     assert_eq!(store.session(&session.token_hash).await.unwrap(), None);
-    store.delete_session(&session.token_hash, audit("auth.logout", "user:bob")).await.unwrap();
+    store
+        .delete_session(&session.token_hash, audit("auth.logout", "user:bob"))
+        .await
+        .unwrap();
 
     // Disabling a user ends their sessions.
-    store.create_session(&session, audit("auth.login", "user:bob")).await.unwrap();
+    store
+        .create_session(&session, audit("auth.login", "user:bob"))
+        .await
+        .unwrap();
     let mut disabled = bob.clone();
     disabled.disabled = true;
-    store.update_user(&disabled, audit("user.disable", "user:bob")).await.unwrap();
-    assert_eq!(store.session(&session.token_hash).await.unwrap(), None, "disable ends sessions");
-    store.update_user(&bob, audit("user.enable", "user:bob")).await.unwrap();
+    store
+        .update_user(&disabled, audit("user.disable", "user:bob"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session(&session.token_hash).await.unwrap(),
+        None,
+        "disable ends sessions"
+    );
+    store
+        .update_user(&bob, audit("user.enable", "user:bob"))
+        .await
+        .unwrap();
 }
 
 async fn tokens(store: &dyn Store) {
@@ -138,63 +205,167 @@ async fn tokens(store: &dyn Store) {
         revoked_ms: None,
         last_used_ms: None,
     };
-    store.create_token(&token, audit("token.create", "token:f1")).await.unwrap();
+    store
+        .create_token(&token, audit("token.create", "token:f1"))
+        .await
+        .unwrap();
     assert_eq!(store.token(&token.id).await.unwrap(), Some(token.clone()));
-    let err = store.create_token(&token, audit("token.create", "token:f1")).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "duplicate token id: {err:?}");
+    let err = store
+        .create_token(&token, audit("token.create", "token:f1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "duplicate token id: {err:?}"
+    );
 
     let mut second = token.clone();
     second.id = "00000000-0000-0000-0000-0000000000f2".into();
     second.created_ms = T0 + 1;
     second.scope = TokenScope::Write;
-    store.create_token(&second, audit("token.create", "token:f2")).await.unwrap();
-    let listed: Vec<_> = store.list_tokens(Some(&bob.id)).await.unwrap().into_iter().map(|t| t.id).collect();
+    store
+        .create_token(&second, audit("token.create", "token:f2"))
+        .await
+        .unwrap();
+    let listed: Vec<_> = store
+        .list_tokens(Some(&bob.id))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     assert_eq!(listed, [second.id.clone(), token.id.clone()], "newest first");
     assert!(store.list_tokens(Some("nobody")).await.unwrap().is_empty());
     assert_eq!(store.list_tokens(None).await.unwrap().len(), 2);
 
     store.touch_token(&token.id, T0 + 5).await.unwrap();
-    store.revoke_token(&token.id, Audit::one(T0 + 7, audit("token.revoke", "t").records[0].clone())).await.unwrap();
-    store.revoke_token(&token.id, Audit::one(T0 + 9, audit("token.revoke", "t").records[0].clone())).await.unwrap();
+    store
+        .revoke_token(
+            &token.id,
+            Audit::one(T0 + 7, audit("token.revoke", "t").records[0].clone()),
+        )
+        .await
+        .unwrap();
+    store
+        .revoke_token(
+            &token.id,
+            Audit::one(T0 + 9, audit("token.revoke", "t").records[0].clone()),
+        )
+        .await
+        .unwrap();
     token.last_used_ms = Some(T0 + 5);
     token.revoked_ms = Some(T0 + 7);
-    assert_eq!(store.token(&token.id).await.unwrap(), Some(token), "first revocation time is kept");
-    let err = store.revoke_token("missing", audit("token.revoke", "t")).await.unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)), "revoke of a missing token: {err:?}");
+    assert_eq!(
+        store.token(&token.id).await.unwrap(),
+        Some(token),
+        "first revocation time is kept"
+    );
+    let err = store
+        .revoke_token("missing", audit("token.revoke", "t"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "revoke of a missing token: {err:?}"
+    );
 }
 
 async fn sites(store: &dyn Store) {
-    let hospital = Site { slug: slug("st-marys"), name: HOSTILE.into(), created_ms: T0 };
-    let ward = Site { slug: slug("st-marys/icu"), name: "Intensive care".into(), created_ms: T0 };
-    let orphan = Site { slug: slug("nowhere/icu"), name: "Orphan".into(), created_ms: T0 };
-    store.create_site(&hospital, audit("site.create", "site:st-marys")).await.unwrap();
-    store.create_site(&ward, audit("site.create", "site:st-marys/icu")).await.unwrap();
-    let err = store.create_site(&ward, audit("site.create", "site:st-marys/icu")).await.unwrap_err();
+    let hospital = Site {
+        slug: slug("st-marys"),
+        name: HOSTILE.into(),
+        created_ms: T0,
+    };
+    let ward = Site {
+        slug: slug("st-marys/icu"),
+        name: "Intensive care".into(),
+        created_ms: T0,
+    };
+    let orphan = Site {
+        slug: slug("nowhere/icu"),
+        name: "Orphan".into(),
+        created_ms: T0,
+    };
+    store
+        .create_site(&hospital, audit("site.create", "site:st-marys"))
+        .await
+        .unwrap();
+    store
+        .create_site(&ward, audit("site.create", "site:st-marys/icu"))
+        .await
+        .unwrap();
+    let err = store
+        .create_site(&ward, audit("site.create", "site:st-marys/icu"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "duplicate site: {err:?}");
-    let err = store.create_site(&orphan, audit("site.create", "site:nowhere/icu")).await.unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)), "ward without hospital: {err:?}");
+    let err = store
+        .create_site(&orphan, audit("site.create", "site:nowhere/icu"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "ward without hospital: {err:?}"
+    );
     assert_eq!(store.site(&hospital.slug).await.unwrap(), Some(hospital.clone()));
 
-    let renamed = Site { name: "ICU".into(), ..ward.clone() };
-    store.update_site(&renamed, audit("site.update", "site:st-marys/icu")).await.unwrap();
+    let renamed = Site {
+        name: "ICU".into(),
+        ..ward.clone()
+    };
+    store
+        .update_site(&renamed, audit("site.update", "site:st-marys/icu"))
+        .await
+        .unwrap();
     assert_eq!(store.site(&ward.slug).await.unwrap(), Some(renamed));
-    let err = store.update_site(&orphan, audit("site.update", "site:nowhere/icu")).await.unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)), "rename of a missing site: {err:?}");
+    let err = store
+        .update_site(&orphan, audit("site.update", "site:nowhere/icu"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "rename of a missing site: {err:?}"
+    );
 
-    let err = store.delete_site(&hospital.slug, audit("site.delete", "site:st-marys")).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "hospital with wards: {err:?}");
-    let slugs: Vec<_> = store.list_sites().await.unwrap().into_iter().map(|s| s.slug.to_string()).collect();
+    let err = store
+        .delete_site(&hospital.slug, audit("site.delete", "site:st-marys"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "hospital with wards: {err:?}"
+    );
+    let slugs: Vec<_> = store
+        .list_sites()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.slug.to_string())
+        .collect();
     assert_eq!(slugs, ["st-marys", "st-marys/icu"]);
-    store.delete_site(&ward.slug, audit("site.delete", "site:st-marys/icu")).await.unwrap();
-    let err = store.delete_site(&ward.slug, audit("site.delete", "site:st-marys/icu")).await.unwrap_err();
+    store
+        .delete_site(&ward.slug, audit("site.delete", "site:st-marys/icu"))
+        .await
+        .unwrap();
+    let err = store
+        .delete_site(&ward.slug, audit("site.delete", "site:st-marys/icu"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "delete twice: {err:?}");
-    store.create_site(&ward, audit("site.create", "site:st-marys/icu")).await.unwrap();
+    store
+        .create_site(&ward, audit("site.create", "site:st-marys/icu"))
+        .await
+        .unwrap();
 }
 
 async fn audit_listing(store: &dyn Store) {
     let head = store.head().await.unwrap();
     let all = store.entries(0, 10_000, &AuditFilter::default()).await.unwrap();
-    assert_eq!(all.len() as u64, head.size(), "every successful change wrote one entry");
+    assert_eq!(
+        all.len() as u64,
+        head.size(),
+        "every successful change wrote one entry"
+    );
     assert_eq!(all.last().map(|e| e.hash), Some(head.head_hash));
     assert!(all.iter().zip(1..).all(|(e, n)| e.seq == n), "contiguous from 1");
     assert!(
@@ -202,34 +373,77 @@ async fn audit_listing(store: &dyn Store) {
         "failed changes (conflicts, not found) wrote nothing"
     );
     let creates = store
-        .entries(0, 100, &AuditFilter { action: Some("site.".into()), ..Default::default() })
+        .entries(
+            0,
+            100,
+            &AuditFilter {
+                action: Some("site.".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(creates.iter().all(|e| e.record.action.starts_with("site.")) && creates.len() >= 5);
     let page = store.entries(2, 3, &AuditFilter::default()).await.unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
 
-    let hostile = AuditRecord::new(HOSTILE, HOSTILE, HOSTILE, Outcome::Denied, serde_json::json!({"q": HOSTILE}))
-        .with_source(Some(HOSTILE.into()));
-    let written = store.append(Audit { time_ms: T0, records: vec![hostile.clone(), hostile.clone()] }).await.unwrap();
+    let hostile = AuditRecord::new(
+        HOSTILE,
+        HOSTILE,
+        HOSTILE,
+        Outcome::Denied,
+        serde_json::json!({"q": HOSTILE}),
+    )
+    .with_source(Some(HOSTILE.into()));
+    let written = store
+        .append(Audit {
+            time_ms: T0,
+            records: vec![hostile.clone(), hostile.clone()],
+        })
+        .await
+        .unwrap();
     assert_eq!(written.len(), 2);
     assert_eq!(written[1].seq, written[0].seq + 1);
     let read = store
-        .entries(0, 10, &AuditFilter { actor: Some(HOSTILE.into()), ..Default::default() })
+        .entries(
+            0,
+            10,
+            &AuditFilter {
+                actor: Some(HOSTILE.into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(read, written, "hostile text round-trips and filters by exact actor");
+    assert_eq!(
+        read, written,
+        "hostile text round-trips and filters by exact actor"
+    );
 }
 
 async fn audit_fails_closed(store: &dyn Store, tamper: &dyn Tamper) {
     let before = store.head().await.unwrap();
-    tamper.exec("ALTER TABLE audit_entries RENAME TO audit_entries_offline").await;
-    let site = Site { slug: slug("general"), name: "General".into(), created_ms: T0 };
-    let result = store.create_site(&site, audit("site.create", "site:general")).await;
-    tamper.exec("ALTER TABLE audit_entries_offline RENAME TO audit_entries").await;
+    tamper
+        .exec("ALTER TABLE audit_entries RENAME TO audit_entries_offline")
+        .await;
+    let site = Site {
+        slug: slug("general"),
+        name: "General".into(),
+        created_ms: T0,
+    };
+    let result = store
+        .create_site(&site, audit("site.create", "site:general"))
+        .await;
+    tamper
+        .exec("ALTER TABLE audit_entries_offline RENAME TO audit_entries")
+        .await;
     let err = result.expect_err("a change whose audit write fails must fail");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert_eq!(store.site(&site.slug).await.unwrap(), None, "the change was rolled back");
+    assert_eq!(
+        store.site(&site.slug).await.unwrap(),
+        None,
+        "the change was rolled back"
+    );
     assert_eq!(store.head().await.unwrap(), before, "the head did not move");
 }
 
@@ -242,7 +456,10 @@ async fn tampering_is_detected(store: &dyn Store, tamper: &dyn Tamper) {
     }
     let checkpoint = store.checkpoint(&sign).await.unwrap().expect("log grew");
     assert_eq!(checkpoint.tree_size, 20);
-    assert!(store.checkpoint(&sign).await.unwrap().is_none(), "no new checkpoint without growth");
+    assert!(
+        store.checkpoint(&sign).await.unwrap().is_none(),
+        "no new checkpoint without growth"
+    );
     while store.head().await.unwrap().size() < 30 {
         store.append(audit("test.fill", "x")).await.unwrap();
     }
@@ -258,30 +475,74 @@ async fn tampering_is_detected(store: &dyn Store, tamper: &dyn Tamper) {
 
     let expect = |report: ward_domain::audit::VerifyReport, seq: u64, kind: FailureKind, case: &str| {
         let failure = report.failure.unwrap_or_else(|| panic!("{case}: not detected"));
-        assert_eq!((failure.seq, failure.kind), (seq, kind), "{case}: {}", failure.detail);
+        assert_eq!(
+            (failure.seq, failure.kind),
+            (seq, kind),
+            "{case}: {}",
+            failure.detail
+        );
     };
 
     // Edited: change the details of entry 12.
-    tamper.exec("UPDATE audit_entries SET details = '{\"forged\":true}' WHERE seq = 12").await;
-    expect(verify_log(store, key.verifying_key()).await.unwrap(), 12, FailureKind::EntryEdited, "edited");
+    tamper
+        .exec("UPDATE audit_entries SET details = '{\"forged\":true}' WHERE seq = 12")
+        .await;
+    expect(
+        verify_log(store, key.verifying_key()).await.unwrap(),
+        12,
+        FailureKind::EntryEdited,
+        "edited",
+    );
     let original = store.raw_entries(11, 1).await.unwrap();
     assert_eq!(original[0].record.details, "{\"forged\":true}");
-    tamper.exec("UPDATE audit_entries SET details = '{}' WHERE seq = 12").await;
-    assert_eq!(verify_log(store, key.verifying_key()).await.unwrap().failure, None, "restored");
+    tamper
+        .exec("UPDATE audit_entries SET details = '{}' WHERE seq = 12")
+        .await;
+    assert_eq!(
+        verify_log(store, key.verifying_key()).await.unwrap().failure,
+        None,
+        "restored"
+    );
 
     // Reordered: swap entries 7 and 8.
-    tamper.exec("UPDATE audit_entries SET seq = -7 WHERE seq = 7").await;
-    tamper.exec("UPDATE audit_entries SET seq = 7 WHERE seq = 8").await;
-    tamper.exec("UPDATE audit_entries SET seq = 8 WHERE seq = -7").await;
-    expect(verify_log(store, key.verifying_key()).await.unwrap(), 7, FailureKind::EntryEdited, "reordered");
-    tamper.exec("UPDATE audit_entries SET seq = -7 WHERE seq = 7").await;
-    tamper.exec("UPDATE audit_entries SET seq = 7 WHERE seq = 8").await;
-    tamper.exec("UPDATE audit_entries SET seq = 8 WHERE seq = -7").await;
-    assert_eq!(verify_log(store, key.verifying_key()).await.unwrap().failure, None, "restored");
+    tamper
+        .exec("UPDATE audit_entries SET seq = -7 WHERE seq = 7")
+        .await;
+    tamper
+        .exec("UPDATE audit_entries SET seq = 7 WHERE seq = 8")
+        .await;
+    tamper
+        .exec("UPDATE audit_entries SET seq = 8 WHERE seq = -7")
+        .await;
+    expect(
+        verify_log(store, key.verifying_key()).await.unwrap(),
+        7,
+        FailureKind::EntryEdited,
+        "reordered",
+    );
+    tamper
+        .exec("UPDATE audit_entries SET seq = -7 WHERE seq = 7")
+        .await;
+    tamper
+        .exec("UPDATE audit_entries SET seq = 7 WHERE seq = 8")
+        .await;
+    tamper
+        .exec("UPDATE audit_entries SET seq = 8 WHERE seq = -7")
+        .await;
+    assert_eq!(
+        verify_log(store, key.verifying_key()).await.unwrap().failure,
+        None,
+        "restored"
+    );
 
     // Truncated: drop the last five entries (the head still says 40).
     tamper.exec("DELETE FROM audit_entries WHERE seq > 35").await;
-    expect(verify_log(store, key.verifying_key()).await.unwrap(), 36, FailureKind::Truncated, "truncated");
+    expect(
+        verify_log(store, key.verifying_key()).await.unwrap(),
+        36,
+        FailureKind::Truncated,
+        "truncated",
+    );
 
     // Truncated below a checkpoint, with the head rolled back too: the signed checkpoint at 30 catches it.
     tamper.exec("DELETE FROM audit_entries WHERE seq > 25").await;
@@ -295,5 +556,10 @@ async fn tampering_is_detected(store: &dyn Store, tamper: &dyn Tamper) {
 
     // Deleted: entry 5 removed from the middle.
     tamper.exec("DELETE FROM audit_entries WHERE seq = 5").await;
-    expect(verify_log(store, key.verifying_key()).await.unwrap(), 5, FailureKind::EntryMissing, "deleted");
+    expect(
+        verify_log(store, key.verifying_key()).await.unwrap(),
+        5,
+        FailureKind::EntryMissing,
+        "deleted",
+    );
 }

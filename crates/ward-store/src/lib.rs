@@ -3,8 +3,8 @@
 //! write it in the same transaction: if the audit write fails, the change fails (fail closed).
 
 pub mod conformance;
-mod verify;
 mod records;
+mod verify;
 
 use async_trait::async_trait;
 use ward_domain::audit::{AuditEntry, AuditHead, AuditRecord, Checkpoint};
@@ -42,7 +42,10 @@ pub struct Audit {
 impl Audit {
     /// One record at `time_ms`.
     pub fn one(time_ms: i64, record: AuditRecord) -> Self {
-        Self { time_ms, records: vec![record] }
+        Self {
+            time_ms,
+            records: vec![record],
+        }
     }
 }
 

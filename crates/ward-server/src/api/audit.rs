@@ -26,7 +26,10 @@ pub fn report_view(report: &VerifyReport) -> VerifyReportView {
         root: report.root.clone(),
         failure: report.failure.as_ref().map(|f| VerifyFailureView {
             seq: f.seq,
-            kind: serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            kind: serde_json::to_value(f.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
             detail: f.detail.clone(),
         }),
     }
@@ -51,8 +54,14 @@ fn bound_filter(value: &Option<String>, field: &str) -> ApiResult<Option<String>
 
 /// Page through the log, oldest first, optionally filtered.
 #[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery), responses((status = 200, body = AuditPage)))]
-pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(query): ApiQuery<AuditQuery>) -> ApiResult<axum::Json<AuditPage>> {
-    state.authorize(&caller, Permission::ViewAudit, "audit.list", "audit").await?;
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> ApiResult<axum::Json<AuditPage>> {
+    state
+        .authorize(&caller, Permission::ViewAudit, "audit.list", "audit")
+        .await?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit: must be between 1 and 1000"));
@@ -63,17 +72,34 @@ pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(query)
         target: bound_filter(&query.target, "target")?,
         since_ms: None,
     };
-    let entries = state.store.entries(query.after.unwrap_or(0), limit, &filter).await?;
-    let next_after = (entries.len() as u32 == limit).then(|| entries.last().map(|e| e.seq)).flatten();
-    Ok(axum::Json(AuditPage { entries: entries.iter().map(entry_view).collect(), next_after }))
+    let entries = state
+        .store
+        .entries(query.after.unwrap_or(0), limit, &filter)
+        .await?;
+    let next_after = (entries.len() as u32 == limit)
+        .then(|| entries.last().map(|e| e.seq))
+        .flatten();
+    Ok(axum::Json(AuditPage {
+        entries: entries.iter().map(entry_view).collect(),
+        next_after,
+    }))
 }
 
 /// Recompute the whole chain and every signed checkpoint; names the first altered entry.
 #[utoipa::path(get, path = "/audit/verify", tag = "audit", responses((status = 200, body = VerifyReportView)))]
-pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<VerifyReportView>> {
-    state.authorize(&caller, Permission::ViewAudit, "audit.verify", "audit").await?;
+pub async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<VerifyReportView>> {
+    state
+        .authorize(&caller, Permission::ViewAudit, "audit.verify", "audit")
+        .await?;
     let report = verify_log(state.store.as_ref(), state.keys.audit_key.verifying_key()).await?;
-    let outcome = if report.ok() { Outcome::Success } else { Outcome::Alert };
+    let outcome = if report.ok() {
+        Outcome::Success
+    } else {
+        Outcome::Alert
+    };
     let record = caller.record(
         "audit.verify",
         "audit",
@@ -86,16 +112,33 @@ pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<
 
 /// The signed checkpoints.
 #[utoipa::path(get, path = "/audit/checkpoints", tag = "audit", responses((status = 200, body = Vec<CheckpointView>)))]
-pub async fn checkpoints(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<Vec<CheckpointView>>> {
-    state.authorize(&caller, Permission::ViewAudit, "audit.checkpoints", "audit").await?;
-    Ok(axum::Json(state.store.checkpoints().await?.iter().map(checkpoint_view).collect()))
+pub async fn checkpoints(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<Vec<CheckpointView>>> {
+    state
+        .authorize(&caller, Permission::ViewAudit, "audit.checkpoints", "audit")
+        .await?;
+    Ok(axum::Json(
+        state
+            .store
+            .checkpoints()
+            .await?
+            .iter()
+            .map(checkpoint_view)
+            .collect(),
+    ))
 }
 
 /// The audit public key (Ed25519, hex) that signs checkpoints.
 #[utoipa::path(get, path = "/audit/key", tag = "audit", responses((status = 200, body = AuditKeyView)))]
 pub async fn key(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<AuditKeyView>> {
-    state.authorize(&caller, Permission::ViewAudit, "audit.key", "audit").await?;
-    Ok(axum::Json(AuditKeyView { public_key: hex::encode(state.keys.audit_key.verifying_key().to_bytes()) }))
+    state
+        .authorize(&caller, Permission::ViewAudit, "audit.key", "audit")
+        .await?;
+    Ok(axum::Json(AuditKeyView {
+        public_key: hex::encode(state.keys.audit_key.verifying_key().to_bytes()),
+    }))
 }
 
 /// `GET /audit/export` query.
@@ -110,9 +153,20 @@ pub struct ExportQuery {
 /// Export entries as JSON lines, streamed page by page.
 #[utoipa::path(get, path = "/audit/export", tag = "audit", params(ExportQuery),
     responses((status = 200, content_type = "application/x-ndjson", body = String)))]
-pub async fn export(State(state): State<AppState>, caller: Caller, ApiQuery(query): ApiQuery<ExportQuery>) -> ApiResult<Response> {
-    state.authorize(&caller, Permission::ViewAudit, "audit.export", "audit").await?;
-    let record = caller.record("audit.export", "audit", Outcome::Success, json!({ "after": query.after }));
+pub async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> ApiResult<Response> {
+    state
+        .authorize(&caller, Permission::ViewAudit, "audit.export", "audit")
+        .await?;
+    let record = caller.record(
+        "audit.export",
+        "audit",
+        Outcome::Success,
+        json!({ "after": query.after }),
+    );
     state.store.append(state.audit(record)).await?;
     let store = state.store.clone();
     let stream = futures_util::stream::unfold(Some(query.after), move |after| {
@@ -135,5 +189,9 @@ pub async fn export(State(state): State<AppState>, caller: Caller, ApiQuery(quer
             }
         }
     });
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }

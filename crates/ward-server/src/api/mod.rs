@@ -41,12 +41,20 @@ struct ApiDoc;
 /// Liveness and which database is behind the server.
 #[utoipa::path(get, path = "/health", tag = "auth", responses((status = 200, body = Health)))]
 async fn health(State(state): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into(), backend: state.store.backend().into() })
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        backend: state.store.backend().into(),
+    })
 }
 
 /// The server's CA certificate, for clients that pin it by fingerprint.
 async fn ca_pem(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/x-pem-file")], state.keys.ca_cert_pem.clone()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        state.keys.ca_cert_pem.clone(),
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -78,7 +86,10 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     // Site slugs contain a '/', so their routes are a wildcard; documented above as `{slug}`.
     let router = router
-        .route("/sites/{*slug}", get(sites::show).patch(sites::update).delete(sites::delete))
+        .route(
+            "/sites/{*slug}",
+            get(sites::show).patch(sites::update).delete(sites::delete),
+        )
         .route("/ca.pem", get(ca_pem));
     (router, openapi)
 }
@@ -106,7 +117,11 @@ pub fn app(state: AppState) -> Router {
 /// Prometheus metrics.
 async fn metrics() -> Response {
     match crate::metrics_handle() {
-        Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
         None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
@@ -116,7 +131,8 @@ async fn metrics() -> Response {
 async fn request_context(request: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let method = request.method().clone();
-    let span = tracing::info_span!("request", id = %request_id, method = %method, path = %request.uri().path());
+    let span =
+        tracing::info_span!("request", id = %request_id, method = %method, path = %request.uri().path());
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     span.in_scope(|| tracing::info!(status = status.as_u16(), "handled"));
@@ -124,7 +140,13 @@ async fn request_context(request: Request, next: Next) -> Response {
         .increment(1);
 
     if let Some(ErrorMarker(code, message)) = response.extensions().get::<ErrorMarker>().cloned() {
-        let body = ErrorBody { error: ErrorDetail { code, message, request_id: Some(request_id.clone()) } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message,
+                request_id: Some(request_id.clone()),
+            },
+        };
         let headers = response.headers().clone();
         response = (status, Json(body)).into_response();
         for (name, value) in headers.iter() {
@@ -135,11 +157,23 @@ async fn request_context(request: Request, next: Next) -> Response {
     } else if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::METHOD_NOT_ALLOWED {
         // Rejections produced outside our handlers (body limit, method router) get the same shape.
         let (code, message) = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            (ward_proto::ErrorCode::PayloadTooLarge, "the request body is larger than 64 KiB")
+            (
+                ward_proto::ErrorCode::PayloadTooLarge,
+                "the request body is larger than 64 KiB",
+            )
         } else {
-            (ward_proto::ErrorCode::NotFound, "method not allowed on this endpoint")
+            (
+                ward_proto::ErrorCode::NotFound,
+                "method not allowed on this endpoint",
+            )
         };
-        let body = ErrorBody { error: ErrorDetail { code, message: message.into(), request_id: Some(request_id.clone()) } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+                request_id: Some(request_id.clone()),
+            },
+        };
         response = (status, Json(body)).into_response();
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {

@@ -30,23 +30,41 @@ async fn parse_sites(state: &AppState, sites: &[String]) -> ApiResult<SiteScope>
 }
 
 /// Refuses (and audits) granting or touching a scope wider than the caller's own.
-async fn check_scope(state: &AppState, caller: &Caller, scope: &SiteScope, action: &str, target: &str) -> ApiResult<()> {
+async fn check_scope(
+    state: &AppState,
+    caller: &Caller,
+    scope: &SiteScope,
+    action: &str,
+    target: &str,
+) -> ApiResult<()> {
     if caller.user.sites.covers_scope(scope) {
         return Ok(());
     }
     Err(state
-        .deny(caller, ErrorCode::ForbiddenSite, action, target, "that account's sites are outside this account's sites")
+        .deny(
+            caller,
+            ErrorCode::ForbiddenSite,
+            action,
+            target,
+            "that account's sites are outside this account's sites",
+        )
         .await)
 }
 
 async fn load(state: &AppState, username: &str) -> ApiResult<UserRecord> {
-    state.store.user_by_name(username).await?.ok_or_else(|| ApiError::not_found(format!("user {username:?}")))
+    state
+        .store
+        .user_by_name(username)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {username:?}")))
 }
 
 /// List accounts.
 #[utoipa::path(get, path = "/users", tag = "users", responses((status = 200, body = Vec<UserView>)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<Vec<UserView>>> {
-    state.authorize(&caller, Permission::ViewUsers, "user.list", "users").await?;
+    state
+        .authorize(&caller, Permission::ViewUsers, "user.list", "users")
+        .await?;
     let users = state.store.list_users().await?;
     Ok(axum::Json(users.iter().map(user_view).collect()))
 }
@@ -54,12 +72,21 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<ax
 /// Create an account. Without a password the server generates a one-time one.
 #[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUserRequest,
     responses((status = 201, body = CreatedUser), (status = 409, body = ward_proto::ErrorBody), (status = 422, body = ward_proto::ErrorBody)))]
-pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(request): ApiJson<CreateUserRequest>) -> ApiResult<(StatusCode, axum::Json<CreatedUser>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<CreateUserRequest>,
+) -> ApiResult<(StatusCode, axum::Json<CreatedUser>)> {
     let username = validate_username(&request.username)?;
     let target = format!("user:{username}");
-    state.authorize(&caller, Permission::ManageUsers, "user.create", &target).await?;
+    state
+        .authorize(&caller, Permission::ManageUsers, "user.create", &target)
+        .await?;
     let role: Role = request.role.parse()?;
-    let display_name = validate_name("display_name", request.display_name.as_deref().unwrap_or(&username))?;
+    let display_name = validate_name(
+        "display_name",
+        request.display_name.as_deref().unwrap_or(&username),
+    )?;
     let sites = parse_sites(&state, &request.sites).await?;
     check_scope(&state, &caller, &sites, "user.create", &target).await?;
     let (password, generated) = match request.password {
@@ -96,15 +123,32 @@ pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(reque
         json!({ "role": view.role, "sites": view.sites, "break_glass": user.break_glass }),
     );
     state.store.create_user(&user, state.audit(record)).await?;
-    Ok((StatusCode::CREATED, axum::Json(CreatedUser { user: view, initial_password: generated })))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedUser {
+            user: view,
+            initial_password: generated,
+        }),
+    ))
 }
 
 /// Show an account (your own, or any with the right to view accounts).
 #[utoipa::path(get, path = "/users/{username}", tag = "users", params(("username" = String, Path)),
     responses((status = 200, body = UserView), (status = 404, body = ward_proto::ErrorBody)))]
-pub async fn show(State(state): State<AppState>, caller: Caller, Path(username): Path<String>) -> ApiResult<axum::Json<UserView>> {
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> ApiResult<axum::Json<UserView>> {
     if username != caller.user.username {
-        state.authorize(&caller, Permission::ViewUsers, "user.show", &format!("user:{username}")).await?;
+        state
+            .authorize(
+                &caller,
+                Permission::ViewUsers,
+                "user.show",
+                &format!("user:{username}"),
+            )
+            .await?;
     }
     Ok(axum::Json(user_view(&load(&state, &username).await?)))
 }
@@ -112,9 +156,16 @@ pub async fn show(State(state): State<AppState>, caller: Caller, Path(username):
 /// Change an account's role, sites, display name or disabled flag.
 #[utoipa::path(patch, path = "/users/{username}", tag = "users", params(("username" = String, Path)), request_body = UpdateUserRequest,
     responses((status = 200, body = UserView), (status = 404, body = ward_proto::ErrorBody)))]
-pub async fn update(State(state): State<AppState>, caller: Caller, Path(username): Path<String>, ApiJson(request): ApiJson<UpdateUserRequest>) -> ApiResult<axum::Json<UserView>> {
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+    ApiJson(request): ApiJson<UpdateUserRequest>,
+) -> ApiResult<axum::Json<UserView>> {
     let target = format!("user:{username}");
-    state.authorize(&caller, Permission::ManageUsers, "user.update", &target).await?;
+    state
+        .authorize(&caller, Permission::ManageUsers, "user.update", &target)
+        .await?;
     let mut user = load(&state, &username).await?;
     check_scope(&state, &caller, &user.sites, "user.update", &target).await?;
     let mut changed = serde_json::Map::new();
@@ -139,9 +190,16 @@ pub async fn update(State(state): State<AppState>, caller: Caller, Path(username
         changed.insert("disabled".into(), json!(disabled));
     }
     if changed.is_empty() {
-        return Err(ApiError::invalid("give at least one of display_name, role, sites, disabled"));
+        return Err(ApiError::invalid(
+            "give at least one of display_name, role, sites, disabled",
+        ));
     }
-    let record = caller.record("user.update", &target, Outcome::Success, serde_json::Value::Object(changed));
+    let record = caller.record(
+        "user.update",
+        &target,
+        Outcome::Success,
+        serde_json::Value::Object(changed),
+    );
     state.store.update_user(&user, state.audit(record)).await?;
     Ok(axum::Json(user_view(&user)))
 }
@@ -149,9 +207,15 @@ pub async fn update(State(state): State<AppState>, caller: Caller, Path(username
 /// Give an account a new one-time password (it must be changed at next login).
 #[utoipa::path(post, path = "/users/{username}/reset-password", tag = "users", params(("username" = String, Path)),
     responses((status = 200, body = GeneratedPassword)))]
-pub async fn reset_password(State(state): State<AppState>, caller: Caller, Path(username): Path<String>) -> ApiResult<axum::Json<GeneratedPassword>> {
+pub async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> ApiResult<axum::Json<GeneratedPassword>> {
     let target = format!("user:{username}");
-    state.authorize(&caller, Permission::ManageUsers, "user.reset_password", &target).await?;
+    state
+        .authorize(&caller, Permission::ManageUsers, "user.reset_password", &target)
+        .await?;
     let mut user = load(&state, &username).await?;
     check_scope(&state, &caller, &user.sites, "user.reset_password", &target).await?;
     let password = generate_password();

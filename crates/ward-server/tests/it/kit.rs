@@ -66,15 +66,31 @@ impl Kit {
         }
         adjust(&mut config);
         let clock = Arc::new(ManualClock::new(T0));
-        let server = ward_server::start_with_clock(config, clock.clone()).await.unwrap();
+        let server = ward_server::start_with_clock(config, clock.clone())
+            .await
+            .unwrap();
         let http = client_for(&server.ca_cert_pem);
-        let mut kit = Kit { server, clock, http, _dir: dir, admin_token: String::new(), schema };
-        let (username, password) = kit.server.initial_admin.clone().expect("first start creates an admin");
+        let mut kit = Kit {
+            server,
+            clock,
+            http,
+            _dir: dir,
+            admin_token: String::new(),
+            schema,
+        };
+        let (username, password) = kit
+            .server
+            .initial_admin
+            .clone()
+            .expect("first start creates an admin");
         assert_eq!(username, "admin");
         let token = kit.cli_login("admin", &password).await;
         // The one-time password must be changed before anything else.
         let blocked = kit.call(Method::GET, "/sites", Some(&token), None).await;
-        assert_eq!((blocked.status, blocked.code()), (StatusCode::FORBIDDEN, "forbidden"));
+        assert_eq!(
+            (blocked.status, blocked.code()),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
         let changed = kit
             .call(
                 Method::POST,
@@ -105,10 +121,17 @@ impl Kit {
 
     pub async fn reply(response: reqwest::Response) -> Reply {
         let status = response.status();
-        let set_cookie = response.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_owned());
+        let set_cookie = response
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned());
         let text = response.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply { status, body, set_cookie }
+        Reply {
+            status,
+            body,
+            set_cookie,
+        }
     }
 
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
@@ -117,7 +140,12 @@ impl Kit {
 
     pub async fn cli_login(&self, username: &str, password: &str) -> String {
         let reply = self
-            .call(Method::POST, "/auth/cli-login", None, Some(json!({"username": username, "password": password})))
+            .call(
+                Method::POST,
+                "/auth/cli-login",
+                None,
+                Some(json!({"username": username, "password": password})),
+            )
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
         reply.body["secret"].as_str().unwrap().to_owned()
@@ -138,7 +166,9 @@ impl Kit {
 
     /// Audit entries matching an action (prefix ending in '.' allowed).
     pub async fn audit(&self, action: &str) -> Vec<Value> {
-        let reply = self.admin(Method::GET, &format!("/audit?action={action}&limit=1000"), None).await;
+        let reply = self
+            .admin(Method::GET, &format!("/audit?action={action}&limit=1000"), None)
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
         reply.body["entries"].as_array().unwrap().clone()
     }
@@ -148,7 +178,10 @@ impl Kit {
         let config = &self.server.state.config;
         ward_store_sql::SqlStore::connect(
             &config.database_url(),
-            ward_store_sql::ConnectOptions { schema: self.schema.clone(), ..Default::default() },
+            ward_store_sql::ConnectOptions {
+                schema: self.schema.clone(),
+                ..Default::default()
+            },
         )
         .await
         .unwrap()
@@ -156,10 +189,16 @@ impl Kit {
 
     pub async fn finish(self) {
         let schema = self.schema.clone();
-        let raw = if schema.is_some() { Some(self.raw_store().await) } else { None };
+        let raw = if schema.is_some() {
+            Some(self.raw_store().await)
+        } else {
+            None
+        };
         self.server.shutdown().await;
         if let (Some(raw), Some(schema)) = (raw, schema) {
-            raw.execute_unchecked(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
+            raw.execute_unchecked(&format!("DROP SCHEMA {schema} CASCADE"))
+                .await
+                .unwrap();
         }
     }
 }
@@ -169,7 +208,14 @@ pub fn client_for(ca_pem: &str) -> reqwest::Client {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
-    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    reqwest::Client::builder().tls_backend_preconfigured(tls).build().unwrap()
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap()
 }

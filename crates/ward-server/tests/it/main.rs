@@ -1,5 +1,8 @@
 //! End-to-end tests of the server through real HTTPS on loopback, on SQLite always and on
 //! PostgreSQL when `WARD_TEST_POSTGRES_URL` is set.
 
-mod kit;
+// Test helpers outside #[test] functions panic on failure too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod flows;
+mod kit;
