@@ -9,8 +9,19 @@ use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
+use ward_domain::clock::Entropy;
 
 use crate::config::AuthConfig;
+
+/// The operating system's CSPRNG; the one production implementation of [`Entropy`].
+#[derive(Debug, Default)]
+pub struct SystemEntropy;
+
+impl Entropy for SystemEntropy {
+    fn fill(&self, buf: &mut [u8]) {
+        rand::fill(buf);
+    }
+}
 
 /// TOTP parameters (RFC 6238 defaults that every authenticator app supports).
 const TOTP_STEP_SECONDS: i64 = 30;
@@ -39,9 +50,9 @@ pub fn dummy_hash() -> &'static str {
 }
 
 /// `n` random bytes, URL-safe base64.
-pub fn random_secret(n: usize) -> String {
+pub fn random_secret(entropy: &dyn Entropy, n: usize) -> String {
     let mut bytes = vec![0u8; n];
-    rand::fill(&mut bytes[..]);
+    entropy.fill(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
@@ -53,9 +64,9 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Characters for generated passwords and recovery codes: no 0/O, 1/l/I.
 const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
 
-fn random_chars(n: usize) -> String {
+fn random_chars(entropy: &dyn Entropy, n: usize) -> String {
     let mut bytes = vec![0u8; n];
-    rand::fill(&mut bytes[..]);
+    entropy.fill(&mut bytes);
     // 256 is a multiple of the alphabet's 32 characters, so there is no modulo bias.
     bytes
         .iter()
@@ -64,14 +75,17 @@ fn random_chars(n: usize) -> String {
 }
 
 /// A one-time password for a new account: 4 groups of 5 (about 100 bits).
-pub fn generate_password() -> String {
-    (0..4).map(|_| random_chars(5)).collect::<Vec<_>>().join("-")
+pub fn generate_password(entropy: &dyn Entropy) -> String {
+    (0..4)
+        .map(|_| random_chars(entropy, 5))
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// Ten recovery codes, returned in the clear (shown once) and as SHA-256 hex (stored).
-pub fn recovery_codes() -> (Vec<String>, Vec<String>) {
+pub fn recovery_codes(entropy: &dyn Entropy) -> (Vec<String>, Vec<String>) {
     let plain: Vec<String> = (0..10)
-        .map(|_| format!("{}-{}", random_chars(5), random_chars(5)))
+        .map(|_| format!("{}-{}", random_chars(entropy, 5), random_chars(entropy, 5)))
         .collect();
     let hashed = plain
         .iter()
@@ -89,9 +103,9 @@ pub fn normalise_code(code: &str) -> String {
 }
 
 /// A fresh 160-bit TOTP secret.
-pub fn totp_secret() -> Vec<u8> {
+pub fn totp_secret(entropy: &dyn Entropy) -> Vec<u8> {
     let mut secret = vec![0u8; 20];
-    rand::fill(&mut secret[..]);
+    entropy.fill(&mut secret);
     secret
 }
 
@@ -219,7 +233,7 @@ mod tests {
 
     #[test]
     fn totp_codes_work_once_and_tolerate_drift() {
-        let secret = totp_secret();
+        let secret = totp_secret(&SystemEntropy);
         let now = 1_790_000_000_000;
         let code = totp_now(&secret, now);
         let step = totp_check(&secret, &code, now, 0).expect("current code");
@@ -256,8 +270,13 @@ mod tests {
 
     #[test]
     fn generated_secrets_look_right() {
-        assert_eq!(generate_password().len(), 23);
-        let (plain, hashed) = recovery_codes();
+        assert_eq!(generate_password(&SystemEntropy).len(), 23);
+        let seeded = ward_domain::clock::CountingEntropy::default();
+        assert_eq!(
+            generate_password(&seeded),
+            generate_password(&ward_domain::clock::CountingEntropy::default())
+        );
+        let (plain, hashed) = recovery_codes(&SystemEntropy);
         assert_eq!(plain.len(), 10);
         assert_eq!(
             hashed[0],

@@ -131,6 +131,10 @@ fn ca_params() -> CertificateParams {
     params
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "certificate validity is wall-clock time"
+)]
 fn validity(days: i64) -> (time::OffsetDateTime, time::OffsetDateTime) {
     // Certificate validity is wall-clock by nature; this is the one place keys read the system time.
     let now = time::OffsetDateTime::now_utc();

@@ -19,7 +19,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ward_domain::access::{Role, SiteScope};
 use ward_domain::audit::{AuditRecord, Checkpoint, Outcome};
-use ward_domain::clock::Clock;
+use ward_domain::clock::{Clock, Entropy};
 use ward_store::{Audit, Store, UserRecord, UserStore};
 use ward_store_sql::{ConnectOptions, SqlStore};
 
@@ -66,13 +66,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
 pub async fn create_admin(
     store: &dyn Store,
     clock: &dyn Clock,
+    entropy: &dyn Entropy,
     username: &str,
     role: Role,
     break_glass: bool,
     actor: &str,
 ) -> anyhow::Result<(UserRecord, String)> {
     let username = ward_domain::access::validate_username(username)?;
-    let password = auth::generate_password();
+    let password = auth::generate_password(entropy);
     let user = UserRecord {
         id: uuid::Uuid::new_v4().to_string(),
         username: username.clone(),
@@ -154,6 +155,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         let (user, password) = create_admin(
             store.as_ref(),
             clock.as_ref(),
+            &auth::SystemEntropy,
             "admin",
             Role::Admin,
             false,
@@ -192,6 +194,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let state = AppState(Arc::new(Inner {
         store: store.clone(),
         clock,
+        entropy: Arc::new(auth::SystemEntropy),
         config: config.clone(),
         keys: Arc::new(keys),
         throttle: Default::default(),

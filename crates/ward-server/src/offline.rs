@@ -47,8 +47,16 @@ pub async fn admin_create(
         "system:local-admin({})",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())
     );
-    let (_, password) =
-        crate::create_admin(&store, &SystemClock, username, role, break_glass, &actor).await?;
+    let (_, password) = crate::create_admin(
+        &store,
+        &SystemClock,
+        &crate::auth::SystemEntropy,
+        username,
+        role,
+        break_glass,
+        &actor,
+    )
+    .await?;
     store.close().await;
     Ok(password)
 }

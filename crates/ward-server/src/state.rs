@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ward_domain::access::Permission;
 use ward_domain::audit::{AuditRecord, Outcome};
-use ward_domain::clock::Clock;
+use ward_domain::clock::{Clock, Entropy};
 use ward_domain::site::SiteSlug;
 use ward_proto::ErrorCode;
 use ward_store::{Audit, Store};
@@ -22,6 +22,7 @@ use crate::keys::Keys;
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods, reason = "the one production clock")]
     fn now_ms(&self) -> i64 {
         (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
     }
@@ -38,6 +39,7 @@ pub struct AppState(pub Arc<Inner>);
 pub struct Inner {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
     pub config: Config,
     pub keys: Arc<Keys>,
     pub throttle: Throttle,

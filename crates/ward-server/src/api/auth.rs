@@ -226,7 +226,7 @@ pub async fn login(
     let auth = authenticate(&state, &request, &source).await?;
     store_factor_use(&state, &auth, &source).await?;
     let now = state.now_ms();
-    let cookie_value = random_secret(32);
+    let cookie_value = random_secret(state.entropy.as_ref(), 32);
     let session = SessionRecord {
         token_hash: sha256_hex(cookie_value.as_bytes()),
         user_id: auth.user.id.clone(),
@@ -315,7 +315,7 @@ pub fn new_token(
 ) -> (ApiTokenRecord, String) {
     let now = state.now_ms();
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let secret = random_secret(32);
+    let secret = random_secret(state.entropy.as_ref(), 32);
     let record = ApiTokenRecord {
         id: id.clone(),
         user_id: user.id.clone(),
@@ -422,8 +422,8 @@ pub async fn totp_enrol(
             "TOTP is already enabled for this account",
         ));
     }
-    let secret = totp_secret();
-    let (plain, hashed) = recovery_codes();
+    let secret = totp_secret(state.entropy.as_ref());
+    let (plain, hashed) = recovery_codes(state.entropy.as_ref());
     let mut user = caller.user.clone();
     user.totp_secret = Some(secret.clone());
     user.recovery_codes = hashed;

@@ -95,7 +95,7 @@ pub async fn create(
             (password, None)
         }
         None => {
-            let password = generate_password();
+            let password = generate_password(state.entropy.as_ref());
             (password.clone(), Some(password))
         }
     };
@@ -218,7 +218,7 @@ pub async fn reset_password(
         .await?;
     let mut user = load(&state, &username).await?;
     check_scope(&state, &caller, &user.sites, "user.reset_password", &target).await?;
-    let password = generate_password();
+    let password = generate_password(state.entropy.as_ref());
     user.password_hash = hash_password(&password).map_err(ApiError::internal)?;
     user.must_change_password = true;
     let record = caller.record("user.reset_password", &target, Outcome::Success, json!({}));
