@@ -1,1 +1,174 @@
-//! placeholder
+//! The `ward` admin command line: argument definitions and their execution against the API.
+//!
+//! It talks to the server only through `ward-client`; the binary embeds [`GlobalArgs`] and
+//! [`AdminCommand`] in its own parser and calls [`run`]. Offline audit verification needs the
+//! store, which this crate must not link, so the binary supplies it through [`OfflineAudit`].
+
+mod args;
+mod commands;
+mod config;
+mod error;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ward_proto::VerifyReportView;
+
+pub use args::{
+    AdminCommand, AuditCommand, GlobalArgs, LoginArgs, SitesCommand, TokensCommand, UsersCommand,
+};
+pub use async_trait::async_trait;
+pub use output::neutralise;
+
+/// Verifies the audit log by opening the store directly, without a running server.
+///
+/// The binary implements this (it may link the store; this crate may not). Use
+/// `#[ward_cli::async_trait]` on the impl.
+#[async_trait]
+pub trait OfflineAudit: Send + Sync {
+    /// Verifies the log in `database` (a database URL) or, failing that, the SQLite store in
+    /// `data_dir`; at least one is given. A log that fails verification is an `Ok` report with
+    /// `ok: false`; `Err` means the store could not be read at all.
+    async fn verify(
+        &self,
+        database: Option<String>,
+        data_dir: Option<PathBuf>,
+    ) -> anyhow::Result<VerifyReportView>;
+}
+
+/// Runs one admin command, printing its result to stdout and any error to stderr as
+/// `error: <message> (<code>)`, and returns the exit code from CLI.md: 0 success, 1 failed or
+/// refused, 2 usage, 3 cannot reach or authenticate to the server, 4 verification failed.
+pub async fn run(global: GlobalArgs, command: AdminCommand, offline: &dyn OfflineAudit) -> ExitCode {
+    match commands::execute(&global, command, offline).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}", error.report());
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// Stands in for the binary's parser.
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(subcommand)]
+        command: AdminCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<TestCli, clap::Error> {
+        TestCli::try_parse_from(std::iter::once("ward").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_definitions_are_consistent() {
+        TestCli::command().debug_assert();
+    }
+
+    #[test]
+    fn users_create_parses_repeated_sites() {
+        let cli = parse(&[
+            "users", "create", "alice", "--role", "operator", "--site", "a", "--site", "b/c",
+        ])
+        .unwrap();
+        match cli.command {
+            AdminCommand::Users(UsersCommand::Create {
+                name,
+                role,
+                sites,
+                break_glass,
+                ..
+            }) => {
+                assert_eq!(name, "alice");
+                assert_eq!(role, "operator");
+                assert_eq!(sites, ["a", "b/c"]);
+                assert!(!break_glass);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn users_create_without_role_is_a_usage_error() {
+        let error = parse(&["users", "create", "alice"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(error.exit_code(), 2);
+    }
+
+    #[test]
+    fn users_update_needs_a_change_and_no_contradictions() {
+        assert!(parse(&["users", "update", "alice"]).is_err());
+        assert!(parse(&["users", "update", "alice", "--disable", "--enable"]).is_err());
+        assert!(parse(&["users", "update", "alice", "--site", "a", "--all-sites"]).is_err());
+        assert!(parse(&["users", "update", "alice", "--disable"]).is_ok());
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = parse(&[
+            "audit",
+            "list",
+            "--after",
+            "10",
+            "--json",
+            "--server",
+            "http://127.0.0.1:8443",
+        ])
+        .unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.server.as_deref(), Some("http://127.0.0.1:8443"));
+        assert!(matches!(
+            cli.command,
+            AdminCommand::Audit(AuditCommand::List { after: Some(10), .. })
+        ));
+    }
+
+    #[test]
+    fn token_scope_is_checked_by_clap() {
+        assert!(parse(&["tokens", "create", "backup", "--scope", "admin"]).is_err());
+        let cli = parse(&["tokens", "create", "backup"]).unwrap();
+        assert!(
+            matches!(cli.command, AdminCommand::Tokens(TokensCommand::Create { scope, .. }) if scope == "read")
+        );
+    }
+
+    #[test]
+    fn audit_verify_offline_flags() {
+        let cli = parse(&["audit", "verify", "--data-dir", "/var/lib/ward"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            AdminCommand::Audit(AuditCommand::Verify {
+                database: None,
+                data_dir: Some(_)
+            })
+        ));
+    }
+
+    #[test]
+    fn run_future_is_send() {
+        // The binary may spawn `run` on a multi-threaded runtime.
+        fn assert_send<T: Send>(_: &T) {}
+        struct NoStore;
+        #[async_trait]
+        impl OfflineAudit for NoStore {
+            async fn verify(
+                &self,
+                _: Option<String>,
+                _: Option<PathBuf>,
+            ) -> anyhow::Result<VerifyReportView> {
+                anyhow::bail!("no store")
+            }
+        }
+        let future = run(GlobalArgs::default(), AdminCommand::Whoami, &NoStore);
+        assert_send(&future);
+    }
+}

@@ -1,1 +1,145 @@
-fn main() {}
+//! The `ward` binary: thin glue over the server (`ward server`, `ward admin`, `ward bench`) and the
+//! admin command line (everything else, in `ward-cli`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ward_cli::{AdminCommand, GlobalArgs, OfflineAudit};
+use ward_server::config::ConfigError;
+use ward_server::{Config, ServerArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "ward",
+    version,
+    about = "Ward: device management and breach containment for healthcare",
+    long_about = "Ward: device management and breach containment for healthcare.\n\n\
+        `ward server` runs the server; the other commands administer a running server over its API \
+        (log in first with `ward login`)."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Ward server (HTTPS API; first start creates keys and the admin account)
+    Server(ServerArgs),
+    /// Administer the data directory directly, without a running server
+    #[command(subcommand)]
+    Admin(AdminLocal),
+    /// Measure performance (results belong in BENCHMARKS.md)
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    #[command(flatten)]
+    Api(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminLocal {
+    /// Create an admin account in the server's database and print its one-time password
+    #[command(after_help = "Example:\n  ward admin create alice --role security --data-dir /var/lib/ward")]
+    Create {
+        /// Account name (a-z, 0-9, '.', '_', '-')
+        username: String,
+        /// Role: admin, security, operator, helpdesk or auditor
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// Make it a break-glass (emergency) account: every use raises an audit alert
+        #[arg(long)]
+        break_glass: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Audit log append and verify rates (medians of several runs)
+    Audit(ward_server::bench::BenchArgs),
+}
+
+/// Offline verification for `ward audit verify --data-dir/--database`.
+struct Offline;
+
+#[async_trait::async_trait]
+impl OfflineAudit for Offline {
+    async fn verify(
+        &self,
+        database: Option<String>,
+        data_dir: Option<PathBuf>,
+    ) -> anyhow::Result<ward_proto::VerifyReportView> {
+        let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("./ward-data"));
+        let report = ward_server::offline::verify(&data_dir, database).await?;
+        Ok(ward_server::api::report_view(&report))
+    }
+}
+
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err:#}");
+    // A bad configuration is a usage error (exit 2); anything else failed (exit 1).
+    if err.downcast_ref::<ConfigError>().is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: starting the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => match ward_server::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => fail(&err),
+            },
+            Command::Admin(AdminLocal::Create { username, role, break_glass, server }) => {
+                let result = async {
+                    let role = role.parse()?;
+                    let config = Config::load(&server)?;
+                    ward_server::offline::admin_create(&config, &username, role, break_glass).await
+                }
+                .await;
+                match result {
+                    Ok(password) => {
+                        eprintln!("created {username}; its one-time password (shown only now, change it at first login):");
+                        println!("{password}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(&err),
+                }
+            }
+            Command::Bench(BenchCommand::Audit(args)) => {
+                let mut progress = |line: &str| eprintln!("{line}");
+                match ward_server::bench::audit(&args, &mut progress).await {
+                    Ok(result) if args.json => {
+                        println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
+                        ExitCode::SUCCESS
+                    }
+                    Ok(result) => {
+                        println!("| measurement ({}, {} entries, batches of {}, median of {} runs) | entries/s |", result.backend, result.entries, result.batch, result.runs);
+                        println!("|---|---:|");
+                        println!("| append, batched | {:.0} |", result.append_batched_per_s);
+                        println!("| append, one transaction per entry | {:.0} |", result.append_per_request_per_s);
+                        println!("| verify, reading from the store | {:.0} |", result.verify_from_store_per_s);
+                        println!("| verify, entries in memory | {:.0} |", result.verify_in_memory_per_s);
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(&err),
+                }
+            }
+            Command::Api(command) => ward_cli::run(cli.global, command, &Offline).await,
+        }
+    })
+}

@@ -1,1 +1,421 @@
-//! tests
+//! End-to-end tests of the real `ward` binary: `ward server` in a child process, and the admin
+//! commands against it over HTTPS, as an administrator following the README would run them.
+
+// Test helpers outside #[test] functions panic on failure too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const WARD: &str = env!("CARGO_BIN_EXE_ward");
+
+/// A `ward server` child process on an ephemeral loopback port.
+struct ServerProcess {
+    child: Child,
+    url: String,
+    fingerprint: String,
+    password: String,
+}
+
+impl ServerProcess {
+    fn start(data_dir: &Path, database: Option<&str>) -> ServerProcess {
+        let mut command = Command::new(WARD);
+        command
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("WARD_DATABASE");
+        if let Some(url) = database {
+            command.args(["--database", url]);
+        }
+        let mut child = command
+            .env("WARD_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (mut url, mut fingerprint, mut password) = (String::new(), String::new(), String::new());
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("Ward server listening on ") {
+                url = rest.trim().to_owned();
+            } else if let Some(rest) = line.strip_prefix("CA fingerprint (SHA-256): ") {
+                fingerprint = rest.trim().to_owned();
+            } else if let Some(rest) = line.trim().strip_prefix("password: ") {
+                password = rest.trim().to_owned();
+                break;
+            }
+        }
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        assert!(url.starts_with("https://127.0.0.1:"), "server printed its URL");
+        assert_eq!(fingerprint.len(), 64);
+        assert_eq!(password.len(), 23, "one-time password printed once");
+        ServerProcess {
+            child,
+            url,
+            fingerprint,
+            password,
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `ward ARGS` with its CLI config in `config_dir`, feeding `stdin`.
+fn ward(config_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(WARD)
+        .args(args)
+        .env("WARD_CONFIG_DIR", config_dir)
+        .env_remove("WARD_SERVER")
+        .env_remove("WARD_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+/// The database under test: the embedded SQLite file, or a fresh PostgreSQL schema.
+enum Backend {
+    Sqlite,
+    Postgres { url: String, schema: String },
+}
+
+impl Backend {
+    fn postgres() -> Option<Backend> {
+        let Ok(base) = std::env::var("WARD_TEST_POSTGRES_URL") else {
+            eprintln!("skipping PostgreSQL: WARD_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let schema = format!("ward_cli_{}", std::process::id());
+        // Create the schema (and migrate it), then point the server at it through the URL.
+        block_on(async {
+            let options = ward_store_sql::ConnectOptions {
+                schema: Some(schema.clone()),
+                ..Default::default()
+            };
+            ward_store_sql::SqlStore::connect(&base, options)
+                .await
+                .unwrap()
+                .close()
+                .await;
+        });
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+        Some(Backend::Postgres { url, schema })
+    }
+
+    fn url(&self) -> Option<&str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres { url, .. } => Some(url),
+        }
+    }
+
+    /// Runs SQL against the database as an attacker with database access would.
+    fn tamper(&self, data_dir: &Path, sql: &str) {
+        block_on(async {
+            let (url, options) = match self {
+                Backend::Sqlite => (
+                    ward_store_sql::sqlite_url_for(&data_dir.join("ward.db")),
+                    Default::default(),
+                ),
+                Backend::Postgres { url, schema } => (
+                    std::env::var("WARD_TEST_POSTGRES_URL").unwrap_or_else(|_| url.clone()),
+                    ward_store_sql::ConnectOptions {
+                        schema: Some(schema.clone()),
+                        ..Default::default()
+                    },
+                ),
+            };
+            let store = ward_store_sql::SqlStore::connect(&url, options).await.unwrap();
+            store.execute_unchecked(sql).await.unwrap();
+            store.close().await;
+        });
+    }
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+#[test]
+fn an_admin_follows_the_readme_on_sqlite() {
+    readme_flow(Backend::Sqlite);
+}
+
+#[test]
+fn an_admin_follows_the_readme_on_postgres() {
+    if let Some(backend) = Backend::postgres() {
+        readme_flow(backend);
+    }
+}
+
+fn readme_flow(backend: Backend) {
+    let data = tempfile::tempdir().unwrap();
+    let cli = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&data.path().join("ward-data"), backend.url());
+    let cfg = cli.path();
+
+    // Before logging in, commands say how to.
+    let whoami = ward(cfg, &["whoami"], "");
+    assert_eq!(code(&whoami), 3, "{}", text(&whoami));
+    assert!(text(&whoami).contains("ward login"), "{}", text(&whoami));
+
+    // A failed login with a hostile username: recorded in the audit log, shown later without
+    // letting it drive the terminal.
+    let wrong = ward(
+        cfg,
+        &[
+            "login",
+            "--server",
+            &server.url,
+            "--ca-fingerprint",
+            &server.fingerprint,
+            "--username",
+            "admin\u{1b}[2J\u{1b}]0;pwned\u{7}",
+            "--password-stdin",
+        ],
+        "not the password\n",
+    );
+    assert_eq!(code(&wrong), 3, "{}", text(&wrong));
+    assert!(text(&wrong).contains("invalid_credentials"), "{}", text(&wrong));
+
+    let login = ward(
+        cfg,
+        &[
+            "login",
+            "--server",
+            &server.url,
+            "--ca-fingerprint",
+            &server.fingerprint,
+            "--username",
+            "admin",
+            "--password-stdin",
+        ],
+        &format!("{}\n", server.password),
+    );
+    assert_eq!(code(&login), 0, "{}", text(&login));
+    let stored = std::fs::metadata(cfg.join("cli.toml")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        stored.permissions().mode() & 0o777,
+        0o600,
+        "stored login is private"
+    );
+
+    let blocked = ward(cfg, &["sites", "list"], "");
+    assert_eq!(
+        code(&blocked),
+        1,
+        "one-time password must be changed first: {}",
+        text(&blocked)
+    );
+    let changed = ward(
+        cfg,
+        &["users", "password", "--password-stdin"],
+        &format!("{}\nnew admin password 1\n", server.password),
+    );
+    assert_eq!(code(&changed), 0, "{}", text(&changed));
+
+    let created = ward(
+        cfg,
+        &["sites", "create", "st-marys", "--name", "St Mary's Hospital"],
+        "",
+    );
+    assert_eq!(code(&created), 0, "{}", text(&created));
+    let ward_site = ward(
+        cfg,
+        &["sites", "create", "st-marys/icu", "--name", "Intensive care"],
+        "",
+    );
+    assert_eq!(code(&ward_site), 0, "{}", text(&ward_site));
+    let control = ward(
+        cfg,
+        &["sites", "create", "st-marys/er", "--name", "ER \u{1b}[31mred"],
+        "",
+    );
+    assert_eq!(
+        code(&control),
+        1,
+        "control characters in names are refused: {}",
+        text(&control)
+    );
+    let logins = ward(cfg, &["audit", "list", "--action", "auth.login"], "");
+    assert_eq!(code(&logins), 0, "{}", text(&logins));
+    assert!(text(&logins).contains("admin"), "{}", text(&logins));
+    assert!(
+        !text(&logins).contains('\u{1b}'),
+        "terminal escapes from stored data are neutralised"
+    );
+    let json = ward(cfg, &["sites", "list", "--json"], "");
+    let sites: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(sites[1]["slug"], "st-marys/icu");
+
+    let bad = ward(
+        cfg,
+        &["sites", "create", "x'; DROP TABLE sites;--", "--name", "x"],
+        "",
+    );
+    assert_eq!(code(&bad), 1, "{}", text(&bad));
+    assert!(text(&bad).contains("invalid_input"), "{}", text(&bad));
+    let usage = ward(cfg, &["users", "create", "bob"], "");
+    assert_eq!(
+        code(&usage),
+        2,
+        "missing --role is a usage error: {}",
+        text(&usage)
+    );
+
+    let user = ward(
+        cfg,
+        &[
+            "users", "create", "bob", "--role", "operator", "--site", "st-marys", "--json",
+        ],
+        "",
+    );
+    assert_eq!(code(&user), 0, "{}", text(&user));
+    let created: serde_json::Value = serde_json::from_slice(&user.stdout).unwrap();
+    assert!(created["initial_password"].as_str().is_some());
+
+    let token = ward(
+        cfg,
+        &["tokens", "create", "nightly-report", "--scope", "read", "--json"],
+        "",
+    );
+    assert_eq!(code(&token), 0, "{}", text(&token));
+
+    let verify = ward(cfg, &["audit", "verify"], "");
+    assert_eq!(code(&verify), 0, "{}", text(&verify));
+    let audit = ward(cfg, &["audit", "list", "--action", "site.", "--json"], "");
+    let page: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 2, "{page}");
+    let export_path = cli.path().join("audit.jsonl");
+    let export = ward(
+        cfg,
+        &["audit", "export", "--output", export_path.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(code(&export), 0, "{}", text(&export));
+    assert!(std::fs::read_to_string(&export_path).unwrap().lines().count() >= 5);
+
+    // Offline verification on the data directory, then after tampering with the database.
+    drop(server);
+    let data_dir = data.path().join("ward-data");
+    let mut offline_args = vec!["audit", "verify", "--data-dir", data_dir.to_str().unwrap()];
+    if let Some(url) = backend.url() {
+        offline_args.extend(["--database", url]);
+    }
+    let offline = ward(cfg, &offline_args, "");
+    assert_eq!(code(&offline), 0, "{}", text(&offline));
+    backend.tamper(
+        &data_dir,
+        "UPDATE audit_entries SET outcome = 'failure' WHERE seq = 3",
+    );
+    offline_args.push("--json");
+    let tampered = ward(cfg, &offline_args, "");
+    assert_eq!(code(&tampered), 4, "{}", text(&tampered));
+    let report: serde_json::Value = serde_json::from_slice(&tampered.stdout).unwrap();
+    assert_eq!(report["failure"]["seq"], 3);
+    assert_eq!(report["failure"]["kind"], "entry_edited");
+    if let Backend::Postgres { schema, .. } = &backend {
+        backend.tamper(&data_dir, &format!("DROP SCHEMA {schema} CASCADE"));
+    }
+}
+
+#[test]
+fn bad_configuration_and_unreachable_servers_exit_with_their_codes() {
+    let cli = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let bad = ward(
+        cli.path(),
+        &[
+            "server",
+            "--listen",
+            "nonsense",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(code(&bad), 2, "{}", text(&bad));
+    assert!(
+        text(&bad).contains("listen"),
+        "the message names the key: {}",
+        text(&bad)
+    );
+    let public_http = ward(
+        cli.path(),
+        &["server", "--listen", "0.0.0.0:0", "--insecure-http"],
+        "",
+    );
+    assert_eq!(code(&public_http), 2, "{}", text(&public_http));
+
+    let unreachable = ward(
+        cli.path(),
+        &["whoami", "--server", "https://127.0.0.1:1", "--token", "ward_x_y"],
+        "",
+    );
+    assert_eq!(code(&unreachable), 3, "{}", text(&unreachable));
+
+    let created = ward(
+        cli.path(),
+        &[
+            "admin",
+            "create",
+            "carol",
+            "--role",
+            "auditor",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(code(&created), 0, "{}", text(&created));
+    assert_eq!(String::from_utf8_lossy(&created.stdout).trim().len(), 23);
+    let bad_role = ward(
+        cli.path(),
+        &[
+            "admin",
+            "create",
+            "dave",
+            "--role",
+            "root",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(code(&bad_role), 1, "{}", text(&bad_role));
+    assert!(text(&bad_role).contains("role"), "{}", text(&bad_role));
+    let help = ward(cli.path(), &["--help"], "");
+    for word in ["server", "login", "users", "sites", "audit"] {
+        assert!(text(&help).contains(word), "--help mentions {word}");
+    }
+}
