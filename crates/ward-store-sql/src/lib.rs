@@ -84,8 +84,12 @@ fn unavailable(context: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
     move |err| StoreError::Unavailable(format!("{context}: {err}"))
 }
 
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+/// A unique-key violation becomes `Conflict` (described by `what`), anything else `Unavailable`.
+fn conflict_or<'a>(what: impl FnOnce() -> String + 'a, context: &'a str) -> impl FnOnce(sqlx::Error) -> StoreError + 'a {
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
+        _ => StoreError::Unavailable(format!("{context}: {err}")),
+    }
 }
 
 /// The URL of the embedded SQLite database inside a data directory.
@@ -280,13 +284,7 @@ impl UserStore for SqlStore {
                 ), &user)
                 .execute(&mut *conn)
                 .await
-                .map_err(|err| {
-                    if is_unique_violation(&err) {
-                        StoreError::Conflict(format!("user {} already exists", user.username))
-                    } else {
-                        StoreError::Unavailable(format!("creating user: {err}"))
-                    }
-                })?;
+                .map_err(conflict_or(|| format!("user {} already exists", user.username), "creating user"))?;
                 Ok(())
             })
         })
@@ -305,13 +303,7 @@ impl UserStore for SqlStore {
                 ), &user)
                 .execute(&mut *conn)
                 .await
-                .map_err(|err| {
-                    if is_unique_violation(&err) {
-                        StoreError::Conflict(format!("user {} already exists", user.username))
-                    } else {
-                        StoreError::Unavailable(format!("updating user: {err}"))
-                    }
-                })?;
+                .map_err(conflict_or(|| format!("user {} already exists", user.username), "updating user"))?;
                 if result.rows_affected() == 0 {
                     return Err(StoreError::NotFound(format!("user {}", user.username)));
                 }
@@ -474,13 +466,7 @@ impl TokenStore for SqlStore {
                 .bind(token.last_used_ms)
                 .execute(&mut *conn)
                 .await
-                .map_err(|err| {
-                    if is_unique_violation(&err) {
-                        StoreError::Conflict(format!("token {} already exists", token.id))
-                    } else {
-                        StoreError::Unavailable(format!("creating token: {err}"))
-                    }
-                })?;
+                .map_err(conflict_or(|| format!("token {} already exists", token.id), "creating token"))?;
                 Ok(())
             })
         })
@@ -569,13 +555,7 @@ impl SiteStore for SqlStore {
                     .bind(site.created_ms)
                     .execute(&mut *conn)
                     .await
-                    .map_err(|err| {
-                        if is_unique_violation(&err) {
-                            StoreError::Conflict(format!("site {} already exists", site.slug))
-                        } else {
-                            StoreError::Unavailable(format!("creating site: {err}"))
-                        }
-                    })?;
+                    .map_err(conflict_or(|| format!("site {} already exists", site.slug), "creating site"))?;
                 Ok(())
             })
         })
