@@ -85,7 +85,10 @@ fn unavailable(context: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
 }
 
 /// A unique-key violation becomes `Conflict` (described by `what`), anything else `Unavailable`.
-fn conflict_or<'a>(what: impl FnOnce() -> String + 'a, context: &'a str) -> impl FnOnce(sqlx::Error) -> StoreError + 'a {
+fn conflict_or<'a>(
+    what: impl FnOnce() -> String + 'a,
+    context: &'a str,
+) -> impl FnOnce(sqlx::Error) -> StoreError + 'a {
     move |err| match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
         _ => StoreError::Unavailable(format!("{context}: {err}")),
@@ -555,7 +558,10 @@ impl SiteStore for SqlStore {
                     .bind(site.created_ms)
                     .execute(&mut *conn)
                     .await
-                    .map_err(conflict_or(|| format!("site {} already exists", site.slug), "creating site"))?;
+                    .map_err(conflict_or(
+                        || format!("site {} already exists", site.slug),
+                        "creating site",
+                    ))?;
                 Ok(())
             })
         })
