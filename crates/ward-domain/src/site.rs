@@ -80,6 +80,13 @@ pub(crate) fn truncate_for_message(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
+impl std::str::FromStr for SiteSlug {
+    type Err = ValidationError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
 impl TryFrom<String> for SiteSlug {
     type Error = ValidationError;
     fn try_from(value: String) -> Result<Self, Self::Error> {

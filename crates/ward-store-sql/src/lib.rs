@@ -5,6 +5,7 @@
 //! differences — how a write transaction starts and locks the audit head, connection pragmas — are
 //! the [`Dialect`]'s. One implementation means the conformance suite proves both adapters at once.
 
+mod devices;
 mod rows;
 
 use std::str::FromStr;
@@ -76,16 +77,16 @@ pub struct ConnectOptions {
 /// A store on SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     dialect: Dialect,
 }
 
-fn unavailable(context: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+pub(crate) fn unavailable(context: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
     move |err| StoreError::Unavailable(format!("{context}: {err}"))
 }
 
 /// A unique-key violation becomes `Conflict` (described by `what`), anything else `Unavailable`.
-fn conflict_or<'a>(
+pub(crate) fn conflict_or<'a>(
     what: impl FnOnce() -> String + 'a,
     context: &'a str,
 ) -> impl FnOnce(sqlx::Error) -> StoreError + 'a {
@@ -238,7 +239,7 @@ impl SqlStore {
     }
 
     /// Runs `change` and the audit append in one transaction.
-    async fn audited<F>(&self, audit: &Audit, change: F) -> StoreResult<()>
+    pub(crate) async fn audited<F>(&self, audit: &Audit, change: F) -> StoreResult<()>
     where
         F: for<'c> FnOnce(&'c mut AnyConnection) -> futures_core::future::BoxFuture<'c, StoreResult<()>>,
     {
@@ -270,7 +271,7 @@ pub(crate) fn corrupt(err: sqlx::Error) -> StoreError {
     StoreError::Corrupt(err.to_string())
 }
 
-fn bool_int(value: bool) -> i64 {
+pub(crate) fn bool_int(value: bool) -> i64 {
     i64::from(value)
 }
 

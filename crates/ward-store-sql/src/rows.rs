@@ -18,7 +18,18 @@ pub(crate) fn hash_from_hex(text: &str) -> StoreResult<Hash> {
     Ok(hash)
 }
 
-fn flag(row: &AnyRow, column: &str) -> StoreResult<bool> {
+/// Parses a text column into a domain type, reporting bad stored values as `Corrupt`.
+pub(crate) fn parse_field<T>(row: &AnyRow, column: &str) -> StoreResult<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: String = row.try_get(column).map_err(corrupt)?;
+    text.parse()
+        .map_err(|err: T::Err| StoreError::Corrupt(format!("{column}: {err}")))
+}
+
+pub(crate) fn flag(row: &AnyRow, column: &str) -> StoreResult<bool> {
     Ok(row.try_get::<i64, _>(column).map_err(corrupt)? != 0)
 }
 

@@ -11,8 +11,11 @@ use ward_domain::access::{Role, SiteScope};
 use ward_domain::audit::{AuditRecord, Checkpoint, FailureKind, Outcome};
 use ward_domain::site::{Site, SiteSlug};
 
+use ward_domain::device::{Criticality, DeviceClass, DeviceState};
+
 use crate::{
-    ApiTokenRecord, Audit, AuditFilter, SessionRecord, Store, StoreError, TokenScope, UserRecord, verify_log,
+    ApiTokenRecord, Audit, AuditFilter, DeviceRecord, EnrollTokenRecord, SessionRecord, Store, StoreError,
+    TokenScope, UserRecord, verify_log,
 };
 
 /// Raw access to the database under test, for simulating an attacker with database access.
@@ -72,6 +75,7 @@ pub async fn run_all(store: &dyn Store, tamper: &dyn Tamper) {
     sessions(store).await;
     tokens(store).await;
     sites(store).await;
+    enrollment_and_devices(store).await;
     audit_listing(store).await;
     audit_fails_closed(store, tamper).await;
     tampering_is_detected(store, tamper).await;
@@ -358,6 +362,184 @@ async fn sites(store: &dyn Store) {
         .unwrap();
 }
 
+/// An enrollment token for tests.
+pub fn sample_enroll_token(id: &str, site: &str, max_uses: u32) -> EnrollTokenRecord {
+    EnrollTokenRecord {
+        id: id.into(),
+        secret_hash: "c".repeat(64),
+        site: slug(site),
+        class: DeviceClass::Medical,
+        criticality: Criticality::LifeSustaining,
+        phi: true,
+        created_by: HOSTILE.into(),
+        created_ms: T0,
+        expires_ms: T0 + 1000,
+        max_uses,
+        uses: 0,
+        revoked_ms: None,
+    }
+}
+
+/// A device record for tests.
+pub fn sample_device(id: &str, token: &EnrollTokenRecord) -> DeviceRecord {
+    DeviceRecord {
+        id: id.into(),
+        site: token.site.clone(),
+        class: token.class,
+        criticality: token.criticality,
+        phi: token.phi,
+        hostname: HOSTILE.into(),
+        state: DeviceState::Active,
+        cert_fingerprint: "d".repeat(64),
+        cert_not_after_ms: T0 + 90 * 86_400_000,
+        enroll_token_id: token.id.clone(),
+        enrolled_ms: T0,
+        last_seen_ms: None,
+        facts: "{}".into(),
+        facts_updated_ms: None,
+    }
+}
+
+async fn enrollment_and_devices(store: &dyn Store) {
+    let token = sample_enroll_token("e1", "st-marys/icu", 2);
+    store
+        .create_enroll_token(&token, audit("enroll_token.create", "enroll_token:e1"))
+        .await
+        .unwrap();
+    assert_eq!(store.enroll_token("e1").await.unwrap(), Some(token.clone()));
+    let err = store
+        .create_enroll_token(&token, audit("x", "y"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "duplicate token: {err:?}");
+    let nowhere = sample_enroll_token("e2", "nowhere", 1);
+    let err = store
+        .create_enroll_token(&nowhere, audit("x", "y"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "token for a missing site: {err:?}"
+    );
+
+    // Two uses, then the token is spent; the device that lost the race is not stored.
+    let first = sample_device("d1", &token);
+    store
+        .enroll_device("e1", &first, audit("device.enroll", "device:d1"))
+        .await
+        .unwrap();
+    store
+        .enroll_device(
+            "e1",
+            &sample_device("d2", &token),
+            audit("device.enroll", "device:d2"),
+        )
+        .await
+        .unwrap();
+    let err = store
+        .enroll_device(
+            "e1",
+            &sample_device("d3", &token),
+            audit("device.enroll", "device:d3"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "used-up token: {err:?}");
+    assert_eq!(store.device("d3").await.unwrap(), None);
+    assert_eq!(store.enroll_token("e1").await.unwrap().unwrap().uses, 2);
+
+    let expired = sample_enroll_token("e3", "st-marys", 5);
+    store
+        .create_enroll_token(&expired, audit("x", "y"))
+        .await
+        .unwrap();
+    let late = Audit::one(T0 + 1000, audit("device.enroll", "device:d4").records[0].clone());
+    let err = store
+        .enroll_device("e3", &sample_device("d4", &expired), late)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "expired token: {err:?}");
+    store
+        .revoke_enroll_token("e3", audit("enroll_token.revoke", "e3"))
+        .await
+        .unwrap();
+    let err = store
+        .enroll_device("e3", &sample_device("d5", &expired), audit("x", "y"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "revoked token: {err:?}");
+    assert_eq!(store.list_enroll_tokens().await.unwrap().len(), 2);
+
+    assert_eq!(
+        store.device("d1").await.unwrap(),
+        Some(first.clone()),
+        "device round-trips hostile text"
+    );
+    store
+        .record_facts("d1", "{\"os\":{\"id\":\"debian\"}}", "{\"changed\":{}}", T0 + 5)
+        .await
+        .unwrap();
+    store
+        .record_facts("d1", "{\"os\":{\"id\":\"ubuntu\"}}", HOSTILE, T0 + 6)
+        .await
+        .unwrap();
+    let device = store.device("d1").await.unwrap().unwrap();
+    assert_eq!(
+        (device.facts_updated_ms, device.last_seen_ms),
+        (Some(T0 + 6), Some(T0 + 6))
+    );
+    assert!(device.facts.contains("ubuntu"));
+    let history = store.facts_history("d1", 10).await.unwrap();
+    assert_eq!(
+        history,
+        [
+            (T0 + 6, HOSTILE.to_owned()),
+            (T0 + 5, "{\"changed\":{}}".to_owned())
+        ]
+    );
+    let err = store.record_facts("missing", "{}", "{}", T0).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "facts for a missing device: {err:?}"
+    );
+    store.record_seen("d1", T0 + 9).await.unwrap();
+    assert_eq!(
+        store.device("d1").await.unwrap().unwrap().last_seen_ms,
+        Some(T0 + 9)
+    );
+
+    store
+        .set_device_state("d2", DeviceState::Retired, audit("device.retire", "device:d2"))
+        .await
+        .unwrap();
+    let active: Vec<_> = store
+        .list_devices(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(active, ["d1"], "retired devices leave active views");
+    assert_eq!(
+        store.list_devices(true).await.unwrap().len(),
+        2,
+        "but keep their records"
+    );
+    let err = store
+        .set_device_state("missing", DeviceState::Revoked, audit("x", "y"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    store
+        .renew_certificate("d1", &"f".repeat(64), T0 + 1, audit("device.renew", "device:d1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.device("d1").await.unwrap().unwrap().cert_fingerprint,
+        "f".repeat(64)
+    );
+}
+
 async fn audit_listing(store: &dyn Store) {
     let head = store.head().await.unwrap();
     let all = store.entries(0, 10_000, &AuditFilter::default()).await.unwrap();
@@ -450,27 +632,29 @@ async fn audit_fails_closed(store: &dyn Store, tamper: &dyn Tamper) {
 async fn tampering_is_detected(store: &dyn Store, tamper: &dyn Tamper) {
     let key = SigningKey::from_bytes(&[9u8; 32]);
     let sign = |head: &ward_domain::audit::AuditHead| Checkpoint::sign(head, T0, &key);
-    // Grow the log to 40 entries with checkpoints at 20 and 30.
-    while store.head().await.unwrap().size() < 20 {
+    // Grow the log to B + 20 entries with checkpoints at B and B + 10 (B depends on how many
+    // entries the earlier cases wrote).
+    let b = (store.head().await.unwrap().size() / 10 + 2) * 10;
+    while store.head().await.unwrap().size() < b {
         store.append(audit("test.fill", "x")).await.unwrap();
     }
     let checkpoint = store.checkpoint(&sign).await.unwrap().expect("log grew");
-    assert_eq!(checkpoint.tree_size, 20);
+    assert_eq!(checkpoint.tree_size, b);
     assert!(
         store.checkpoint(&sign).await.unwrap().is_none(),
         "no new checkpoint without growth"
     );
-    while store.head().await.unwrap().size() < 30 {
+    while store.head().await.unwrap().size() < b + 10 {
         store.append(audit("test.fill", "x")).await.unwrap();
     }
     store.checkpoint(&sign).await.unwrap();
-    while store.head().await.unwrap().size() < 40 {
+    while store.head().await.unwrap().size() < b + 20 {
         store.append(audit("test.fill", "x")).await.unwrap();
     }
     assert_eq!(store.checkpoints().await.unwrap().len(), 2);
     let report = verify_log(store, key.verifying_key()).await.unwrap();
     assert_eq!(report.failure, None, "intact log verifies");
-    assert_eq!(report.entries_checked, 40);
+    assert_eq!(report.entries_checked, b + 20);
     assert_eq!(report.checkpoints_checked, 2);
 
     let expect = |report: ward_domain::audit::VerifyReport, seq: u64, kind: FailureKind, case: &str| {

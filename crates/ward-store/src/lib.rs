@@ -8,9 +8,12 @@ mod verify;
 
 use async_trait::async_trait;
 use ward_domain::audit::{AuditEntry, AuditHead, AuditRecord, Checkpoint};
+use ward_domain::device::DeviceState;
 use ward_domain::site::{Site, SiteSlug};
 
-pub use records::{ApiTokenRecord, AuditFilter, SessionRecord, TokenScope, UserRecord};
+pub use records::{
+    ApiTokenRecord, AuditFilter, DeviceRecord, EnrollTokenRecord, SessionRecord, TokenScope, UserRecord,
+};
 pub use verify::{VERIFY_PAGE, verify_log};
 
 /// Errors every adapter reports in these terms.
@@ -130,8 +133,51 @@ pub trait AuditLog: Send + Sync {
     async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
 }
 
+/// Enrollment tokens.
+#[async_trait]
+pub trait EnrollTokenStore: Send + Sync {
+    /// `Conflict` if the id exists; `NotFound` if the site does not exist.
+    async fn create_enroll_token(&self, token: &EnrollTokenRecord, audit: Audit) -> StoreResult<()>;
+    async fn enroll_token(&self, id: &str) -> StoreResult<Option<EnrollTokenRecord>>;
+    /// Newest first.
+    async fn list_enroll_tokens(&self) -> StoreResult<Vec<EnrollTokenRecord>>;
+    /// Marks revoked at `audit.time_ms` (the first revocation time is kept). `NotFound` if missing.
+    async fn revoke_enroll_token(&self, id: &str, audit: Audit) -> StoreResult<()>;
+}
+
+/// Managed devices, their facts and the history of those facts.
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// Takes one use of enrollment token `token_id` and inserts `device`, atomically with `audit`.
+    /// `Conflict` if the token has no use left, is revoked or has expired at `audit.time_ms` (two
+    /// devices racing for the last use: exactly one wins).
+    async fn enroll_device(&self, token_id: &str, device: &DeviceRecord, audit: Audit) -> StoreResult<()>;
+    async fn device(&self, id: &str) -> StoreResult<Option<DeviceRecord>>;
+    /// Devices ordered by site then hostname; retired ones only when asked.
+    async fn list_devices(&self, include_retired: bool) -> StoreResult<Vec<DeviceRecord>>;
+    /// Changes the lifecycle state. `NotFound` if missing.
+    async fn set_device_state(&self, id: &str, state: DeviceState, audit: Audit) -> StoreResult<()>;
+    /// Replaces the current facts and appends `change` (JSON text: what changed) to the history.
+    /// Device-reported data is not an admin action, so it is not audited; the history is its record.
+    async fn record_facts(&self, id: &str, facts: &str, change: &str, now_ms: i64) -> StoreResult<()>;
+    /// Records that the device was heard from.
+    async fn record_seen(&self, id: &str, now_ms: i64) -> StoreResult<()>;
+    /// The newest `limit` fact changes, newest first: (time, change JSON text).
+    async fn facts_history(&self, id: &str, limit: u32) -> StoreResult<Vec<(i64, String)>>;
+    /// Records a renewed certificate. `NotFound` if missing.
+    async fn renew_certificate(
+        &self,
+        id: &str,
+        fingerprint: &str,
+        not_after_ms: i64,
+        audit: Audit,
+    ) -> StoreResult<()>;
+}
+
 /// Everything the server needs from storage.
-pub trait Store: UserStore + SessionStore + TokenStore + SiteStore + AuditLog {
+pub trait Store:
+    UserStore + SessionStore + TokenStore + SiteStore + AuditLog + EnrollTokenStore + DeviceStore
+{
     /// A short name for logs and `/health`: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 }

@@ -1,6 +1,8 @@
 //! Stored records that are not domain types in their own right (credentials, sessions, filters).
 
 use ward_domain::access::{Role, SiteScope};
+use ward_domain::device::{Criticality, DeviceClass, DeviceState};
+use ward_domain::site::SiteSlug;
 
 /// An admin account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,4 +97,48 @@ pub struct AuditFilter {
     pub target: Option<String>,
     /// Only entries at or after this time.
     pub since_ms: Option<i64>,
+}
+
+/// An enrollment token: lets devices join one site with default attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollTokenRecord {
+    /// Public part, 32 hex characters.
+    pub id: String,
+    /// SHA-256 hex of the secret part.
+    pub secret_hash: String,
+    pub site: SiteSlug,
+    pub class: DeviceClass,
+    pub criticality: Criticality,
+    /// Devices enrolled with it store or display patient data.
+    pub phi: bool,
+    /// Actor that created it (`user:alice`).
+    pub created_by: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub revoked_ms: Option<i64>,
+}
+
+/// A managed device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// UUID text; also the certificate's subject common name.
+    pub id: String,
+    pub site: SiteSlug,
+    pub class: DeviceClass,
+    pub criticality: Criticality,
+    pub phi: bool,
+    /// As reported at enrollment (bounded, control characters removed).
+    pub hostname: String,
+    pub state: DeviceState,
+    /// SHA-256 hex of the current certificate's DER.
+    pub cert_fingerprint: String,
+    pub cert_not_after_ms: i64,
+    pub enroll_token_id: String,
+    pub enrolled_ms: i64,
+    pub last_seen_ms: Option<i64>,
+    /// Current facts, JSON text.
+    pub facts: String,
+    pub facts_updated_ms: Option<i64>,
 }
