@@ -50,14 +50,24 @@ impl Role {
             Role::Admin => true,
             Role::Security => matches!(
                 permission,
-                ViewSites | ViewUsers | ViewAudit | ManageOwnCredentials
+                ViewSites | ViewUsers | ViewAudit | ManageOwnCredentials | ViewDevices | ManageDevices
             ),
-            Role::Operator => matches!(permission, ViewSites | ManageSites | ManageOwnCredentials),
-            Role::Helpdesk => matches!(permission, ViewSites | ManageOwnCredentials),
-            Role::Auditor => matches!(
+            Role::Operator => matches!(
                 permission,
-                ViewSites | ViewUsers | ViewAudit | ManageOwnCredentials
+                ViewSites
+                    | ManageSites
+                    | ManageOwnCredentials
+                    | ViewDevices
+                    | ManageDevices
+                    | ManageEnrollment
             ),
+            Role::Helpdesk => matches!(permission, ViewSites | ManageOwnCredentials | ViewDevices),
+            Role::Auditor => {
+                matches!(
+                    permission,
+                    ViewSites | ViewUsers | ViewAudit | ManageOwnCredentials | ViewDevices
+                )
+            }
         }
     }
 }
@@ -93,6 +103,11 @@ pub enum Permission {
     ViewAudit,
     /// Own password, TOTP and API tokens.
     ManageOwnCredentials,
+    ViewDevices,
+    /// Revoke, retire (and, later, act on) devices.
+    ManageDevices,
+    /// Create and revoke enrollment tokens.
+    ManageEnrollment,
 }
 
 /// The sites an account may act on: all of them, or the listed sites and everything beneath them.
@@ -185,6 +200,9 @@ mod tests {
         assert!(!Role::Auditor.allows(Permission::ManageSites));
         assert!(!Role::Auditor.allows(Permission::ManageUsers));
         assert!(!Role::Helpdesk.allows(Permission::ViewAudit));
+        assert!(Role::Helpdesk.allows(Permission::ViewDevices));
+        assert!(!Role::Helpdesk.allows(Permission::ManageDevices));
+        assert!(!Role::Auditor.allows(Permission::ManageEnrollment));
     }
 
     #[test]

@@ -84,6 +84,15 @@ impl DeviceState {
     }
 }
 
+/// How often agents send a heartbeat.
+pub const HEARTBEAT_INTERVAL_MS: i64 = 30_000;
+
+/// Whether a device last heard from at `last_seen_ms` counts as online at `now_ms`, with
+/// heartbeats every `heartbeat_ms` (offline after three missed).
+pub fn is_online(last_seen_ms: Option<i64>, now_ms: i64, heartbeat_ms: i64) -> bool {
+    last_seen_ms.is_some_and(|seen| now_ms - seen < 3 * heartbeat_ms)
+}
+
 /// Why an enrollment token cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRefusal {
@@ -168,6 +177,9 @@ mod tests {
             "life-sustaining"
         );
         assert!(!DeviceState::Revoked.may_connect());
+        assert!(is_online(Some(0), 89_999, HEARTBEAT_INTERVAL_MS));
+        assert!(!is_online(Some(0), 90_000, HEARTBEAT_INTERVAL_MS));
+        assert!(!is_online(None, 0, HEARTBEAT_INTERVAL_MS));
     }
 
     #[test]

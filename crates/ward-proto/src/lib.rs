@@ -3,6 +3,16 @@
 
 mod error;
 
+/// The agent channel (gRPC), generated from `proto/ward/agent/v1/agent.proto`.
+#[cfg(feature = "agent")]
+pub mod agent {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("ward.agent.v1");
+
+    /// The protocol version this build speaks.
+    pub const PROTOCOL_VERSION: u32 = 1;
+}
+
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 
 use serde::{Deserialize, Serialize};
@@ -300,4 +310,125 @@ pub struct CheckpointView {
 pub struct AuditKeyView {
     /// Hex Ed25519 public key.
     pub public_key: String,
+}
+
+/// Prefix of enrollment token strings (`wardenroll_<id>_<secret>`).
+pub const ENROLL_TOKEN_PREFIX: &str = "wardenroll_";
+
+/// `POST /enroll-tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnrollTokenRequest {
+    /// Site the enrolled devices belong to (`st-marys/icu`).
+    pub site: String,
+    /// `workstation`, `mobile`, `iot-gateway` or `medical`.
+    pub class: String,
+    /// `life-sustaining`, `high` or `normal` (default `normal`).
+    #[serde(default)]
+    pub criticality: Option<String>,
+    /// The devices store or display patient data.
+    #[serde(default)]
+    pub phi: bool,
+    /// How long the token is valid: `30m`, `24h`, `7d` (default `24h`, at most `365d`).
+    #[serde(default)]
+    pub expires: Option<String>,
+    /// How many devices may enroll with it (default 1, at most 100000).
+    #[serde(default)]
+    pub uses: Option<u32>,
+}
+
+/// An enrollment token (never its secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EnrollTokenView {
+    pub id: String,
+    pub site: String,
+    pub class: String,
+    pub criticality: String,
+    pub phi: bool,
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub revoked_at: Option<String>,
+}
+
+/// A new enrollment token with its secret, shown only once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedEnrollToken {
+    pub token: EnrollTokenView,
+    /// Give to `ward-agent enroll --token`.
+    pub secret: String,
+}
+
+/// `POST /enroll` (by the agent; the token authenticates).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub token: String,
+    /// PKCS#10 certificate signing request, PEM. The private key stays on the device.
+    pub csr_pem: String,
+    /// The device's hostname as it reports it.
+    pub hostname: String,
+}
+
+/// The device's identity.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrollResponse {
+    pub device_id: String,
+    /// The device certificate, PEM (subject common name = device id).
+    pub certificate_pem: String,
+    /// Ward's CA certificate, PEM, to verify the server with.
+    pub ca_pem: String,
+    /// RFC 3339 expiry of the certificate.
+    pub not_after: String,
+    /// Port of the agent channel (mutual TLS) on the same host.
+    pub agent_port: u16,
+}
+
+/// A device as listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceView {
+    pub id: String,
+    pub site: String,
+    pub class: String,
+    pub criticality: String,
+    pub phi: bool,
+    pub hostname: String,
+    /// `active`, `locked`, `quarantined`, `wiped`, `lost`, `retired` or `revoked`.
+    pub state: String,
+    /// Heard from within the presence window.
+    pub online: bool,
+    pub last_seen_at: Option<String>,
+    pub enrolled_at: String,
+    pub certificate_expires_at: String,
+    /// Current facts as the device reported them (bounded and sanitised by the agent and server).
+    pub facts: serde_json::Value,
+}
+
+/// One change to a device's facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FactsChangeView {
+    pub time: String,
+    pub change: serde_json::Value,
+}
+
+/// `GET /devices/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceDetail {
+    pub device: DeviceView,
+    /// Newest first, at most 50.
+    pub history: Vec<FactsChangeView>,
+}
+
+/// Query for `GET /devices` and `GET /devices/fhir`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceQuery {
+    /// Selector, e.g. `site within "st-marys" and class = "medical" and facts.os.version_id < "22.04"`.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Include retired devices.
+    #[serde(default)]
+    pub include_retired: bool,
 }

@@ -15,6 +15,9 @@ pub struct ServerArgs {
     /// Address to listen on for the API and console [default: 127.0.0.1:8443].
     #[arg(long, env = "WARD_LISTEN")]
     pub listen: Option<String>,
+    /// Address for the agent channel (gRPC over mutual TLS) [default: 127.0.0.1:8444].
+    #[arg(long, env = "WARD_AGENT_LISTEN")]
+    pub agent_listen: Option<String>,
     /// Directory for keys and the embedded SQLite database [default: ./ward-data].
     #[arg(long, env = "WARD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -36,6 +39,9 @@ pub struct ServerArgs {
     /// Minutes without a request before a console session ends [default: 15].
     #[arg(long, env = "WARD_IDLE_TIMEOUT_MINUTES")]
     pub idle_timeout_minutes: Option<u64>,
+    /// Seconds between agent heartbeats; a device is offline after three missed ones [default: 30].
+    #[arg(long, env = "WARD_HEARTBEAT_SECONDS")]
+    pub heartbeat_seconds: Option<u64>,
     /// Do not create the first admin account on first start (use `ward admin create`).
     #[arg(long, env = "WARD_NO_INITIAL_ADMIN")]
     pub no_initial_admin: bool,
@@ -47,6 +53,7 @@ pub struct ServerArgs {
 struct FileConfig {
     version: Option<u32>,
     listen: Option<String>,
+    agent_listen: Option<String>,
     data_dir: Option<PathBuf>,
     database: Option<String>,
     /// Read the database URL from this file (it may hold a password); refused if others can read it.
@@ -54,6 +61,7 @@ struct FileConfig {
     insecure_http: Option<bool>,
     log_format: Option<String>,
     initial_admin: Option<bool>,
+    heartbeat_seconds: Option<u64>,
     #[serde(default)]
     tls: FileTls,
     #[serde(default)]
@@ -151,6 +159,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The agent channel's address.
+    pub agent_listen: SocketAddr,
     pub data_dir: PathBuf,
     /// `None` means the embedded SQLite database in `data_dir`.
     pub database: Option<String>,
@@ -159,6 +169,8 @@ pub struct Config {
     pub tls: TlsMode,
     pub log_format: LogFormat,
     pub initial_admin: bool,
+    /// Agent heartbeat interval; a device is offline after three missed heartbeats.
+    pub heartbeat_ms: i64,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
 }
@@ -183,6 +195,7 @@ impl Config {
     pub fn for_data_dir(data_dir: &Path) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            agent_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_owned(),
             database: None,
             database_schema: None,
@@ -191,6 +204,7 @@ impl Config {
             },
             log_format: LogFormat::Text,
             initial_admin: true,
+            heartbeat_ms: ward_domain::device::HEARTBEAT_INTERVAL_MS,
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
         }
@@ -226,6 +240,20 @@ impl Config {
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| invalid("listen", format!("{listen_text:?} is not an IP:port address")))?;
+        let agent_text = args
+            .agent_listen
+            .clone()
+            .or(file.agent_listen)
+            .unwrap_or_else(|| "127.0.0.1:8444".into());
+        let agent_listen: SocketAddr = agent_text.parse().map_err(|_| {
+            invalid(
+                "agent_listen",
+                format!("{agent_text:?} is not an IP:port address"),
+            )
+        })?;
+        if agent_listen == listen && listen.port() != 0 {
+            return Err(invalid("agent_listen", "must differ from listen"));
+        }
         let data_dir = args
             .data_dir
             .clone()
@@ -325,6 +353,10 @@ impl Config {
         if !(1..=24 * 60).contains(&lockout) {
             return Err(invalid("auth.lockout_minutes", "must be between 1 and 1440"));
         }
+        let heartbeat = args.heartbeat_seconds.or(file.heartbeat_seconds).unwrap_or(30);
+        if !(1..=300).contains(&heartbeat) {
+            return Err(invalid("heartbeat_seconds", "must be between 1 and 300"));
+        }
         let checkpoint_every = file.audit.checkpoint_every.unwrap_or(1000);
         if checkpoint_every == 0 {
             return Err(invalid("audit.checkpoint_every", "must be at least 1"));
@@ -335,12 +367,14 @@ impl Config {
         }
         Ok(Self {
             listen,
+            agent_listen,
             data_dir,
             database,
             database_schema: None,
             tls,
             log_format,
             initial_admin: !args.no_initial_admin && file.initial_admin.unwrap_or(true),
+            heartbeat_ms: heartbeat as i64 * 1000,
             auth: AuthConfig {
                 idle_timeout_ms: idle_minutes as i64 * 60_000,
                 session_max_ms: max_hours as i64 * 3_600_000,
@@ -445,6 +479,19 @@ mod tests {
             ),
             (ServerArgs::default(), "[tls]\ncert = \"a.pem\"", "tls.key"),
             (ServerArgs::default(), "listen = 5", "config"),
+            (
+                ServerArgs {
+                    agent_listen: Some("x".into()),
+                    ..Default::default()
+                },
+                "",
+                "agent_listen",
+            ),
+            (
+                ServerArgs::default(),
+                "agent_listen = \"127.0.0.1:8443\"",
+                "agent_listen",
+            ),
             (
                 ServerArgs {
                     listen: Some("0.0.0.0:8443".into()),

@@ -112,6 +112,63 @@ impl Keys {
     }
 }
 
+/// A certificate the CA issued to a device.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    pub pem: String,
+    /// Hex SHA-256 of the DER, how the server recognises the certificate on each connection.
+    pub fingerprint: String,
+    pub not_after_ms: i64,
+}
+
+/// How long device certificates are valid; agents renew well before the end.
+pub const DEVICE_CERT_DAYS: i64 = 90;
+
+impl Keys {
+    /// Signs a device certificate from a PKCS#10 request after checking the request's signature
+    /// (proof that the device holds the private key, which never leaves it). Everything but the
+    /// public key is decided here: subject CN = device id, client-auth only, 90 days.
+    pub fn issue_device_certificate(
+        &self,
+        csr_pem: &str,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<IssuedCertificate, String> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|err| match err {
+            rcgen::Error::InvalidCertificationRequestSignature => {
+                "the request's signature does not match its key".to_owned()
+            }
+            other => format!("not a valid PKCS#10 request: {other}"),
+        })?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, device_id);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Ward device");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let start = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+            .map_err(|err| format!("clock out of range: {err}"))?;
+        params.not_before = start - time::Duration::hours(1);
+        params.not_after = start + time::Duration::days(DEVICE_CERT_DAYS);
+        let mut serial = [0u8; 16];
+        rand::fill(&mut serial);
+        serial[0] &= 0x7f;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        csr.params = params;
+        let issuer = Issuer::new(ca_params(), &self.ca_key);
+        let cert = csr
+            .signed_by(&issuer)
+            .map_err(|err| format!("signing failed: {err}"))?;
+        Ok(IssuedCertificate {
+            pem: cert.pem(),
+            fingerprint: hex::encode(Sha256::digest(cert.der().as_ref())),
+            not_after_ms: now_ms + DEVICE_CERT_DAYS * 86_400_000,
+        })
+    }
+}
+
 /// The CA's parameters. Issuing only needs the subject name and key, so rebuilding these on each
 /// start (rather than parsing the stored certificate) signs certificates that chain to it.
 fn ca_params() -> CertificateParams {
@@ -227,6 +284,52 @@ mod tests {
         assert_eq!(again.ca_fingerprint, first.ca_fingerprint);
         assert_eq!(again.audit_key.to_bytes(), first.audit_key.to_bytes());
         assert_eq!(first.ca_fingerprint.len(), 64);
+    }
+
+    #[test]
+    fn device_certificates_come_only_from_valid_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::load_or_create(dir.path()).unwrap();
+        let device_key = KeyPair::generate().unwrap();
+        let csr = CertificateParams::new(vec![])
+            .unwrap()
+            .serialize_request(&device_key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let issued = keys
+            .issue_device_certificate(&csr, "device-1", 1_790_000_000_000)
+            .unwrap();
+        assert!(issued.pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(issued.fingerprint.len(), 64);
+        for bad in [
+            "",
+            "garbage",
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+        ] {
+            assert!(
+                keys.issue_device_certificate(bad, "d", 1_790_000_000_000)
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        // A request whose signature was made by another key.
+        let mut der = CertificateParams::new(vec![])
+            .unwrap()
+            .serialize_request(&device_key)
+            .unwrap()
+            .der()
+            .to_vec();
+        let last = der.len() - 1;
+        der[last] ^= 0xff;
+        let pem = format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)
+        );
+        let err = keys
+            .issue_device_certificate(&pem, "d", 1_790_000_000_000)
+            .unwrap_err();
+        assert!(err.contains("signature") || err.contains("valid"), "{err}");
     }
 
     #[test]

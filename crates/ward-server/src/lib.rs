@@ -1,10 +1,12 @@
 //! The Ward server: configuration, keys, storage, the HTTPS API and the audit checkpointer.
 //! `ward server` calls [`run`]; tests and `ward demo` call [`start`] and get a [`Server`] back.
 
+pub mod agent_channel;
 pub mod api;
 pub mod auth;
 pub mod bench;
 pub mod caller;
+pub mod channels;
 pub mod config;
 pub mod error;
 pub mod keys;
@@ -107,6 +109,8 @@ pub async fn create_admin(
 /// A running server.
 pub struct Server {
     pub addr: SocketAddr,
+    /// The agent channel's address.
+    pub agent_addr: SocketAddr,
     /// `https` or `http`.
     pub scheme: &'static str,
     pub ca_fingerprint: String,
@@ -170,17 +174,24 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let agent_listener = tokio::net::TcpListener::bind(config.agent_listen)
+        .await
+        .with_context(|| format!("listening on {} (agent channel)", config.agent_listen))?;
+    let agent_addr = agent_listener.local_addr()?;
+    // The agent channel always uses a certificate from Ward's own CA: that is what agents pin.
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    for ip in [addr.ip(), agent_addr.ip()] {
+        if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+            names.push(ip.to_string());
+        }
+    }
+    if let TlsMode::OwnCa { extra_names } = &config.tls {
+        names.extend(extra_names.iter().cloned());
+    }
+    let (own_chain, own_key) = keys.server_certificate(&config.data_dir, &names)?;
     let tls = match &config.tls {
         TlsMode::Plaintext => None,
-        TlsMode::OwnCa { extra_names } => {
-            let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-            if !addr.ip().is_unspecified() && !names.contains(&addr.ip().to_string()) {
-                names.push(addr.ip().to_string());
-            }
-            names.extend(extra_names.iter().cloned());
-            let (chain, key) = keys.server_certificate(&config.data_dir, &names)?;
-            Some(serve::tls_config(&chain, &key)?)
-        }
+        TlsMode::OwnCa { .. } => Some(serve::tls_config(&own_chain, &own_key)?),
         TlsMode::Provided { cert, key } => {
             let chain =
                 std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
@@ -198,18 +209,27 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         config: config.clone(),
         keys: Arc::new(keys),
         throttle: Default::default(),
+        channels: Default::default(),
+        agent_port: agent_addr.port(),
     }));
     let app = api::app(state.clone());
     let serve_task = tokio::spawn(serve::serve(listener, tls, app));
+    let agent_state = state.clone();
+    let agent_task = tokio::spawn(async move {
+        if let Err(err) = agent_channel::serve(agent_state, agent_listener, own_chain, own_key).await {
+            tracing::error!(error = %err, "the agent channel stopped");
+        }
+    });
     let checkpoint_task = tokio::spawn(checkpointer(state.clone()));
     Ok(Server {
         addr,
+        agent_addr,
         scheme,
         ca_fingerprint,
         ca_cert_pem,
         state,
         initial_admin,
-        tasks: vec![serve_task, checkpoint_task],
+        tasks: vec![serve_task, agent_task, checkpoint_task],
     })
 }
 
@@ -255,6 +275,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server = start(config).await?;
     tracing::info!(url = %server.url(), backend = server.state.store.backend(), "ward server listening");
     eprintln!("Ward server listening on {}", server.url());
+    eprintln!("Agent channel (mutual TLS) on {}", server.agent_addr);
     eprintln!("CA fingerprint (SHA-256): {}", server.ca_fingerprint);
     if let Some((username, password)) = &server.initial_admin {
         eprintln!();

@@ -43,6 +43,10 @@ pub struct Inner {
     pub config: Config,
     pub keys: Arc<Keys>,
     pub throttle: Throttle,
+    /// Live agent connections on this node.
+    pub channels: crate::channels::Channels,
+    /// The agent channel's port, told to devices at enrollment.
+    pub agent_port: u16,
 }
 
 impl std::ops::Deref for AppState {

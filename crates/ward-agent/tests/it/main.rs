@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod diff;
+mod e2e;
 mod fixture;
 mod hostile;
 mod live;

@@ -3,6 +3,8 @@
 
 mod audit;
 mod auth;
+mod devices;
+mod enroll;
 mod extract;
 mod sites;
 mod tokens;
@@ -34,7 +36,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
     info(title = "Ward API", description = "Device management and breach containment for healthcare. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"}}` with the stable codes of docs/errors.md."),
     paths(sites::show, sites::update, sites::delete),
     components(schemas(ErrorBody, ErrorDetail, ward_proto::ErrorCode)),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "sites"), (name = "audit"))
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "sites"), (name = "audit"), (name = "enrollment"), (name = "devices"))
 )]
 struct ApiDoc;
 
@@ -83,6 +85,14 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::checkpoints))
         .routes(routes!(audit::key))
         .routes(routes!(audit::export))
+        .routes(routes!(enroll::create_token, enroll::list_tokens))
+        .routes(routes!(enroll::revoke_token))
+        .routes(routes!(enroll::enroll))
+        .routes(routes!(devices::list))
+        .routes(routes!(devices::fhir))
+        .routes(routes!(devices::show))
+        .routes(routes!(devices::revoke))
+        .routes(routes!(devices::retire))
         .split_for_parts();
     // Site slugs contain a '/', so their routes are a wildcard; documented above as `{slug}`.
     let router = router

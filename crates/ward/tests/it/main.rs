@@ -22,7 +22,14 @@ impl ServerProcess {
     fn start(data_dir: &Path, database: Option<&str>) -> ServerProcess {
         let mut command = Command::new(WARD);
         command
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--agent-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env_remove("WARD_DATABASE");
         if let Some(url) = database {

@@ -1,0 +1,106 @@
+//! The agent's state directory: its private key (0600, never sent anywhere), its certificate,
+//! Ward's CA certificate and where the server is.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What `ward-agent enroll` leaves behind for `ward-agent run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrollment {
+    pub version: u32,
+    pub device_id: String,
+    /// Host name or IP of the server, as given at enrollment (also the TLS name checked).
+    pub server_host: String,
+    /// The server's HTTPS port (enrollment, renewal).
+    pub server_port: u16,
+    /// The agent channel's port.
+    pub agent_port: u16,
+}
+
+/// Paths of the files in a state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir(pub PathBuf);
+
+impl StateDir {
+    pub fn key(&self) -> PathBuf {
+        self.0.join("device.key")
+    }
+    pub fn cert(&self) -> PathBuf {
+        self.0.join("device.crt")
+    }
+    pub fn ca(&self) -> PathBuf {
+        self.0.join("ca.crt")
+    }
+    pub fn enrollment(&self) -> PathBuf {
+        self.0.join("enrollment.toml")
+    }
+
+    /// Whether this directory already holds an enrollment.
+    pub fn is_enrolled(&self) -> bool {
+        self.enrollment().exists()
+    }
+
+    /// Writes everything an enrollment produced; the key file is 0600 in a 0700 directory.
+    pub fn save(
+        &self,
+        enrollment: &Enrollment,
+        key_pem: &str,
+        cert_pem: &str,
+        ca_pem: &str,
+    ) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.0)?;
+        std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o700))?;
+        write_atomic(&self.key(), key_pem.as_bytes(), 0o600)?;
+        write_atomic(&self.cert(), cert_pem.as_bytes(), 0o644)?;
+        write_atomic(&self.ca(), ca_pem.as_bytes(), 0o644)?;
+        let text = toml::to_string(enrollment).map_err(std::io::Error::other)?;
+        write_atomic(&self.enrollment(), text.as_bytes(), 0o644)
+    }
+
+    /// Loads the enrollment, key, certificate and CA, refusing a key others can read.
+    pub fn load(&self) -> Result<(Enrollment, String, String, String), String> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|err| format!("reading {}: {err}", path.display()))
+        };
+        let mode = std::fs::metadata(self.key())
+            .map_err(|err| {
+                format!(
+                    "reading {}: {err} (run `ward-agent enroll` first)",
+                    self.key().display()
+                )
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "refusing {}: readable by group or others; chmod 600 it",
+                self.key().display()
+            ));
+        }
+        let enrollment: Enrollment = toml::from_str(&read(&self.enrollment())?)
+            .map_err(|err| format!("{}: {err}", self.enrollment().display()))?;
+        Ok((
+            enrollment,
+            read(&self.key())?,
+            read(&self.cert())?,
+            read(&self.ca())?,
+        ))
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let temp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)
+}

@@ -1,0 +1,249 @@
+//! `ward-agent run`: one long-lived stream to the server over mutual TLS — hello, full inventory,
+//! heartbeats, inventory diffs when facts change — reconnecting with jittered exponential backoff.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use ward_proto::agent::agent_channel_client::AgentChannelClient;
+use ward_proto::agent::{
+    AgentMessage, Heartbeat, Hello, Inventory, InventoryDiff, PROTOCOL_VERSION, agent_message, server_message,
+};
+
+use crate::facts::{self, CollectOptions, Facts};
+use crate::identity::StateDir;
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub state_dir: PathBuf,
+    /// Root of the file tree facts are read from (`/` on a real device).
+    pub facts_root: PathBuf,
+    /// How often facts are collected again and changes sent.
+    pub facts_interval: Duration,
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The server refused this device (revoked, unsupported version): retrying will not help soon.
+    Refused { code: String, message: String },
+    /// The connection failed or closed: retry.
+    Lost(String),
+}
+
+/// Runs sessions forever, backing off between them.
+pub async fn run(options: RunOptions) -> Result<(), String> {
+    let state = StateDir(options.state_dir.clone());
+    let mut failures: u32 = 0;
+    loop {
+        let started = std::time::Instant::now();
+        let ended = session(&state, &options).await;
+        if started.elapsed() > Duration::from_secs(60) {
+            failures = 0;
+        }
+        let delay = match &ended {
+            Ended::Refused { code, message } => {
+                eprintln!("ward-agent: refused by the server ({code}): {message}");
+                if code == "revoked" || code == "unsupported_version" {
+                    Duration::from_secs(600)
+                } else {
+                    backoff(failures)
+                }
+            }
+            Ended::Lost(why) => {
+                eprintln!("ward-agent: connection lost: {why}");
+                backoff(failures)
+            }
+        };
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Exponential backoff from 1 s to 5 min with ±50% jitter, so a fleet does not reconnect in step.
+pub fn backoff(failures: u32) -> Duration {
+    let base = 1000u64.saturating_mul(1 << failures.min(9)).min(300_000);
+    let factor = 500 + u64::from(rand::random::<u16>()) % 1000; // 0.5 .. 1.5
+    Duration::from_millis(base * factor / 1000)
+}
+
+fn message(body: agent_message::Body) -> AgentMessage {
+    AgentMessage { body: Some(body) }
+}
+
+/// Collects facts off the async runtime (collectors read files and may run commands).
+async fn collect_facts(root: PathBuf) -> Result<Facts, Ended> {
+    let options = CollectOptions::for_root(&root);
+    tokio::task::spawn_blocking(move || facts::collect(&root, &options))
+        .await
+        .map_err(|err| Ended::Lost(format!("collecting facts failed: {err}")))
+}
+
+/// One connection: returns when it ends.
+pub async fn session(state: &StateDir, options: &RunOptions) -> Ended {
+    let (enrollment, key, cert, ca) = match state.load() {
+        Ok(loaded) => loaded,
+        Err(why) => {
+            return Ended::Refused {
+                code: "not_enrolled".into(),
+                message: why,
+            };
+        }
+    };
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert, key))
+        .domain_name(enrollment.server_host.clone());
+    let url = format!(
+        "https://{}:{}",
+        host_for_url(&enrollment.server_host),
+        enrollment.agent_port
+    );
+    let channel = match Channel::from_shared(url)
+        .map_err(|e| e.to_string())
+        .and_then(|c| c.tls_config(tls).map_err(|e| e.to_string()))
+    {
+        Ok(endpoint) => endpoint.connect_timeout(Duration::from_secs(10)),
+        Err(why) => return Ended::Lost(why),
+    };
+    let channel = match channel.connect().await {
+        Ok(channel) => channel,
+        Err(err) => return Ended::Lost(format!("connecting: {err}")),
+    };
+    let mut client = AgentChannelClient::new(channel).max_decoding_message_size(64 * 1024);
+    let (sender, receiver) = mpsc::channel(16);
+    let hostname = match collect_facts(options.facts_root.clone()).await {
+        Ok(facts) => facts,
+        Err(ended) => return ended,
+    };
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        hostname: hostname.hostname.clone().unwrap_or_default(),
+    };
+    if sender
+        .send(message(agent_message::Body::Hello(hello)))
+        .await
+        .is_err()
+    {
+        return Ended::Lost("stream closed".into());
+    }
+    let mut inbound = match client.session(ReceiverStream::new(receiver)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            return if status.code() == tonic::Code::PermissionDenied {
+                Ended::Refused {
+                    code: "revoked".into(),
+                    message: status.message().into(),
+                }
+            } else {
+                Ended::Lost(format!("{}: {}", status.code(), status.message()))
+            };
+        }
+    };
+    let heartbeat = match inbound.message().await {
+        Ok(Some(reply)) => match reply.body {
+            Some(server_message::Body::Welcome(welcome)) => {
+                Duration::from_secs(u64::from(welcome.heartbeat_seconds.max(1)))
+            }
+            Some(server_message::Body::Refusal(refusal)) => {
+                return Ended::Refused {
+                    code: refusal.code,
+                    message: refusal.message,
+                };
+            }
+            _ => return Ended::Lost("the server did not welcome us".into()),
+        },
+        Ok(None) => return Ended::Lost("closed before welcome".into()),
+        Err(status) => return Ended::Lost(status.message().into()),
+    };
+    let mut last_sent = hostname;
+    let full = |facts: &Facts| {
+        message(agent_message::Body::Inventory(Inventory {
+            facts_json: serde_json::to_string(facts).unwrap_or_default(),
+        }))
+    };
+    if sender.send(full(&last_sent)).await.is_err() {
+        return Ended::Lost("stream closed".into());
+    }
+    let mut heartbeats = tokio::time::interval(heartbeat);
+    heartbeats.tick().await;
+    let mut recollect = tokio::time::interval(options.facts_interval);
+    recollect.tick().await;
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = heartbeats.tick() => {
+                seq += 1;
+                if sender.send(message(agent_message::Body::Heartbeat(Heartbeat { seq }))).await.is_err() {
+                    return Ended::Lost("stream closed".into());
+                }
+            }
+            _ = recollect.tick() => {
+                let now = match collect_facts(options.facts_root.clone()).await {
+                    Ok(facts) => facts,
+                    Err(ended) => return ended,
+                };
+                let change = facts::diff(&last_sent, &now);
+                if !change.is_empty() {
+                    let diff_json = serde_json::to_string(&change).unwrap_or_default();
+                    if sender.send(message(agent_message::Body::InventoryDiff(InventoryDiff { diff_json }))).await.is_err() {
+                        return Ended::Lost("stream closed".into());
+                    }
+                    last_sent = now;
+                }
+            }
+            reply = inbound.message() => match reply {
+                Ok(Some(reply)) => match reply.body {
+                    Some(server_message::Body::Refusal(refusal)) => {
+                        return Ended::Refused { code: refusal.code, message: refusal.message };
+                    }
+                    Some(server_message::Body::RequestInventory(_)) => {
+                        last_sent = match collect_facts(options.facts_root.clone()).await {
+                            Ok(facts) => facts,
+                            Err(ended) => return ended,
+                        };
+                        if sender.send(full(&last_sent)).await.is_err() {
+                            return Ended::Lost("stream closed".into());
+                        }
+                    }
+                    _ => {}
+                },
+                Ok(None) => return Ended::Lost("the server closed the stream".into()),
+                Err(status) => {
+                    return if status.code() == tonic::Code::PermissionDenied {
+                        Ended::Refused { code: "revoked".into(), message: status.message().into() }
+                    } else {
+                        Ended::Lost(format!("{}: {}", status.code(), status.message()))
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// IPv6 literals need brackets in URLs.
+fn host_for_url(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let first = backoff(0);
+        assert!(first >= Duration::from_millis(500) && first <= Duration::from_millis(1500));
+        let late = backoff(30);
+        assert!(late <= Duration::from_millis(450_000) && late >= Duration::from_millis(150_000));
+        assert_eq!(host_for_url("::1"), "[::1]");
+    }
+}

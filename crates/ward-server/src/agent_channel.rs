@@ -1,0 +1,406 @@
+//! The agent channel: a gRPC service over mutual TLS on its own port. Each device keeps one
+//! bidirectional stream; the server identifies it by the certificate Ward's CA issued, refuses
+//! revoked, retired or superseded certificates, stores inventory and presence, and closes the
+//! stream at once when the device is revoked.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use ward_domain::audit::{AuditRecord, Outcome};
+use ward_proto::agent::agent_channel_server::{AgentChannel, AgentChannelServer};
+use ward_proto::agent::{
+    AgentMessage, PROTOCOL_VERSION, Refusal, RequestInventory, ServerMessage, Welcome, agent_message,
+    server_message,
+};
+
+use crate::state::AppState;
+
+/// Largest message accepted from an agent (a full inventory with thousands of packages fits).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest stored facts document.
+const MAX_FACTS_BYTES: usize = 2 * 1024 * 1024;
+
+type ServerStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<ServerMessage, Status>> + Send>>;
+
+/// The tonic service.
+pub struct AgentService {
+    state: AppState,
+}
+
+/// The gRPC server for `state`, with message size limits.
+pub fn service(state: AppState) -> AgentChannelServer<AgentService> {
+    AgentChannelServer::new(AgentService { state })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(64 * 1024)
+}
+
+fn refusal(code: &str, message: impl Into<String>) -> ServerMessage {
+    ServerMessage {
+        body: Some(server_message::Body::Refusal(Refusal {
+            code: code.into(),
+            message: message.into(),
+        })),
+    }
+}
+
+/// The device id (certificate subject CN) and SHA-256 fingerprint of the client certificate.
+fn identify<T>(request: &Request<T>) -> Result<(String, String), Status> {
+    let certs = request
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let fingerprint = hex::encode(Sha256::digest(leaf.as_ref()));
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|_| Status::unauthenticated("unreadable client certificate"))?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or_else(|| Status::unauthenticated("client certificate has no device id"))?;
+    Ok((cn.to_owned(), fingerprint))
+}
+
+#[tonic::async_trait]
+impl AgentChannel for AgentService {
+    type SessionStream = ServerStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let state = self.state.clone();
+        let source = request.remote_addr().map(|a| a.ip().to_string());
+        let (device_id, fingerprint) = identify(&request)?;
+        let refuse_audit = |reason: &str| {
+            AuditRecord::new(
+                format!("device:{device_id}"),
+                "device.connect",
+                format!("device:{device_id}"),
+                Outcome::Denied,
+                json!({ "reason": reason }),
+            )
+            .with_source(source.clone())
+        };
+        let device = state
+            .store
+            .device(&device_id)
+            .await
+            .map_err(|_| Status::unavailable("storage unavailable"))?;
+        let reason = match &device {
+            None => Some("unknown device"),
+            Some(d) if !d.state.may_connect() => Some("revoked"),
+            Some(d) if d.cert_fingerprint != fingerprint => Some("superseded certificate"),
+            Some(_) => None,
+        };
+        if let Some(reason) = reason {
+            let _ = state.store.append(state.audit(refuse_audit(reason))).await;
+            return Err(Status::permission_denied(format!(
+                "this device may not connect: {reason}"
+            )));
+        }
+        if !state.channels.allow_attempt(&device_id, state.now_ms()) {
+            return Err(Status::resource_exhausted(
+                "too many connections from this device; back off",
+            ));
+        }
+        let registration = state.channels.register(&device_id);
+        let (sender, receiver) = mpsc::channel(8);
+        tokio::spawn(run_session(
+            state,
+            device_id,
+            request.into_inner(),
+            sender,
+            registration,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+/// Drives one stream until the agent leaves, goes silent, misbehaves or is revoked.
+async fn run_session(
+    state: AppState,
+    device_id: String,
+    mut inbound: Streaming<AgentMessage>,
+    outbound: mpsc::Sender<Result<ServerMessage, Status>>,
+    mut registration: crate::channels::Registration,
+) {
+    let silence = Duration::from_millis(3 * state.config.heartbeat_ms as u64);
+    let mut greeted = false;
+    loop {
+        let message = tokio::select! {
+            _ = registration.closed.changed() => {
+                let _ = outbound.send(Ok(refusal("revoked", "this device's access was withdrawn"))).await;
+                break;
+            }
+            next = tokio::time::timeout(silence, inbound.message()) => next,
+        };
+        let message = match message {
+            Err(_) => break, // silent past the offline threshold
+            Ok(Err(status)) => {
+                if status.code() == tonic::Code::OutOfRange || status.message().contains("message length") {
+                    let _ = outbound.send(Ok(refusal("too_large", "message too large"))).await;
+                }
+                break;
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(message))) => message,
+        };
+        match handle(&state, &device_id, message, &mut greeted).await {
+            Ok(Some(reply)) => {
+                if outbound.send(Ok(reply)).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(reply) => {
+                let _ = outbound.send(Ok(reply)).await;
+                break;
+            }
+        }
+    }
+    state.channels.unregister(&device_id, registration.connection_id);
+}
+
+/// Handles one message: `Ok(reply)` to continue, `Err(refusal)` to end the stream.
+async fn handle(
+    state: &AppState,
+    device_id: &str,
+    message: AgentMessage,
+    greeted: &mut bool,
+) -> Result<Option<ServerMessage>, ServerMessage> {
+    let now = state.now_ms();
+    let Some(body) = message.body else {
+        return Err(refusal("bad_message", "empty message"));
+    };
+    if !*greeted {
+        let agent_message::Body::Hello(hello) = body else {
+            return Err(refusal("bad_message", "the first message must be hello"));
+        };
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(refusal(
+                "unsupported_version",
+                format!(
+                    "this server speaks protocol {PROTOCOL_VERSION}, not {}",
+                    hello.protocol_version
+                ),
+            ));
+        }
+        *greeted = true;
+        let _ = state.store.record_seen(device_id, now).await;
+        return Ok(Some(ServerMessage {
+            body: Some(server_message::Body::Welcome(Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                device_id: device_id.to_owned(),
+                heartbeat_seconds: (state.config.heartbeat_ms / 1000) as u32,
+            })),
+        }));
+    }
+    match body {
+        agent_message::Body::Hello(_) => Err(refusal("bad_message", "hello was already sent")),
+        agent_message::Body::Heartbeat(_) => {
+            let _ = state.store.record_seen(device_id, now).await;
+            Ok(None)
+        }
+        agent_message::Body::Inventory(inventory) => {
+            let facts = parse_facts(&inventory.facts_json).map_err(|why| refusal("bad_message", why))?;
+            let old = current_facts(state, device_id).await;
+            let change = json_diff(&old, &facts);
+            store_facts(state, device_id, &facts, &change, now).await;
+            Ok(None)
+        }
+        agent_message::Body::InventoryDiff(diff) => {
+            let old = current_facts(state, device_id).await;
+            match apply_diff(&old, &diff.diff_json) {
+                Ok(facts) => {
+                    let change: Value = serde_json::from_str(&diff.diff_json).unwrap_or(Value::Null);
+                    store_facts(state, device_id, &facts, &change, now).await;
+                    Ok(None)
+                }
+                // The server cannot follow: ask for everything again rather than guess.
+                Err(_) => Ok(Some(ServerMessage {
+                    body: Some(server_message::Body::RequestInventory(RequestInventory {})),
+                })),
+            }
+        }
+    }
+}
+
+async fn current_facts(state: &AppState, device_id: &str) -> Value {
+    match state.store.device(device_id).await {
+        Ok(Some(device)) => serde_json::from_str(&device.facts).unwrap_or_else(|_| json!({})),
+        _ => json!({}),
+    }
+}
+
+async fn store_facts(state: &AppState, device_id: &str, facts: &Value, change: &Value, now: i64) {
+    let text = facts.to_string();
+    if text.len() > MAX_FACTS_BYTES {
+        tracing::warn!(
+            device = device_id,
+            bytes = text.len(),
+            "facts too large; not stored"
+        );
+        return;
+    }
+    if let Err(err) = state
+        .store
+        .record_facts(device_id, &text, &change.to_string(), now)
+        .await
+    {
+        tracing::warn!(device = device_id, error = %err, "storing facts failed");
+    }
+}
+
+/// Facts must be a JSON object no larger than the limit.
+fn parse_facts(text: &str) -> Result<Value, String> {
+    if text.len() > MAX_FACTS_BYTES {
+        return Err(format!("facts larger than {MAX_FACTS_BYTES} bytes"));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(value @ Value::Object(_)) => Ok(value),
+        Ok(_) => Err("facts must be a JSON object".into()),
+        Err(err) => Err(format!("facts are not valid JSON: {err}")),
+    }
+}
+
+/// Flattens a JSON object to dotted paths (arrays are leaves).
+fn flatten(value: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, inner) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(inner, &path, out);
+            }
+        }
+        other => {
+            if !prefix.is_empty() {
+                out.insert(prefix.to_owned(), other.clone());
+            }
+        }
+    }
+}
+
+/// What changed between two facts documents: `{"changed": {path: value}, "removed": [path]}`.
+pub fn json_diff(old: &Value, new: &Value) -> Value {
+    let (mut before, mut after) = (BTreeMap::new(), BTreeMap::new());
+    flatten(old, "", &mut before);
+    flatten(new, "", &mut after);
+    let changed: Map<String, Value> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let removed: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    json!({ "changed": changed, "removed": removed })
+}
+
+/// Applies an agent's diff (same shape as [`json_diff`]) to the current facts.
+fn apply_diff(old: &Value, diff_text: &str) -> Result<Value, String> {
+    let diff: Value = serde_json::from_str(diff_text).map_err(|e| e.to_string())?;
+    let mut facts = old.clone();
+    if let Some(removed) = diff.get("removed").and_then(Value::as_array) {
+        for path in removed.iter().filter_map(Value::as_str) {
+            remove_path(&mut facts, path);
+        }
+    }
+    if let Some(changed) = diff.get("changed").and_then(Value::as_object) {
+        for (path, value) in changed {
+            set_path(&mut facts, path, value.clone())?;
+        }
+    }
+    Ok(facts)
+}
+
+fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    let mut node = root;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let map = node
+            .as_object_mut()
+            .ok_or_else(|| format!("{path}: parent is not an object"))?;
+        if parts.peek().is_none() {
+            map.insert(part.to_owned(), value);
+            return Ok(());
+        }
+        node = map.entry(part.to_owned()).or_insert_with(|| json!({}));
+    }
+    Err(format!("{path}: empty path"))
+}
+
+fn remove_path(root: &mut Value, path: &str) {
+    let mut node = root;
+    let parts: Vec<&str> = path.split('.').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        match node.get_mut(*part) {
+            Some(next) => node = next,
+            None => return,
+        }
+    }
+    if let (Some(map), Some(last)) = (node.as_object_mut(), parts.last()) {
+        map.remove(*last);
+    }
+}
+
+/// Serves the agent channel on `listener` with mutual TLS (client certificates from Ward's CA).
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    cert_chain_pem: String,
+    key_pem: String,
+) -> Result<(), tonic::transport::Error> {
+    let tls = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(cert_chain_pem, key_pem))
+        .client_ca_root(tonic::transport::Certificate::from_pem(
+            state.keys.ca_cert_pem.clone(),
+        ));
+    tonic::transport::Server::builder()
+        .tls_config(tls)?
+        .timeout(Duration::from_secs(3600 * 24 * 365))
+        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .add_service(service(state))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diffs_round_trip() {
+        let old = json!({"os": {"id": "debian", "version_id": "12"}, "hostname": "a", "gone": {"x": 1}});
+        let new = json!({"os": {"id": "debian", "version_id": "13"}, "hostname": "b", "ports": [22]});
+        let diff = json_diff(&old, &new);
+        assert_eq!(diff["changed"]["os.version_id"], "13");
+        assert_eq!(diff["removed"], json!(["gone.x"]));
+        let rebuilt = apply_diff(&old, &diff.to_string()).unwrap();
+        assert_eq!(rebuilt["os"], new["os"]);
+        assert_eq!(rebuilt["ports"], json!([22]));
+        assert!(
+            apply_diff(&json!({"a": 1}), r#"{"changed": {"a.b": 2}}"#).is_err(),
+            "cannot descend into a number"
+        );
+        assert!(apply_diff(&old, "not json").is_err());
+    }
+
+    #[test]
+    fn facts_must_be_a_bounded_object() {
+        assert!(parse_facts("{}").is_ok());
+        assert!(parse_facts("[]").is_err());
+        assert!(parse_facts("{").is_err());
+        assert!(parse_facts(&format!("{{\"h\":\"{}\"}}", "x".repeat(MAX_FACTS_BYTES))).is_err());
+    }
+}

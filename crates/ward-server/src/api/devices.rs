@@ -1,0 +1,251 @@
+//! `/devices`: inventory listing with selectors, device detail (every view audited), revocation,
+//! retirement and the FHIR R4 export.
+
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+use ward_domain::access::Permission;
+use ward_domain::audit::Outcome;
+use ward_domain::device::{DeviceState, is_online};
+use ward_domain::selector::Selector;
+use ward_proto::{DeviceDetail, DeviceQuery, DeviceView, FactsChangeView};
+use ward_store::DeviceRecord;
+
+use crate::api::extract::ApiQuery;
+use crate::caller::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::state::{AppState, rfc3339};
+
+/// The wire view of a device at `now_ms`.
+pub fn device_view(device: &DeviceRecord, now_ms: i64, heartbeat_ms: i64) -> DeviceView {
+    DeviceView {
+        id: device.id.clone(),
+        site: device.site.to_string(),
+        class: device.class.to_string(),
+        criticality: device.criticality.to_string(),
+        phi: device.phi,
+        hostname: device.hostname.clone(),
+        state: device.state.to_string(),
+        online: device.state.may_connect() && is_online(device.last_seen_ms, now_ms, heartbeat_ms),
+        last_seen_at: device.last_seen_ms.map(rfc3339),
+        enrolled_at: rfc3339(device.enrolled_ms),
+        certificate_expires_at: rfc3339(device.cert_not_after_ms),
+        facts: serde_json::from_str(&device.facts).unwrap_or(Value::Null),
+    }
+}
+
+/// What selectors see of a device: its attributes, and its facts under `facts.`.
+fn subject(view: &DeviceView) -> Value {
+    serde_json::to_value(view).unwrap_or(Value::Null)
+}
+
+/// Devices the caller may see that match the query.
+async fn select(state: &AppState, caller: &Caller, query: &DeviceQuery) -> ApiResult<Vec<DeviceView>> {
+    let selector = match query.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+        Some(text) => Some(Selector::parse(text).map_err(|err| ApiError::invalid(format!("filter: {err}")))?),
+        None => None,
+    };
+    let now = state.now_ms();
+    let devices = state.store.list_devices(query.include_retired).await?;
+    Ok(devices
+        .iter()
+        .filter(|d| caller.user.sites.covers(&d.site))
+        .map(|d| device_view(d, now, state.config.heartbeat_ms))
+        .filter(|view| selector.as_ref().is_none_or(|s| s.matches(&subject(view))))
+        .collect())
+}
+
+/// List devices, optionally filtered by a selector.
+#[utoipa::path(get, path = "/devices", tag = "devices", params(DeviceQuery),
+    responses((status = 200, body = Vec<DeviceView>), (status = 422, body = ward_proto::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<DeviceQuery>,
+) -> ApiResult<axum::Json<Vec<DeviceView>>> {
+    state
+        .authorize(&caller, Permission::ViewDevices, "device.list", "devices")
+        .await?;
+    Ok(axum::Json(select(&state, &caller, &query).await?))
+}
+
+async fn load(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    permission: Permission,
+    action: &str,
+) -> ApiResult<DeviceRecord> {
+    let target = format!("device:{id}");
+    state.authorize(caller, permission, action, &target).await?;
+    let device = state
+        .store
+        .device(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("device {id:?}")))?;
+    state
+        .authorize_site(caller, &device.site, action, &target)
+        .await?;
+    Ok(device)
+}
+
+/// A device's detail and the history of its facts. Every view is audited (it may show patient
+/// context such as the ward and the user).
+#[utoipa::path(get, path = "/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceDetail), (status = 404, body = ward_proto::ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<DeviceDetail>> {
+    let device = load(&state, &caller, &id, Permission::ViewDevices, "device.view").await?;
+    let record = caller.record(
+        "device.view",
+        &format!("device:{id}"),
+        Outcome::Success,
+        json!({}),
+    );
+    state.store.append(state.audit(record)).await?;
+    let history = state.store.facts_history(&id, 50).await?;
+    Ok(axum::Json(DeviceDetail {
+        device: device_view(&device, state.now_ms(), state.config.heartbeat_ms),
+        history: history
+            .into_iter()
+            .map(|(time_ms, change)| FactsChangeView {
+                time: rfc3339(time_ms),
+                change: serde_json::from_str(&change).unwrap_or(Value::String(change)),
+            })
+            .collect(),
+    }))
+}
+
+async fn change_state(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    new_state: DeviceState,
+    action: &str,
+) -> ApiResult<DeviceView> {
+    let mut device = load(state, caller, id, Permission::ManageDevices, action).await?;
+    let record = caller.record(
+        action,
+        &format!("device:{id}"),
+        Outcome::Success,
+        json!({ "from": device.state, "to": new_state, "hostname": device.hostname }),
+    );
+    state
+        .store
+        .set_device_state(id, new_state, state.audit(record))
+        .await?;
+    device.state = new_state;
+    if !new_state.may_connect() {
+        state.channels.disconnect(id);
+    }
+    Ok(device_view(&device, state.now_ms(), state.config.heartbeat_ms))
+}
+
+/// Revoke a device: its live connection is closed at once and its certificate refused from now on.
+#[utoipa::path(post, path = "/devices/{id}/revoke", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceView), (status = 404, body = ward_proto::ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<DeviceView>> {
+    Ok(axum::Json(
+        change_state(&state, &caller, &id, DeviceState::Revoked, "device.revoke").await?,
+    ))
+}
+
+/// Retire a device: gone from active views, history kept, connections refused.
+#[utoipa::path(post, path = "/devices/{id}/retire", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceView), (status = 404, body = ward_proto::ErrorBody)))]
+pub async fn retire(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<DeviceView>> {
+    Ok(axum::Json(
+        change_state(&state, &caller, &id, DeviceState::Retired, "device.retire").await?,
+    ))
+}
+
+/// Devices as a FHIR R4 Bundle of `Device` resources.
+#[utoipa::path(get, path = "/devices/fhir", tag = "devices", params(DeviceQuery),
+    responses((status = 200, content_type = "application/fhir+json", body = Object)))]
+pub async fn fhir(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<DeviceQuery>,
+) -> ApiResult<([(axum::http::HeaderName, &'static str); 1], axum::Json<Value>)> {
+    state
+        .authorize(&caller, Permission::ViewDevices, "device.export_fhir", "devices")
+        .await?;
+    let devices = select(&state, &caller, &query).await?;
+    let record = caller.record(
+        "device.export_fhir",
+        "devices",
+        Outcome::Success,
+        json!({ "filter": query.filter, "devices": devices.len() }),
+    );
+    state.store.append(state.audit(record)).await?;
+    let entries: Vec<Value> = devices
+        .iter()
+        .map(|d| json!({ "fullUrl": format!("urn:uuid:{}", d.id), "resource": fhir_device(d) }))
+        .collect();
+    let bundle =
+        json!({ "resourceType": "Bundle", "type": "collection", "total": entries.len(), "entry": entries });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/fhir+json")],
+        axum::Json(bundle),
+    ))
+}
+
+fn fact<'a>(facts: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(facts, |value, key| value.get(key))?
+        .as_str()
+        .filter(|s| !s.is_empty())
+}
+
+/// One FHIR R4 `Device` resource.
+pub fn fhir_device(device: &DeviceView) -> Value {
+    let status = match device.state.as_str() {
+        "retired" | "revoked" | "wiped" => "inactive",
+        _ => "active",
+    };
+    let reason = if device.online { "online" } else { "offline" };
+    let mut resource = json!({
+        "resourceType": "Device",
+        "id": device.id,
+        "identifier": [{ "system": "urn:ward:device-id", "value": device.id }],
+        "status": status,
+        "statusReason": [{
+            "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/device-status-reason", "code": reason }],
+            "text": format!("ward state: {}", device.state),
+        }],
+        "deviceName": [{ "name": device.hostname, "type": "user-friendly-name" }],
+        "owner": { "display": device.site.split('/').next().unwrap_or(&device.site) },
+        "location": { "display": device.site },
+        "property": [
+            { "type": { "text": "criticality" }, "valueCode": [{ "text": device.criticality }] },
+            { "type": { "text": "class" }, "valueCode": [{ "text": device.class }] },
+            { "type": { "text": "stores-phi" }, "valueCode": [{ "text": device.phi.to_string() }] },
+        ],
+    });
+    let facts = &device.facts;
+    let optional = [
+        ("serialNumber", fact(facts, &["hardware", "serial"])),
+        ("manufacturer", fact(facts, &["hardware", "vendor"])),
+        ("modelNumber", fact(facts, &["hardware", "model"])),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            resource[key] = json!(value);
+        }
+    }
+    let version = fact(facts, &["os", "pretty_name"]).or(fact(facts, &["os", "version"]));
+    if let Some(version) = version {
+        resource["version"] = json!([{ "type": { "text": "os" }, "value": version }]);
+    }
+    resource
+}

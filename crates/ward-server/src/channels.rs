@@ -1,0 +1,125 @@
+//! The registry of live agent connections: which device is connected to this node, and a way to
+//! close its connection at once (revocation). Kept small so a NATS-backed registry can replace it
+//! when there are several server nodes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::watch;
+
+/// Live connections on this node.
+#[derive(Debug, Default)]
+pub struct Channels {
+    next_id: AtomicU64,
+    live: Mutex<HashMap<String, (u64, watch::Sender<bool>)>>,
+    /// Recent connection attempts per device, to stop a reconnect flood.
+    attempts: Mutex<HashMap<String, Vec<i64>>>,
+}
+
+/// Connection attempts one device may make per minute.
+pub const MAX_ATTEMPTS_PER_MINUTE: usize = 20;
+
+/// A registered connection; `closed` turns true when the server wants it gone.
+pub struct Registration {
+    pub connection_id: u64,
+    pub closed: watch::Receiver<bool>,
+}
+
+impl Channels {
+    /// Registers a device's connection, closing any older connection of the same device (a device
+    /// has one stream; a reconnect replaces it).
+    pub fn register(&self, device_id: &str) -> Registration {
+        let connection_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (sender, closed) = watch::channel(false);
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, old)) = live.insert(device_id.to_owned(), (connection_id, sender)) {
+            let _ = old.send(true);
+        }
+        Registration {
+            connection_id,
+            closed,
+        }
+    }
+
+    /// Counts a connection attempt; false when the device is reconnecting too fast.
+    pub fn allow_attempt(&self, device_id: &str, now_ms: i64) -> bool {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if attempts.len() > 100_000 {
+            attempts.retain(|_, times| times.last().is_some_and(|t| now_ms - t < 60_000));
+        }
+        let times = attempts.entry(device_id.to_owned()).or_default();
+        times.retain(|t| now_ms - t < 60_000);
+        if times.len() >= MAX_ATTEMPTS_PER_MINUTE {
+            return false;
+        }
+        times.push(now_ms);
+        true
+    }
+
+    /// Forgets a connection that ended (only if it is still the registered one).
+    pub fn unregister(&self, device_id: &str, connection_id: u64) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.get(device_id).is_some_and(|(id, _)| *id == connection_id) {
+            live.remove(device_id);
+        }
+    }
+
+    /// Closes the device's live connection, if it has one here.
+    pub fn disconnect(&self, device_id: &str) -> bool {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        match live.remove(device_id) {
+            Some((_, sender)) => {
+                let _ = sender.send(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the device has a live connection here.
+    pub fn is_connected(&self, device_id: &str) -> bool {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(device_id)
+    }
+
+    /// Number of live connections.
+    pub fn len(&self) -> usize {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_replaces_and_disconnect_closes() {
+        let channels = Channels::default();
+        let first = channels.register("d1");
+        let second = channels.register("d1");
+        assert!(*first.closed.borrow(), "the older connection is told to close");
+        assert!(!*second.closed.borrow());
+        channels.unregister("d1", first.connection_id);
+        assert!(
+            channels.is_connected("d1"),
+            "a stale unregister does not remove the new connection"
+        );
+        assert!(channels.disconnect("d1"));
+        assert!(*second.closed.borrow());
+        assert!(!channels.disconnect("d1"));
+        assert!(channels.is_empty());
+        for _ in 0..MAX_ATTEMPTS_PER_MINUTE {
+            assert!(channels.allow_attempt("d1", 0));
+        }
+        assert!(!channels.allow_attempt("d1", 1), "a reconnect flood is refused");
+        assert!(channels.allow_attempt("d2", 1), "other devices are unaffected");
+        assert!(channels.allow_attempt("d1", 60_001), "the window passes");
+    }
+}
