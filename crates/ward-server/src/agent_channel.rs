@@ -221,7 +221,8 @@ async fn handle(
             let old = current_facts(state, device_id).await;
             match apply_diff(&old, &diff.diff_json) {
                 Ok(facts) => {
-                    let change: Value = serde_json::from_str(&diff.diff_json).unwrap_or(Value::Null);
+                    let facts = sanitise(facts);
+                    let change = json_diff(&old, &facts);
                     store_facts(state, device_id, &facts, &change, now).await;
                     Ok(None)
                 }
@@ -260,16 +261,48 @@ async fn store_facts(state: &AppState, device_id: &str, facts: &Value, change: &
     }
 }
 
-/// Facts must be a JSON object no larger than the limit.
+/// Facts must be a JSON object no larger than the limit; strings in it are bounded and cleaned.
 fn parse_facts(text: &str) -> Result<Value, String> {
     if text.len() > MAX_FACTS_BYTES {
         return Err(format!("facts larger than {MAX_FACTS_BYTES} bytes"));
     }
     match serde_json::from_str::<Value>(text) {
-        Ok(value @ Value::Object(_)) => Ok(value),
+        Ok(value @ Value::Object(_)) => Ok(sanitise(value)),
         Ok(_) => Err("facts must be a JSON object".into()),
         Err(err) => Err(format!("facts are not valid JSON: {err}")),
     }
+}
+
+/// Longest string kept in facts; longer ones are cut (a 1 MB hostname is hostile, not a hostname).
+const MAX_FACT_STRING: usize = 4096;
+/// Most items kept in one array (packages are the largest list a device reports).
+const MAX_FACT_ITEMS: usize = 20_000;
+
+/// Device-reported data is hostile: strip control characters, bound strings and lists. HTML is
+/// kept as text; whoever displays it escapes it.
+pub fn sanitise(value: Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(clean_string(&text)),
+        Value::Array(items) => Value::Array(items.into_iter().take(MAX_FACT_ITEMS).map(sanitise).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, inner)| (clean_string(&key), sanitise(inner)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn clean_string(text: &str) -> String {
+    let mut clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    if clean.len() > MAX_FACT_STRING {
+        let mut cut = MAX_FACT_STRING;
+        while !clean.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        clean.truncate(cut);
+    }
+    clean
 }
 
 /// Flattens a JSON object to dotted paths (arrays are leaves).
@@ -394,6 +427,20 @@ mod tests {
             "cannot descend into a number"
         );
         assert!(apply_diff(&old, "not json").is_err());
+    }
+
+    #[test]
+    fn hostile_facts_are_cleaned_and_bounded() {
+        let hostname = format!("<b>ws</b>\u{1b}[2J{}", "x".repeat(1_000_000));
+        let facts =
+            parse_facts(&json!({ "hostname": hostname, "list": vec![1; 30_000] }).to_string()).unwrap();
+        let stored = facts["hostname"].as_str().unwrap();
+        assert!(
+            stored.starts_with("<b>ws</b>[2J"),
+            "HTML kept as text, escape removed"
+        );
+        assert_eq!(stored.len(), MAX_FACT_STRING);
+        assert_eq!(facts["list"].as_array().unwrap().len(), MAX_FACT_ITEMS);
     }
 
     #[test]

@@ -4,5 +4,6 @@
 // Test helpers outside #[test] functions panic on failure too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agent;
 mod flows;
 mod kit;

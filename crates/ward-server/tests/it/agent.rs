@@ -1,0 +1,557 @@
+//! Enrollment, the devices API and the agent channel, with their bad-input cases.
+
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use ward_proto::agent::agent_channel_client::AgentChannelClient;
+use ward_proto::agent::{
+    AgentMessage, Heartbeat, Hello, Inventory, ServerMessage, agent_message, server_message,
+};
+
+use crate::kit::{Backend, Kit};
+
+struct Enrolled {
+    id: String,
+    key_pem: String,
+    cert_pem: String,
+}
+
+fn csr(key: &KeyPair) -> String {
+    CertificateParams::new(vec![])
+        .unwrap()
+        .serialize_request(key)
+        .unwrap()
+        .pem()
+        .unwrap()
+}
+
+async fn setup_sites(kit: &Kit) {
+    for (slug, name) in [
+        ("st-marys", "St Mary's"),
+        ("st-marys/icu", "ICU"),
+        ("general", "General"),
+    ] {
+        kit.admin(Method::POST, "/sites", Some(json!({"slug": slug, "name": name})))
+            .await;
+    }
+}
+
+async fn token(kit: &Kit, body: Value) -> String {
+    let reply = kit.admin(Method::POST, "/enroll-tokens", Some(body)).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    reply.body["secret"].as_str().unwrap().to_owned()
+}
+
+async fn enroll(kit: &Kit, token: &str, hostname: &str) -> Result<Enrolled, crate::kit::Reply> {
+    let key = KeyPair::generate().unwrap();
+    let reply = kit
+        .call(
+            Method::POST,
+            "/enroll",
+            None,
+            Some(json!({"token": token, "csr_pem": csr(&key), "hostname": hostname})),
+        )
+        .await;
+    if reply.status != StatusCode::CREATED {
+        return Err(reply);
+    }
+    Ok(Enrolled {
+        id: reply.body["device_id"].as_str().unwrap().to_owned(),
+        key_pem: key.serialize_pem(),
+        cert_pem: reply.body["certificate_pem"].as_str().unwrap().to_owned(),
+    })
+}
+
+async fn channel(kit: &Kit, key_pem: &str, cert_pem: &str) -> Result<AgentChannelClient<Channel>, String> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&kit.server.ca_cert_pem))
+        .identity(Identity::from_pem(cert_pem, key_pem))
+        .domain_name("localhost");
+    let endpoint = Channel::from_shared(format!("https://{}", kit.server.agent_addr))
+        .unwrap()
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?;
+    let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
+    Ok(AgentChannelClient::new(channel).max_encoding_message_size(16 * 1024 * 1024))
+}
+
+fn msg(body: agent_message::Body) -> AgentMessage {
+    AgentMessage { body: Some(body) }
+}
+
+fn hello(version: u32) -> AgentMessage {
+    msg(agent_message::Body::Hello(Hello {
+        protocol_version: version,
+        agent_version: "test".into(),
+        hostname: "h".into(),
+    }))
+}
+
+/// Opens a session, sends `first`, and returns the sender and the server's stream (or its error).
+async fn session(
+    client: &mut AgentChannelClient<Channel>,
+    first: AgentMessage,
+) -> Result<(mpsc::Sender<AgentMessage>, tonic::Streaming<ServerMessage>), tonic::Status> {
+    let (sender, receiver) = mpsc::channel(8);
+    sender.send(first).await.unwrap();
+    let response = client.session(ReceiverStream::new(receiver)).await?;
+    Ok((sender, response.into_inner()))
+}
+
+async fn next_body(stream: &mut tonic::Streaming<ServerMessage>) -> Option<server_message::Body> {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .ok()?
+        .ok()?
+        .and_then(|m| m.body)
+}
+
+#[tokio::test]
+async fn enrollment_tokens_refuse_every_bad_use() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    setup_sites(&kit).await;
+    let single = token(
+        &kit,
+        json!({"site": "st-marys/icu", "class": "medical", "criticality": "life-sustaining", "uses": 1}),
+    )
+    .await;
+    enroll(&kit, &single, "pump-1").await.map_err(|r| r.body).unwrap();
+    let used = enroll(&kit, &single, "pump-2").await.err().unwrap();
+    assert_eq!(
+        (used.status, used.code()),
+        (StatusCode::UNAUTHORIZED, "token_invalid")
+    );
+    assert!(
+        used.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("used up")
+    );
+
+    let expiring = token(
+        &kit,
+        json!({"site": "general", "class": "workstation", "expires": "1m", "uses": 5}),
+    )
+    .await;
+    kit.clock.advance_ms(61_000);
+    let expired = enroll(&kit, &expiring, "ws").await.err().unwrap();
+    assert!(
+        expired.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+
+    let revocable = kit
+        .admin(
+            Method::POST,
+            "/enroll-tokens",
+            Some(json!({"site": "general", "class": "mobile"})),
+        )
+        .await;
+    let id = revocable.body["token"]["id"].as_str().unwrap();
+    assert_eq!(
+        kit.admin(Method::DELETE, &format!("/enroll-tokens/{id}"), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let revoked = enroll(&kit, revocable.body["secret"].as_str().unwrap(), "tab")
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        revoked.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked")
+    );
+    for bad in ["", "wardenroll_nonsense", &kit.admin_token] {
+        assert_eq!(
+            enroll(&kit, bad, "x").await.err().unwrap().code(),
+            "token_invalid",
+            "{bad}"
+        );
+    }
+
+    // The CSR must be a valid request signed by its own key.
+    let good = token(
+        &kit,
+        json!({"site": "general", "class": "workstation", "uses": 10}),
+    )
+    .await;
+    for bad_csr in [
+        "",
+        "not a csr",
+        "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+    ] {
+        let reply = kit
+            .call(
+                Method::POST,
+                "/enroll",
+                None,
+                Some(json!({"token": good, "csr_pem": bad_csr, "hostname": "x"})),
+            )
+            .await;
+        assert_eq!(reply.code(), "invalid_input", "{bad_csr}");
+    }
+    let key = KeyPair::generate().unwrap();
+    let mut der = CertificateParams::new(vec![])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .der()
+        .to_vec();
+    let last = der.len() - 1;
+    der[last] ^= 0x55;
+    let forged = format!(
+        "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)
+    );
+    let reply = kit
+        .call(
+            Method::POST,
+            "/enroll",
+            None,
+            Some(json!({"token": good, "csr_pem": forged, "hostname": "x"})),
+        )
+        .await;
+    assert_eq!(reply.code(), "invalid_input", "{:?}", reply.body);
+
+    // Token creation validates every field and respects roles and site scopes.
+    for (body, field) in [
+        (json!({"site": "nowhere", "class": "medical"}), "site"),
+        (json!({"site": "general", "class": "toaster"}), "class"),
+        (
+            json!({"site": "general", "class": "medical", "criticality": "meh"}),
+            "criticality",
+        ),
+        (
+            json!({"site": "general", "class": "medical", "expires": "forever"}),
+            "expires",
+        ),
+        (json!({"site": "general", "class": "medical", "uses": 0}), "uses"),
+    ] {
+        let reply = kit.admin(Method::POST, "/enroll-tokens", Some(body)).await;
+        assert_eq!(reply.code(), "invalid_input", "{field}");
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
+            "{:?}",
+            reply.body
+        );
+    }
+    let operator = kit.user("olive", "operator", &["st-marys"]).await;
+    let outside = kit
+        .call(
+            Method::POST,
+            "/enroll-tokens",
+            Some(&operator),
+            Some(json!({"site": "general", "class": "medical"})),
+        )
+        .await;
+    assert_eq!(outside.code(), "forbidden_site");
+    let auditor = kit.user("audrey", "auditor", &[]).await;
+    let refused = kit
+        .call(
+            Method::POST,
+            "/enroll-tokens",
+            Some(&auditor),
+            Some(json!({"site": "general", "class": "medical"})),
+        )
+        .await;
+    assert_eq!(refused.code(), "forbidden");
+    let failures: Vec<Value> = kit
+        .audit("device.enroll")
+        .await
+        .into_iter()
+        .filter(|e| e["outcome"] == "failure")
+        .collect();
+    assert!(
+        failures.len() >= 6,
+        "every refused enrollment is audited: {failures:?}"
+    );
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn devices_are_listed_filtered_viewed_and_exported() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    setup_sites(&kit).await;
+    let icu = token(&kit, json!({"site": "st-marys/icu", "class": "medical", "criticality": "life-sustaining", "phi": true, "uses": 5})).await;
+    let general = token(
+        &kit,
+        json!({"site": "general", "class": "workstation", "uses": 5}),
+    )
+    .await;
+    let pump = enroll(&kit, &icu, "pump-1").await.map_err(|r| r.body).unwrap();
+    enroll(&kit, &general, "<script>alert(1)</script>\u{1b}[2J")
+        .await
+        .map_err(|r| r.body)
+        .unwrap();
+
+    let all = kit.admin(Method::GET, "/devices", None).await;
+    assert_eq!(all.body.as_array().unwrap().len(), 2);
+    let hostile = all
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["site"] == "general")
+        .unwrap();
+    assert_eq!(
+        hostile["hostname"], "<script>alert(1)</script>[2J",
+        "control characters removed, text kept"
+    );
+    let medical = kit.admin(Method::GET, "/devices?filter=site%20within%20%22st-marys%22%20and%20criticality%20%3D%20%22life-sustaining%22", None).await;
+    assert_eq!(medical.body.as_array().unwrap().len(), 1, "{:?}", medical.body);
+    let bad = kit
+        .admin(Method::GET, "/devices?filter=site%20%3D%3D%20%22x%22", None)
+        .await;
+    assert_eq!(bad.code(), "invalid_input");
+    assert!(
+        bad.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("column 6"),
+        "{:?}",
+        bad.body
+    );
+
+    let detail = kit
+        .admin(Method::GET, &format!("/devices/{}", pump.id), None)
+        .await;
+    assert_eq!(detail.body["device"]["class"], "medical");
+    assert_eq!(kit.audit("device.view").await.len(), 1, "the view is audited");
+    let scoped = kit.user("gina", "helpdesk", &["general"]).await;
+    let hidden = kit
+        .call(Method::GET, &format!("/devices/{}", pump.id), Some(&scoped), None)
+        .await;
+    assert_eq!(hidden.code(), "forbidden_site");
+    let only_general = kit.call(Method::GET, "/devices", Some(&scoped), None).await;
+    assert_eq!(only_general.body.as_array().unwrap().len(), 1);
+    let cannot_revoke = kit
+        .call(
+            Method::POST,
+            &format!("/devices/{}/revoke", pump.id),
+            Some(&scoped),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(cannot_revoke.status, StatusCode::FORBIDDEN);
+
+    let fhir = kit
+        .admin(
+            Method::GET,
+            "/devices/fhir?filter=class%20%3D%20%22medical%22",
+            None,
+        )
+        .await;
+    assert_eq!(fhir.body["resourceType"], "Bundle");
+    let device = &fhir.body["entry"][0]["resource"];
+    assert_eq!(device["resourceType"], "Device");
+    assert_eq!(device["identifier"][0]["value"], pump.id.as_str());
+    assert_eq!(device["status"], "active");
+    assert_eq!(device["location"]["display"], "st-marys/icu");
+    assert_eq!(device["property"][0]["valueCode"][0]["text"], "life-sustaining");
+
+    let retired = kit
+        .admin(
+            Method::POST,
+            &format!("/devices/{}/retire", pump.id),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(retired.body["state"], "retired");
+    assert_eq!(
+        kit.admin(Method::GET, "/devices", None)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "retired devices leave active views"
+    );
+    let with_retired = kit
+        .admin(Method::GET, "/devices?include_retired=true", None)
+        .await;
+    assert_eq!(
+        with_retired.body.as_array().unwrap().len(),
+        2,
+        "but keep their records"
+    );
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    setup_sites(&kit).await;
+    let many = token(
+        &kit,
+        json!({"site": "general", "class": "workstation", "uses": 10}),
+    )
+    .await;
+    let device = enroll(&kit, &many, "ws-1").await.map_err(|r| r.body).unwrap();
+    let other = enroll(&kit, &many, "ws-2").await.map_err(|r| r.body).unwrap();
+
+    // A good session: hello, welcome, inventory with hostile strings, heartbeat.
+    let mut client = channel(&kit, &device.key_pem, &device.cert_pem).await.unwrap();
+    let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
+    assert!(
+        matches!(next_body(&mut stream).await, Some(server_message::Body::Welcome(w)) if w.device_id == device.id)
+    );
+    let facts =
+        json!({"hostname": format!("<b>x</b>\u{7}{}", "h".repeat(1_000_000)), "os": {"id": "debian"}});
+    sender
+        .send(msg(agent_message::Body::Inventory(Inventory {
+            facts_json: facts.to_string(),
+        })))
+        .await
+        .unwrap();
+    sender
+        .send(msg(agent_message::Body::Heartbeat(Heartbeat { seq: 1 })))
+        .await
+        .unwrap();
+    let mut stored = Value::Null;
+    for _ in 0..50 {
+        let reply = kit
+            .admin(Method::GET, &format!("/devices/{}", device.id), None)
+            .await;
+        stored = reply.body["device"]["facts"].clone();
+        if stored["os"]["id"] == "debian" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hostname = stored["hostname"].as_str().expect("facts stored");
+    assert!(
+        hostname.starts_with("<b>x</b>h") && hostname.len() == 4096,
+        "bounded and cleaned"
+    );
+    assert_eq!(
+        kit.admin(Method::GET, "/devices?filter=online%20%3D%20true", None)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Oversized message: that stream is cut, other devices keep being served.
+    let mut big_client = channel(&kit, &other.key_pem, &other.cert_pem).await.unwrap();
+    let (big_sender, mut big_stream) = session(&mut big_client, hello(1)).await.unwrap();
+    next_body(&mut big_stream).await;
+    let huge = "x".repeat(5 * 1024 * 1024);
+    let _ = big_sender
+        .send(msg(agent_message::Body::Inventory(Inventory {
+            facts_json: huge,
+        })))
+        .await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), big_stream.message())
+        .await
+        .unwrap();
+    assert!(!matches!(
+        ended,
+        Ok(Some(ServerMessage {
+            body: Some(server_message::Body::Welcome(_))
+        }))
+    ));
+    sender
+        .send(msg(agent_message::Body::Heartbeat(Heartbeat { seq: 2 })))
+        .await
+        .unwrap();
+    assert_eq!(
+        kit.call(Method::GET, "/health", None, None).await.status,
+        StatusCode::OK
+    );
+
+    // Protocol errors end the stream with a stated reason.
+    let mut client2 = channel(&kit, &other.key_pem, &other.cert_pem).await.unwrap();
+    let (_s, mut refused) = session(&mut client2, hello(99)).await.unwrap();
+    assert!(
+        matches!(next_body(&mut refused).await, Some(server_message::Body::Refusal(r)) if r.code == "unsupported_version")
+    );
+    let (_s, mut refused) = session(
+        &mut client2,
+        msg(agent_message::Body::Heartbeat(Heartbeat { seq: 1 })),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(next_body(&mut refused).await, Some(server_message::Body::Refusal(r)) if r.code == "bad_message")
+    );
+    let (bad_sender, mut bad) = session(&mut client2, hello(1)).await.unwrap();
+    next_body(&mut bad).await;
+    bad_sender
+        .send(msg(agent_message::Body::Inventory(Inventory {
+            facts_json: "[1,2".into(),
+        })))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next_body(&mut bad).await, Some(server_message::Body::Refusal(r)) if r.code == "bad_message")
+    );
+
+    // A certificate from another CA never gets past TLS.
+    let rogue_key = KeyPair::generate().unwrap();
+    let mut rogue_ca = CertificateParams::new(vec![]).unwrap();
+    rogue_ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    rogue_ca.distinguished_name.push(DnType::CommonName, "Ward CA");
+    let issuer = Issuer::new(rogue_ca, &rogue_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec![]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, device.id.as_str());
+    let leaf = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    let foreign = match channel(&kit, &leaf_key.serialize_pem(), &leaf.pem()).await {
+        Err(_) => true,
+        Ok(mut client) => session(&mut client, hello(1)).await.is_err(),
+    };
+    assert!(foreign, "a certificate from another CA is refused");
+
+    // Revocation closes the live stream at once and refuses the certificate afterwards.
+    let revoked = kit
+        .admin(
+            Method::POST,
+            &format!("/devices/{}/revoke", device.id),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(revoked.body["state"], "revoked");
+    assert!(
+        matches!(next_body(&mut stream).await, Some(server_message::Body::Refusal(r)) if r.code == "revoked")
+    );
+    let mut again = channel(&kit, &device.key_pem, &device.cert_pem).await.unwrap();
+    let status = session(&mut again, hello(1)).await.err().expect("refused");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+
+    // A reconnect flood is cut off.
+    let mut flood = channel(&kit, &other.key_pem, &other.cert_pem).await.unwrap();
+    let mut limited = false;
+    for _ in 0..30 {
+        if let Err(status) = session(&mut flood, hello(1)).await
+            && status.code() == tonic::Code::ResourceExhausted
+        {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "reconnect flood refused");
+    let denied = kit.audit("device.connect").await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["details"].as_str().unwrap().contains("revoked"))
+    );
+    kit.finish().await;
+}
