@@ -69,6 +69,7 @@ pub async fn enroll(
         server_host: host,
         server_port: port,
         agent_port: response.agent_port,
+        not_after_ms: parse_rfc3339_ms(&response.not_after).unwrap_or(0),
     };
     state
         .save(
@@ -79,6 +80,11 @@ pub async fn enroll(
         )
         .map_err(|e| format!("saving to {}: {e}", state.0.display()))?;
     Ok(enrollment)
+}
+
+fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 fn reqwest_url(text: &str) -> Result<reqwest::Url, String> {

@@ -19,6 +19,17 @@ pub struct Enrollment {
     pub server_port: u16,
     /// The agent channel's port.
     pub agent_port: u16,
+    /// When the current certificate expires (Unix ms); renewed well before.
+    #[serde(default)]
+    pub not_after_ms: i64,
+}
+
+/// Renew this long before the certificate expires (certificates last 90 days).
+pub const RENEW_BEFORE_MS: i64 = 30 * 86_400_000;
+
+/// Whether a certificate expiring at `not_after_ms` should be renewed at `now_ms`.
+pub fn needs_renewal(now_ms: i64, not_after_ms: i64) -> bool {
+    now_ms >= not_after_ms - RENEW_BEFORE_MS
 }
 
 /// Paths of the files in a state directory.
@@ -57,6 +68,20 @@ impl StateDir {
         write_atomic(&self.key(), key_pem.as_bytes(), 0o600)?;
         write_atomic(&self.cert(), cert_pem.as_bytes(), 0o644)?;
         write_atomic(&self.ca(), ca_pem.as_bytes(), 0o644)?;
+        let text = toml::to_string(enrollment).map_err(std::io::Error::other)?;
+        write_atomic(&self.enrollment(), text.as_bytes(), 0o644)
+    }
+
+    /// Replaces the key and certificate after a renewal (key first is not safe either way; both
+    /// are written to temporary files and renamed, so a crash leaves one complete pair).
+    pub fn save_renewal(
+        &self,
+        enrollment: &Enrollment,
+        key_pem: &str,
+        cert_pem: &str,
+    ) -> std::io::Result<()> {
+        write_atomic(&self.key(), key_pem.as_bytes(), 0o600)?;
+        write_atomic(&self.cert(), cert_pem.as_bytes(), 0o644)?;
         let text = toml::to_string(enrollment).map_err(std::io::Error::other)?;
         write_atomic(&self.enrollment(), text.as_bytes(), 0o644)
     }
@@ -103,4 +128,39 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&temp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_starts_thirty_days_before_expiry() {
+        let expiry = 100 * 86_400_000;
+        assert!(!needs_renewal(expiry - RENEW_BEFORE_MS - 1, expiry));
+        assert!(needs_renewal(expiry - RENEW_BEFORE_MS, expiry));
+        assert!(needs_renewal(0, 0), "an unknown expiry renews at once");
+    }
+
+    #[test]
+    fn state_is_saved_privately_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir(dir.path().join("agent"));
+        let enrollment = Enrollment {
+            version: 1,
+            device_id: "d".into(),
+            server_host: "127.0.0.1".into(),
+            server_port: 8443,
+            agent_port: 8444,
+            not_after_ms: 5,
+        };
+        state.save(&enrollment, "KEY", "CERT", "CA").unwrap();
+        let (loaded, key, cert, ca) = state.load().unwrap();
+        assert_eq!(
+            (loaded, key.as_str(), cert.as_str(), ca.as_str()),
+            (enrollment, "KEY", "CERT", "CA")
+        );
+        std::fs::set_permissions(state.key(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(state.load().unwrap_err().contains("chmod 600"));
+    }
 }

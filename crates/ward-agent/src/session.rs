@@ -160,6 +160,12 @@ pub async fn session(state: &StateDir, options: &RunOptions) -> Ended {
         Ok(None) => return Ended::Lost("closed before welcome".into()),
         Err(status) => return Ended::Lost(status.message().into()),
     };
+    if crate::identity::needs_renewal(wall_clock_ms(), enrollment.not_after_ms) {
+        return match renew(&mut client, state, &enrollment).await {
+            Ok(()) => Ended::Lost("certificate renewed; reconnecting with it".into()),
+            Err(why) => Ended::Lost(format!("certificate renewal failed: {why}")),
+        };
+    }
     let mut last_sent = hostname;
     let full = |facts: &Facts| {
         message(agent_message::Body::Inventory(Inventory {
@@ -223,6 +229,38 @@ pub async fn session(state: &StateDir, options: &RunOptions) -> Ended {
             }
         }
     }
+}
+
+/// The system time; the agent binary is glue and the one place it is read.
+#[allow(clippy::disallowed_methods, reason = "certificate expiry is wall-clock time")]
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Rotates the device key: a new key pair and CSR, signed by the server over the current channel.
+async fn renew(
+    client: &mut AgentChannelClient<Channel>,
+    state: &StateDir,
+    enrollment: &crate::identity::Enrollment,
+) -> Result<(), String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .and_then(|params| params.serialize_request(&key))
+        .and_then(|request| request.pem())
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .renew(ward_proto::agent::RenewRequest { csr_pem: csr })
+        .await
+        .map_err(|status| status.message().to_owned())?
+        .into_inner();
+    let mut renewed = enrollment.clone();
+    renewed.not_after_ms = response.not_after_ms;
+    state
+        .save_renewal(&renewed, &key.serialize_pem(), &response.certificate_pem)
+        .map_err(|e| e.to_string())
 }
 
 /// IPv6 literals need brackets in URLs.

@@ -15,8 +15,8 @@ use tonic::{Request, Response, Status, Streaming};
 use ward_domain::audit::{AuditRecord, Outcome};
 use ward_proto::agent::agent_channel_server::{AgentChannel, AgentChannelServer};
 use ward_proto::agent::{
-    AgentMessage, PROTOCOL_VERSION, Refusal, RequestInventory, ServerMessage, Welcome, agent_message,
-    server_message,
+    AgentMessage, PROTOCOL_VERSION, Refusal, RenewRequest, RenewResponse, RequestInventory, ServerMessage,
+    Welcome, agent_message, server_message,
 };
 
 use crate::state::AppState;
@@ -69,27 +69,12 @@ fn identify<T>(request: &Request<T>) -> Result<(String, String), Status> {
     Ok((cn.to_owned(), fingerprint))
 }
 
-#[tonic::async_trait]
-impl AgentChannel for AgentService {
-    type SessionStream = ServerStream;
-
-    async fn session(
-        &self,
-        request: Request<Streaming<AgentMessage>>,
-    ) -> Result<Response<Self::SessionStream>, Status> {
-        let state = self.state.clone();
+impl AgentService {
+    /// The device behind a request's client certificate, if it may connect; refusals are audited.
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<(String, String), Status> {
+        let state = &self.state;
         let source = request.remote_addr().map(|a| a.ip().to_string());
-        let (device_id, fingerprint) = identify(&request)?;
-        let refuse_audit = |reason: &str| {
-            AuditRecord::new(
-                format!("device:{device_id}"),
-                "device.connect",
-                format!("device:{device_id}"),
-                Outcome::Denied,
-                json!({ "reason": reason }),
-            )
-            .with_source(source.clone())
-        };
+        let (device_id, fingerprint) = identify(request)?;
         let device = state
             .store
             .device(&device_id)
@@ -102,11 +87,65 @@ impl AgentChannel for AgentService {
             Some(_) => None,
         };
         if let Some(reason) = reason {
-            let _ = state.store.append(state.audit(refuse_audit(reason))).await;
+            let record = AuditRecord::new(
+                format!("device:{device_id}"),
+                "device.connect",
+                format!("device:{device_id}"),
+                Outcome::Denied,
+                json!({ "reason": reason }),
+            )
+            .with_source(source);
+            let _ = state.store.append(state.audit(record)).await;
             return Err(Status::permission_denied(format!(
                 "this device may not connect: {reason}"
             )));
         }
+        Ok((device_id, fingerprint))
+    }
+}
+
+#[tonic::async_trait]
+impl AgentChannel for AgentService {
+    type SessionStream = ServerStream;
+
+    async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
+        let (device_id, old_fingerprint) = self.authenticate(&request).await?;
+        let state = &self.state;
+        let now = state.now_ms();
+        let issued = state
+            .keys
+            .issue_device_certificate(&request.get_ref().csr_pem, &device_id, now)
+            .map_err(|why| Status::invalid_argument(format!("csr_pem: {why}")))?;
+        let record = AuditRecord::new(
+            format!("device:{device_id}"),
+            "device.renew_certificate",
+            format!("device:{device_id}"),
+            Outcome::Success,
+            json!({ "old": old_fingerprint, "new": issued.fingerprint }),
+        )
+        .with_source(request.remote_addr().map(|a| a.ip().to_string()));
+        state
+            .store
+            .renew_certificate(
+                &device_id,
+                &issued.fingerprint,
+                issued.not_after_ms,
+                state.audit(record),
+            )
+            .await
+            .map_err(|_| Status::unavailable("storage unavailable"))?;
+        Ok(Response::new(RenewResponse {
+            certificate_pem: issued.pem,
+            not_after_ms: issued.not_after_ms,
+        }))
+    }
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let state = self.state.clone();
+        let (device_id, _) = self.authenticate(&request).await?;
         if !state.channels.allow_attempt(&device_id, state.now_ms()) {
             return Err(Status::resource_exhausted(
                 "too many connections from this device; back off",

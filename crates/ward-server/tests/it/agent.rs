@@ -557,3 +557,49 @@ async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
     );
     kit.finish().await;
 }
+
+#[tokio::test]
+async fn certificates_renew_with_a_new_key_and_the_old_one_stops_working() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    setup_sites(&kit).await;
+    let token = token(&kit, json!({"site": "general", "class": "mobile"})).await;
+    let device = enroll(&kit, &token, "tablet-7")
+        .await
+        .map_err(|r| r.body)
+        .unwrap();
+    let mut client = channel(&kit, &device.key_pem, &device.cert_pem).await.unwrap();
+
+    let bad = client
+        .renew(ward_proto::agent::RenewRequest {
+            csr_pem: "garbage".into(),
+        })
+        .await;
+    assert_eq!(bad.map(|_| ()).unwrap_err().code(), tonic::Code::InvalidArgument);
+
+    let new_key = KeyPair::generate().unwrap();
+    let renewed = client
+        .renew(ward_proto::agent::RenewRequest {
+            csr_pem: csr(&new_key),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(renewed.not_after_ms > 0);
+    let mut fresh = channel(&kit, &new_key.serialize_pem(), &renewed.certificate_pem)
+        .await
+        .unwrap();
+    let (_sender, mut stream) = session(&mut fresh, hello(1)).await.unwrap();
+    assert!(matches!(
+        next_body(&mut stream).await,
+        Some(server_message::Body::Welcome(_))
+    ));
+
+    let mut stale = channel(&kit, &device.key_pem, &device.cert_pem).await.unwrap();
+    let Err(status) = session(&mut stale, hello(1)).await else {
+        panic!("the old certificate must be refused")
+    };
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    assert!(status.message().contains("superseded"));
+    assert_eq!(kit.audit("device.renew_certificate").await.len(), 1);
+    kit.finish().await;
+}
