@@ -56,6 +56,12 @@ pub enum AdminCommand {
     /// Read, verify and export the tamper-evident audit log
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Create, list and revoke device enrollment tokens
+    #[command(subcommand)]
+    EnrollToken(crate::devices::EnrollTokenCommand),
+    /// List, show, revoke, retire and export devices
+    #[command(subcommand, alias = "device")]
+    Devices(crate::devices::DevicesCommand),
 }
 
 const LOGIN_EXAMPLES: &str = "\

@@ -20,7 +20,7 @@ use crate::config::{self, StoredLogin};
 use crate::error::CliError;
 use crate::output::{Output, neutralise, or_dash, yes_no};
 
-type Result<T = (), E = CliError> = std::result::Result<T, E>;
+pub(crate) type Result<T = (), E = CliError> = std::result::Result<T, E>;
 
 pub(crate) async fn execute(
     global: &GlobalArgs,
@@ -47,6 +47,8 @@ pub(crate) async fn execute(
         AdminCommand::Tokens(command) => tokens(global, command, &out).await,
         AdminCommand::Sites(command) => sites(global, command, &out).await,
         AdminCommand::Audit(command) => audit(global, command, offline, &out).await,
+        AdminCommand::EnrollToken(command) => crate::devices::enroll_tokens(global, command, &out).await,
+        AdminCommand::Devices(command) => crate::devices::devices(global, command, &out).await,
     }
 }
 
@@ -105,7 +107,7 @@ fn load_stored() -> Result<Option<StoredLogin>> {
 }
 
 /// An authenticated client for every command except login.
-fn connect(global: &GlobalArgs) -> Result<Client> {
+pub(crate) fn connect(global: &GlobalArgs) -> Result<Client> {
     // With both server and token on the command line the saved login only matters for its CA,
     // so a broken saved file should not get in the way.
     let stored = if global.server.is_some() && global.token.is_some() {
@@ -123,11 +125,11 @@ fn connect(global: &GlobalArgs) -> Result<Client> {
     Ok(Client::new(&target.server, &target.trust)?.with_token(token))
 }
 
-fn print_json<T: serde::Serialize + ?Sized>(out: &Output, value: &T) -> Result {
+pub(crate) fn print_json<T: serde::Serialize + ?Sized>(out: &Output, value: &T) -> Result {
     out.json(value).map_err(|error| CliError::local("io", error))
 }
 
-fn done(out: &Output, message: &str) -> Result {
+pub(crate) fn done(out: &Output, message: &str) -> Result {
     if out.json {
         print_json(out, &json!({ "ok": true }))
     } else {

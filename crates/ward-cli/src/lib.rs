@@ -7,6 +7,7 @@
 mod args;
 mod commands;
 mod config;
+mod devices;
 mod error;
 mod output;
 
@@ -19,6 +20,7 @@ pub use args::{
     AdminCommand, AuditCommand, GlobalArgs, LoginArgs, SitesCommand, TokensCommand, UsersCommand,
 };
 pub use async_trait::async_trait;
+pub use devices::{DevicesCommand, EnrollTokenCommand};
 pub use output::neutralise;
 
 /// Verifies the audit log by opening the store directly, without a running server.

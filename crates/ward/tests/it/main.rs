@@ -318,6 +318,76 @@ fn readme_flow(backend: Backend) {
     );
     assert_eq!(code(&token), 0, "{}", text(&token));
 
+    let enroll = ward(
+        cfg,
+        &[
+            "enroll-token",
+            "create",
+            "--site",
+            "st-marys/icu",
+            "--class",
+            "workstation",
+            "--phi",
+            "--uses",
+            "2",
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(code(&enroll), 0, "{}", text(&enroll));
+    let created: serde_json::Value = serde_json::from_slice(&enroll.stdout).unwrap();
+    assert!(created["secret"].as_str().unwrap().starts_with("wardenroll_"));
+    let human = ward(
+        cfg,
+        &[
+            "enroll-token",
+            "create",
+            "--site",
+            "st-marys",
+            "--class",
+            "medical",
+        ],
+        "",
+    );
+    assert!(
+        text(&human).contains("ward-agent enroll --server"),
+        "{}",
+        text(&human)
+    );
+    let tokens = ward(cfg, &["enroll-token", "list", "--json"], "");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&tokens.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let devices = ward(
+        cfg,
+        &[
+            "devices",
+            "list",
+            "--filter",
+            "site within \"st-marys\"",
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(code(&devices), 0, "{}", text(&devices));
+    let bad_filter = ward(cfg, &["devices", "list", "--filter", "site =="], "");
+    assert_eq!(code(&bad_filter), 1, "{}", text(&bad_filter));
+    assert!(text(&bad_filter).contains("column"), "{}", text(&bad_filter));
+    let unconfirmed = ward(cfg, &["device", "revoke", "some-id"], "");
+    assert_eq!(
+        code(&unconfirmed),
+        2,
+        "destructive actions need --yes off a terminal: {}",
+        text(&unconfirmed)
+    );
+    let missing = ward(cfg, &["devices", "revoke", "no-such-device", "--yes"], "");
+    assert_eq!(code(&missing), 1, "{}", text(&missing));
+
     let verify = ward(cfg, &["audit", "verify"], "");
     assert_eq!(code(&verify), 0, "{}", text(&verify));
     let audit = ward(cfg, &["audit", "list", "--action", "site.", "--json"], "");
