@@ -275,29 +275,13 @@ pub(crate) async fn devices(global: &GlobalArgs, command: DevicesCommand, out: &
             Ok(())
         }
         DevicesCommand::Revoke { id, yes } => {
-            confirm(
-                &format!("revoke device {id}? its connection is cut and its certificate refused"),
-                yes,
-            )?;
-            let device = client.revoke_device(&id).await?;
-            if out.json {
-                return print_json(out, &device);
-            }
-            done(
-                out,
-                &format!("device {} ({}) revoked", device.id, device.hostname),
-            )
+            let question = format!("revoke device {id}? its connection is cut and its certificate refused");
+            confirm(&question, yes)?;
+            report_state(out, &client.revoke_device(&id).await?, "revoked")
         }
         DevicesCommand::Retire { id, yes } => {
             confirm(&format!("retire device {id}?"), yes)?;
-            let device = client.retire_device(&id).await?;
-            if out.json {
-                return print_json(out, &device);
-            }
-            done(
-                out,
-                &format!("device {} ({}) retired", device.id, device.hostname),
-            )
+            report_state(out, &client.retire_device(&id).await?, "retired")
         }
         DevicesCommand::Fhir { filter, output } => {
             let bundle = client
@@ -322,6 +306,14 @@ pub(crate) async fn devices(global: &GlobalArgs, command: DevicesCommand, out: &
             }
         }
     }
+}
+
+/// Prints a device after a state change.
+fn report_state(out: &Output, device: &DeviceView, verb: &str) -> Result {
+    if out.json {
+        return print_json(out, device);
+    }
+    done(out, &format!("device {} ({}) {verb}", device.id, device.hostname))
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
