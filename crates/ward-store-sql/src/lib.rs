@@ -195,7 +195,7 @@ impl SqlStore {
         self.pool.close().await;
     }
 
-    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+    pub(crate) async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
         self.pool
             .begin_with(self.dialect.begin_statement())
             .await

@@ -61,6 +61,10 @@ enum AdminLocal {
 enum BenchCommand {
     /// Audit log append and verify rates (medians of several runs)
     Audit(ward_server::bench::BenchArgs),
+    /// Enrollment rate through the HTTP path (devices/s, median)
+    Enroll(ward_server::bench_devices::EnrollArgs),
+    /// Full inventory reports ingested through the agent channel (reports/s, median)
+    Ingest(ward_server::bench_devices::IngestArgs),
 }
 
 /// Offline verification for `ward audit verify --data-dir/--database`.
@@ -134,6 +138,26 @@ fn main() -> ExitCode {
                         println!("| append, one transaction per entry | {:.0} |", result.append_per_request_per_s);
                         println!("| verify, reading from the store | {:.0} |", result.verify_from_store_per_s);
                         println!("| verify, entries in memory | {:.0} |", result.verify_in_memory_per_s);
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(&err),
+                }
+            }
+            Command::Bench(BenchCommand::Enroll(args)) => {
+                let mut progress = |line: &str| eprintln!("{line}");
+                match ward_server::bench_devices::enroll(&args, &mut progress).await {
+                    Ok(rate) => {
+                        println!("enrollment: {rate:.0} devices/s (median of {} runs of {} devices, {} in flight)", args.runs, args.devices, args.concurrency);
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(&err),
+                }
+            }
+            Command::Bench(BenchCommand::Ingest(args)) => {
+                let mut progress = |line: &str| eprintln!("{line}");
+                match ward_server::bench_devices::ingest(&args, &mut progress).await {
+                    Ok(rate) => {
+                        println!("ingest: {rate:.0} full inventory reports/s (median of {} runs, {} devices x {} reports)", args.runs, args.devices, args.reports);
                         ExitCode::SUCCESS
                     }
                     Err(err) => fail(&err),

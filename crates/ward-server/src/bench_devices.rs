@@ -1,0 +1,319 @@
+//! `ward bench enroll` and `ward bench ingest`: enrollment rate through the real HTTP path and
+//! inventory ingest rate through the real agent channel, against an in-process server on a
+//! temporary SQLite database. Medians of several runs.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rcgen::{CertificateParams, KeyPair};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use ward_proto::agent::agent_channel_client::AgentChannelClient;
+use ward_proto::agent::{AgentMessage, Hello, Inventory, agent_message};
+
+use crate::config::{Config, TlsMode};
+
+/// `ward bench enroll`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnrollArgs {
+    /// Devices enrolled per run.
+    #[arg(long, default_value_t = 2000)]
+    pub devices: usize,
+    /// Concurrent enrollments in flight.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+/// `ward bench ingest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// Connected devices (one stream each).
+    #[arg(long, default_value_t = 50)]
+    pub devices: usize,
+    /// Full inventory reports each device sends.
+    #[arg(long, default_value_t = 40)]
+    pub reports: usize,
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+/// An in-process server with a logged-in admin and one site.
+struct Bench {
+    server: crate::Server,
+    http: reqwest::Client,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Bench {
+    async fn start() -> anyhow::Result<Bench> {
+        let dir = tempfile::tempdir()?;
+        let mut config = Config::for_data_dir(dir.path());
+        // Plain HTTP on loopback: the benchmark measures the server, not the client's TLS.
+        config.tls = TlsMode::Plaintext;
+        let server = crate::start(config).await?;
+        let (_, password) = server.initial_admin.clone().context("no initial admin")?;
+        let http = reqwest::Client::new();
+        let mut bench = Bench {
+            server,
+            http,
+            token: String::new(),
+            _dir: dir,
+        };
+        let login = bench
+            .post(
+                "/auth/cli-login",
+                json!({"username": "admin", "password": password}),
+            )
+            .await?;
+        bench.token = login["secret"].as_str().context("no token")?.to_owned();
+        bench
+            .post(
+                "/auth/password",
+                json!({"current_password": password, "new_password": "benchmark admin 1"}),
+            )
+            .await?;
+        bench
+            .post("/sites", json!({"slug": "bench", "name": "Bench"}))
+            .await?;
+        Ok(bench)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1{path}", self.server.url()))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("{path}: {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn enroll_token(&self, uses: usize) -> anyhow::Result<String> {
+        let created = self
+            .post(
+                "/enroll-tokens",
+                json!({"site": "bench", "class": "workstation", "uses": uses, "expires": "1h"}),
+            )
+            .await?;
+        Ok(created["secret"].as_str().context("no secret")?.to_owned())
+    }
+}
+
+fn csr(key: &KeyPair) -> anyhow::Result<String> {
+    Ok(CertificateParams::new(Vec::<String>::new())?
+        .serialize_request(key)?
+        .pem()?)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Enrolls `count` devices with `concurrency` requests in flight; returns (elapsed, certificates).
+async fn enroll_many(
+    bench: &Bench,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<(Duration, Vec<(String, String)>)> {
+    let token = bench.enroll_token(count).await?;
+    // Keys and CSRs are the devices' work, not the server's: made before the clock starts.
+    let keys: Vec<KeyPair> = (0..count)
+        .map(|_| KeyPair::generate())
+        .collect::<Result<_, _>>()?;
+    let requests: Vec<(usize, Value)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            Ok((
+                i,
+                json!({"token": token, "csr_pem": csr(key)?, "hostname": format!("bench-{i}")}),
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let url = format!("{}/api/v1/enroll", bench.server.url());
+    let (sender, receiver) = async_channel_pair(requests);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (http, url, receiver) = (bench.http.clone(), url.clone(), receiver.clone());
+        workers.push(tokio::spawn(async move {
+            let mut certificates = Vec::new();
+            loop {
+                let next = receiver.lock().await.recv().await;
+                let Some((index, body)) = next else { break };
+                let response = http.post(&url).json(&body).send().await?;
+                if !response.status().is_success() {
+                    bail!("enroll: {}", response.status());
+                }
+                let reply: Value = response.json().await?;
+                certificates.push((
+                    index,
+                    reply["certificate_pem"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+            Ok::<_, anyhow::Error>(certificates)
+        }));
+    }
+    drop(sender);
+    let mut certificates = Vec::new();
+    for worker in workers {
+        certificates.extend(worker.await??);
+    }
+    let elapsed = started.elapsed();
+    // Workers finish in any order: put each certificate back beside its key.
+    certificates.sort_by_key(|(index, _)| *index);
+    let pairs = keys
+        .iter()
+        .map(|k| k.serialize_pem())
+        .zip(certificates.into_iter().map(|(_, cert)| cert))
+        .collect();
+    Ok((elapsed, pairs))
+}
+
+type Shared<T> = std::sync::Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<T>>>;
+
+/// A work queue filled up front.
+fn async_channel_pair<T>(items: Vec<T>) -> (mpsc::UnboundedSender<T>, Shared<T>) {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    for item in items {
+        let _ = sender.send(item);
+    }
+    (sender, std::sync::Arc::new(tokio::sync::Mutex::new(receiver)))
+}
+
+/// Enrollment rate, devices per second (median).
+pub async fn enroll(args: &EnrollArgs, progress: &mut dyn FnMut(&str)) -> anyhow::Result<f64> {
+    let mut rates = Vec::new();
+    for run in 0..args.runs.max(1) {
+        let bench = Bench::start().await?;
+        let (elapsed, _) = enroll_many(&bench, args.devices, args.concurrency).await?;
+        let rate = args.devices as f64 / elapsed.as_secs_f64();
+        progress(&format!(
+            "run {}/{}: {} devices in {:.2?} = {rate:.0} devices/s",
+            run + 1,
+            args.runs,
+            args.devices,
+            elapsed
+        ));
+        rates.push(rate);
+        bench.server.shutdown().await;
+    }
+    Ok(median(rates))
+}
+
+/// A realistic full inventory: the shape the agent sends, with 500 packages (~50 KB).
+fn sample_facts(report: usize) -> String {
+    let packages: Vec<Value> = (0..500)
+        .map(|i| json!({"name": format!("package-{i}"), "version": format!("1.{i}.0-1")}))
+        .collect();
+    json!({
+        "agent_version": "0.1.0",
+        "hostname": "bench-host",
+        "os": {"id": "debian", "version_id": "12", "pretty_name": "Debian GNU/Linux 12 (bookworm)"},
+        "kernel": {"release": "6.1.0-18-amd64"},
+        "memory": {"total_bytes": 16_000_000_000u64, "available_bytes": 8_000_000_000u64},
+        "listening": [{"proto": "tcp", "address": "0.0.0.0", "port": 22}],
+        "packages": {"manager": "dpkg", "items": packages},
+        "report": report,
+    })
+    .to_string()
+}
+
+/// Ingest rate, full reports per second (median).
+pub async fn ingest(args: &IngestArgs, progress: &mut dyn FnMut(&str)) -> anyhow::Result<f64> {
+    let mut rates = Vec::new();
+    for run in 0..args.runs.max(1) {
+        let bench = Bench::start().await?;
+        let (_, identities) = enroll_many(&bench, args.devices, 8).await?;
+        let reports: Vec<String> = (0..args.reports).map(sample_facts).collect();
+        let ca = Certificate::from_pem(&bench.server.ca_cert_pem);
+        let mut senders = Vec::new();
+        let mut streams = Vec::new();
+        for (key, cert) in &identities {
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(ca.clone())
+                .identity(Identity::from_pem(cert, key))
+                .domain_name("localhost");
+            let channel = Channel::from_shared(format!("https://{}", bench.server.agent_addr))?
+                .tls_config(tls)?
+                .connect()
+                .await?;
+            let mut client = AgentChannelClient::new(channel).max_encoding_message_size(8 * 1024 * 1024);
+            let (sender, receiver) = mpsc::channel(args.reports + 2);
+            sender
+                .send(AgentMessage {
+                    body: Some(agent_message::Body::Hello(Hello {
+                        protocol_version: 1,
+                        agent_version: "bench".into(),
+                        hostname: "b".into(),
+                    })),
+                })
+                .await?;
+            let mut stream = client.session(ReceiverStream::new(receiver)).await?.into_inner();
+            stream.message().await?; // welcome
+            senders.push(sender);
+            streams.push((client, stream));
+        }
+        let started = Instant::now();
+        for sender in &senders {
+            for report in &reports {
+                sender
+                    .send(AgentMessage {
+                        body: Some(agent_message::Body::Inventory(Inventory {
+                            facts_json: report.clone(),
+                        })),
+                    })
+                    .await?;
+            }
+        }
+        // Done when every device's stored facts carry the last report's number.
+        let last = (args.reports - 1) as u64;
+        loop {
+            let devices = bench.server.state.store.list_devices(false).await?;
+            let finished = devices
+                .iter()
+                .filter(|d| {
+                    serde_json::from_str::<Value>(&d.facts)
+                        .ok()
+                        .and_then(|f| f["report"].as_u64())
+                        == Some(last)
+                })
+                .count();
+            if finished == args.devices {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                bail!(
+                    "ingest did not finish in 10 minutes ({finished}/{} devices)",
+                    args.devices
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let elapsed = started.elapsed();
+        let total = args.devices * args.reports;
+        let rate = total as f64 / elapsed.as_secs_f64();
+        progress(&format!(
+            "run {}/{}: {total} reports in {elapsed:.2?} = {rate:.0} reports/s",
+            run + 1,
+            args.runs
+        ));
+        rates.push(rate);
+        drop(senders);
+        drop(streams);
+        bench.server.shutdown().await;
+    }
+    Ok(median(rates))
+}
