@@ -174,6 +174,8 @@ async fn run_session(
 ) {
     let silence = Duration::from_millis(3 * state.config.heartbeat_ms as u64);
     let mut greeted = false;
+    // The device's current facts, read once per session rather than once per report.
+    let mut current: Option<Value> = None;
     loop {
         let message = tokio::select! {
             _ = registration.closed.changed() => {
@@ -193,7 +195,7 @@ async fn run_session(
             Ok(Ok(None)) => break,
             Ok(Ok(Some(message))) => message,
         };
-        match handle(&state, &device_id, message, &mut greeted).await {
+        match handle(&state, &device_id, message, &mut greeted, &mut current).await {
             Ok(Some(reply)) => {
                 if outbound.send(Ok(reply)).await.is_err() {
                     break;
@@ -215,6 +217,7 @@ async fn handle(
     device_id: &str,
     message: AgentMessage,
     greeted: &mut bool,
+    current: &mut Option<Value>,
 ) -> Result<Option<ServerMessage>, ServerMessage> {
     let now = state.now_ms();
     let Some(body) = message.body else {
@@ -251,18 +254,26 @@ async fn handle(
         }
         agent_message::Body::Inventory(inventory) => {
             let facts = parse_facts(&inventory.facts_json).map_err(|why| refusal("bad_message", why))?;
-            let old = current_facts(state, device_id).await;
+            let old = match current.take() {
+                Some(old) => old,
+                None => current_facts(state, device_id).await,
+            };
             let change = json_diff(&old, &facts);
             store_facts(state, device_id, &facts, &change, now).await;
+            *current = Some(facts);
             Ok(None)
         }
         agent_message::Body::InventoryDiff(diff) => {
-            let old = current_facts(state, device_id).await;
+            let old = match current.take() {
+                Some(old) => old,
+                None => current_facts(state, device_id).await,
+            };
             match apply_diff(&old, &diff.diff_json) {
                 Ok(facts) => {
                     let facts = sanitise(facts);
                     let change = json_diff(&old, &facts);
                     store_facts(state, device_id, &facts, &change, now).await;
+                    *current = Some(facts);
                     Ok(None)
                 }
                 // The server cannot follow: ask for everything again rather than guess.
