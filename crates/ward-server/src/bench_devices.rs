@@ -43,7 +43,8 @@ pub struct IngestArgs {
 
 /// An in-process server with a logged-in admin and one site.
 struct Bench {
-    server: crate::Server,
+    server: Option<crate::Server>,
+    url: String,
     http: reqwest::Client,
     token: String,
     _dir: tempfile::TempDir,
@@ -57,9 +58,26 @@ impl Bench {
         config.tls = TlsMode::Plaintext;
         let server = crate::start(config).await?;
         let (_, password) = server.initial_admin.clone().context("no initial admin")?;
+        let url = server.url();
+        let bench = Bench::login(Some(server), url, &password, dir).await?;
+        bench
+            .post("/sites", json!({"slug": "bench", "name": "Bench"}))
+            .await?;
+        Ok(bench)
+    }
+
+    /// Logs in as the first admin and changes its one-time password.
+    async fn login(
+        server: Option<crate::Server>,
+        url: String,
+        password: &str,
+        dir: tempfile::TempDir,
+    ) -> anyhow::Result<Bench> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::new();
         let mut bench = Bench {
             server,
+            url,
             http,
             token: String::new(),
             _dir: dir,
@@ -77,16 +95,23 @@ impl Bench {
                 json!({"current_password": password, "new_password": "benchmark admin 1"}),
             )
             .await?;
-        bench
-            .post("/sites", json!({"slug": "bench", "name": "Bench"}))
-            .await?;
         Ok(bench)
+    }
+
+    fn server(&self) -> anyhow::Result<&crate::Server> {
+        self.server.as_ref().context("no in-process server")
+    }
+
+    async fn shutdown(self) {
+        if let Some(server) = self.server {
+            server.shutdown().await;
+        }
     }
 
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let response = self
             .http
-            .post(format!("{}/api/v1{path}", self.server.url()))
+            .post(format!("{}/api/v1{path}", self.url))
             .bearer_auth(&self.token)
             .json(&body)
             .send()
@@ -142,7 +167,7 @@ async fn enroll_many(
             ))
         })
         .collect::<anyhow::Result<_>>()?;
-    let url = format!("{}/api/v1/enroll", bench.server.url());
+    let url = format!("{}/api/v1/enroll", bench.url);
     let (sender, receiver) = async_channel_pair(requests);
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -208,7 +233,7 @@ pub async fn enroll(args: &EnrollArgs, progress: &mut dyn FnMut(&str)) -> anyhow
             elapsed
         ));
         rates.push(rate);
-        bench.server.shutdown().await;
+        bench.shutdown().await;
     }
     Ok(median(rates))
 }
@@ -238,7 +263,8 @@ pub async fn ingest(args: &IngestArgs, progress: &mut dyn FnMut(&str)) -> anyhow
         let bench = Bench::start().await?;
         let (_, identities) = enroll_many(&bench, args.devices, 8).await?;
         let reports: Vec<String> = (0..args.reports).map(sample_facts).collect();
-        let ca = Certificate::from_pem(&bench.server.ca_cert_pem);
+        let server = bench.server()?;
+        let ca = Certificate::from_pem(&server.ca_cert_pem);
         let mut senders = Vec::new();
         let mut streams = Vec::new();
         for (key, cert) in &identities {
@@ -246,7 +272,7 @@ pub async fn ingest(args: &IngestArgs, progress: &mut dyn FnMut(&str)) -> anyhow
                 .ca_certificate(ca.clone())
                 .identity(Identity::from_pem(cert, key))
                 .domain_name("localhost");
-            let channel = Channel::from_shared(format!("https://{}", bench.server.agent_addr))?
+            let channel = Channel::from_shared(format!("https://{}", server.agent_addr))?
                 .tls_config(tls)?
                 .connect()
                 .await?;
@@ -281,7 +307,7 @@ pub async fn ingest(args: &IngestArgs, progress: &mut dyn FnMut(&str)) -> anyhow
         // Done when every device's stored facts carry the last report's number.
         let last = (args.reports - 1) as u64;
         loop {
-            let devices = bench.server.state.store.list_devices(false).await?;
+            let devices = server.state.store.list_devices(false).await?;
             let finished = devices
                 .iter()
                 .filter(|d| {
@@ -313,7 +339,138 @@ pub async fn ingest(args: &IngestArgs, progress: &mut dyn FnMut(&str)) -> anyhow
         rates.push(rate);
         drop(senders);
         drop(streams);
-        bench.server.shutdown().await;
+        bench.shutdown().await;
     }
     Ok(median(rates))
+}
+
+/// `ward bench connections`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionsArgs {
+    /// Idle agent connections to open.
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    let kib: u64 = line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?;
+    Ok(kib * 1024)
+}
+
+/// Server memory per idle connected agent, in bytes: the real `ward server` runs as a child
+/// process so only its memory is counted.
+pub async fn connections(args: &ConnectionsArgs, progress: &mut dyn FnMut(&str)) -> anyhow::Result<f64> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir()?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--agent-listen",
+            "127.0.0.1:0",
+            "--insecure-http",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("server"))
+        .env("WARD_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let stderr = child.stderr.take().context("no stderr")?;
+    let (url, agent, password) = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let (mut url, mut agent, mut password) = (String::new(), String::new(), String::new());
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("Ward server listening on ") {
+                url = rest.trim().to_owned();
+            } else if let Some(rest) = line.strip_prefix("Agent channel (mutual TLS) on ") {
+                agent = rest.trim().to_owned();
+            } else if let Some(rest) = line.trim().strip_prefix("password: ") {
+                password = rest.trim().to_owned();
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        (url, agent, password)
+    })
+    .await?;
+    let result = async {
+        let bench = Bench::login(None, url, &password, tempfile::tempdir()?).await?;
+        bench
+            .post("/sites", json!({"slug": "bench", "name": "Bench"}))
+            .await?;
+        progress(&format!("enrolling {} devices", args.connections));
+        let (_, identities) = enroll_many(&bench, args.connections, 16).await?;
+        let ca_pem = bench
+            .http
+            .get(format!("{}/api/v1/ca.pem", bench.url))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let ca = Certificate::from_pem(ca_pem);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = rss_bytes(pid)?;
+        progress(&format!(
+            "server RSS before: {} KiB; opening {} connections",
+            before / 1024,
+            args.connections
+        ));
+        let mut open = Vec::with_capacity(identities.len());
+        for chunk in identities.chunks(200) {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (key, cert) in chunk.iter().cloned() {
+                let (ca, agent) = (ca.clone(), agent.clone());
+                tasks.spawn(async move {
+                    let tls = ClientTlsConfig::new()
+                        .ca_certificate(ca)
+                        .identity(Identity::from_pem(cert, key))
+                        .domain_name("localhost");
+                    let channel = Channel::from_shared(format!("https://{agent}"))?
+                        .tls_config(tls)?
+                        .connect()
+                        .await?;
+                    let mut client = AgentChannelClient::new(channel);
+                    let (sender, receiver) = mpsc::channel(2);
+                    sender
+                        .send(AgentMessage {
+                            body: Some(agent_message::Body::Hello(Hello {
+                                protocol_version: 1,
+                                agent_version: "bench".into(),
+                                hostname: "b".into(),
+                            })),
+                        })
+                        .await?;
+                    let mut stream = client.session(ReceiverStream::new(receiver)).await?.into_inner();
+                    stream.message().await?;
+                    Ok::<_, anyhow::Error>((client, sender, stream))
+                });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                open.push(joined??);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = rss_bytes(pid)?;
+        let per = after.saturating_sub(before) as f64 / open.len() as f64;
+        progress(&format!(
+            "server RSS after: {} KiB with {} idle agents",
+            after / 1024,
+            open.len()
+        ));
+        Ok::<_, anyhow::Error>(per)
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
 }

@@ -65,6 +65,8 @@ enum BenchCommand {
     Enroll(ward_server::bench_devices::EnrollArgs),
     /// Full inventory reports ingested through the agent channel (reports/s, median)
     Ingest(ward_server::bench_devices::IngestArgs),
+    /// Server memory per idle connected agent (a child `ward server` process's RSS)
+    Connections(ward_server::bench_devices::ConnectionsArgs),
 }
 
 /// Offline verification for `ward audit verify --data-dir/--database`.
@@ -158,6 +160,16 @@ fn main() -> ExitCode {
                 match ward_server::bench_devices::ingest(&args, &mut progress).await {
                     Ok(rate) => {
                         println!("ingest: {rate:.0} full inventory reports/s (median of {} runs, {} devices x {} reports)", args.runs, args.devices, args.reports);
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(&err),
+                }
+            }
+            Command::Bench(BenchCommand::Connections(args)) => {
+                let mut progress = |line: &str| eprintln!("{line}");
+                match ward_server::bench_devices::connections(&args, &mut progress).await {
+                    Ok(per) => {
+                        println!("memory: {:.1} KiB per idle agent connection ({} connections)", per / 1024.0, args.connections);
                         ExitCode::SUCCESS
                     }
                     Err(err) => fail(&err),
