@@ -108,6 +108,12 @@ fn load_stored() -> Result<Option<StoredLogin>> {
 
 /// An authenticated client for every command except login.
 pub(crate) fn connect(global: &GlobalArgs) -> Result<Client> {
+    connect_with_trust(global).map(|(client, _)| client)
+}
+
+/// [`connect`], also returning how the server is trusted, for commands that pass the CA on
+/// (`ward enroll-token create` prints the fingerprint devices should pin).
+pub(crate) fn connect_with_trust(global: &GlobalArgs) -> Result<(Client, Trust)> {
     // With both server and token on the command line the saved login only matters for its CA,
     // so a broken saved file should not get in the way.
     let stored = if global.server.is_some() && global.token.is_some() {
@@ -122,7 +128,8 @@ pub(crate) fn connect(global: &GlobalArgs) -> Result<Client> {
             target.server
         ))
     })?;
-    Ok(Client::new(&target.server, &target.trust)?.with_token(token))
+    let client = Client::new(&target.server, &target.trust)?.with_token(token);
+    Ok((client, target.trust))
 }
 
 pub(crate) fn print_json<T: serde::Serialize + ?Sized>(out: &Output, value: &T) -> Result {

@@ -137,7 +137,7 @@ pub fn remove(path: &Path) -> anyhow::Result<bool> {
     }
 }
 
-/// Creates a new file readable only by the user (also used for audit exports).
+/// Creates (or truncates) a file readable only by the user (also used for audit and FHIR exports).
 pub fn private_file(path: &Path) -> std::io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -146,7 +146,15 @@ pub fn private_file(path: &Path) -> std::io::Result<fs::File> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)
+    let file = options.open(path)?;
+    // The mode above only applies to a new file; an existing one keeps its old, perhaps
+    // world-readable, mode unless it is tightened here, before anything private is written.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -212,6 +220,19 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let error = load(&path).unwrap_err().to_string();
         assert!(error.contains("readable by other users"), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_file_tightens_an_existing_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("export.json");
+        fs::write(&path, "old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        drop(private_file(&path).unwrap());
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "");
     }
 
     #[test]

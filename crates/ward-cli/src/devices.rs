@@ -1,13 +1,16 @@
-//! `ward enroll-token ...` and `ward devices ...`.
+//! `ward enroll-token ...` and `ward devices ...`: enrolling devices, inspecting and retiring them.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::Subcommand;
-use ward_proto::{CreateEnrollTokenRequest, DeviceQuery, DeviceView};
+use ward_client::{Trust, parse_fingerprint, pem_certificate_fingerprint};
+use ward_proto::{CreateEnrollTokenRequest, CreatedEnrollToken, DeviceDetail, DeviceQuery, DeviceView};
 
 use crate::args::GlobalArgs;
-use crate::commands::{connect, done, print_json};
+use crate::commands::{connect, connect_with_trust, done, print_json};
+use crate::config;
 use crate::error::CliError;
 use crate::output::{Output, neutralise, or_dash, yes_no};
 
@@ -15,21 +18,23 @@ type Result<T = ()> = std::result::Result<T, CliError>;
 
 const ENROLL_EXAMPLES: &str = "\
 Example:
-  ward enroll-token create --site st-marys/icu --class workstation --criticality normal --phi --expires 24h --uses 50
+  ward enroll-token create --site st-marys/icu --class medical --criticality high --phi --expires 24h --uses 50
 
-The token is printed once; give it to `ward-agent enroll --token` on each device.";
+The token's secret is printed only once, with the `ward-agent enroll` line to run on each device.";
 
 const FILTER_EXAMPLES: &str = "\
 Examples:
   ward devices list --filter 'site within \"st-marys\" and class = \"medical\"'
-  ward devices list --filter 'facts.os.version_id < \"22.04\" and online = true'
+  ward devices list --filter 'facts.os.version_id < \"22.04\"' --include-retired
 
-The selector language is described in docs/selectors.md.";
+Quote the whole selector for the shell; string values inside it take double quotes.
+A selector the server cannot parse is reported with its column, e.g.
+  error: filter: at column 12: expected a value, found end of input (invalid_input)";
 
 /// `ward enroll-token ...`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum EnrollTokenCommand {
-    /// Create a token that lets devices enroll into one site
+    /// Create a token that lets devices enroll into one site (its secret is shown only once)
     #[command(after_help = ENROLL_EXAMPLES)]
     Create {
         /// Site the devices join (`hospital` or `hospital/ward`)
@@ -44,18 +49,19 @@ pub enum EnrollTokenCommand {
         /// The devices store or display patient data
         #[arg(long)]
         phi: bool,
-        /// Validity: 30m, 24h, 7d ... (default 24h, at most 365d)
+        /// How long the token is valid: 30m, 24h, 7d ... (default 24h, at most 365d)
         #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
-        /// How many devices may use it (default 1)
+        /// How many devices may enroll with it, 1 to 100000 (default 1)
+        // Checked here too: 0 can only be a mistake, and clap's message names the flag.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
         uses: Option<u32>,
     },
-    /// List enrollment tokens
+    /// List enrollment tokens (never their secrets)
     List,
-    /// Revoke a token; enrolled devices keep their identity
+    /// Revoke a token so no more devices can enroll with it; enrolled devices are unaffected
     Revoke {
-        /// Token id (from `list`)
+        /// Token id, as shown by `ward enroll-token list`
         id: String,
     },
 }
@@ -63,7 +69,7 @@ pub enum EnrollTokenCommand {
 /// `ward devices ...`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum DevicesCommand {
-    /// List devices, optionally filtered by a selector
+    /// List devices, optionally only those matching a selector
     #[command(after_help = FILTER_EXAMPLES)]
     List {
         /// Selector, e.g. 'site within "st-marys" and class = "medical"'
@@ -73,64 +79,45 @@ pub enum DevicesCommand {
         #[arg(long)]
         include_retired: bool,
     },
-    /// Show a device's detail, facts and history (the view is audited)
+    /// Show a device: its key fields, current facts and recent fact changes (the view is audited)
     Show {
         /// Device id
         id: String,
     },
-    /// Revoke a device: its connection is cut at once and its certificate refused
+    /// Revoke a device: its connection is cut at once and its certificate refused from then on
     Revoke {
         /// Device id
         id: String,
-        /// Do not ask for confirmation
+        /// Do not ask for confirmation (required when not on a terminal)
         #[arg(long)]
         yes: bool,
     },
-    /// Retire a device: hidden from active views, history kept
+    /// Retire a device: hidden from active views, its history kept
     Retire {
         /// Device id
         id: String,
-        /// Do not ask for confirmation
+        /// Do not ask for confirmation (required when not on a terminal)
         #[arg(long)]
         yes: bool,
     },
     /// Export devices as a FHIR R4 Bundle of Device resources
+    #[command(
+        after_help = "Example:\n  ward devices fhir --filter 'class = \"medical\"' --output devices.fhir.json"
+    )]
     Fhir {
-        /// Selector to export only some devices
+        /// Selector to export only matching devices
         #[arg(long, value_name = "SELECTOR")]
         filter: Option<String>,
-        /// Write to this file (mode 0600) instead of standard output
-        #[arg(long, value_name = "FILE")]
+        /// Include retired devices
+        #[arg(long)]
+        include_retired: bool,
+        /// Write the Bundle to this file (created 0600) instead of standard output
+        #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
 }
 
-/// Asks before a destructive action; without a terminal, `--yes` is required.
-fn confirm(question: &str, yes: bool) -> Result {
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(CliError::Usage(format!(
-            "{question}: pass --yes to confirm when not on a terminal"
-        )));
-    }
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| CliError::local("io", e))?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(CliError::Usage("not confirmed".into()))
-    }
-}
-
 pub(crate) async fn enroll_tokens(global: &GlobalArgs, command: EnrollTokenCommand, out: &Output) -> Result {
-    let client = connect(global)?;
     match command {
         EnrollTokenCommand::Create {
             site,
@@ -140,6 +127,7 @@ pub(crate) async fn enroll_tokens(global: &GlobalArgs, command: EnrollTokenComma
             expires,
             uses,
         } => {
+            let (client, trust) = connect_with_trust(global)?;
             let created = client
                 .create_enroll_token(&CreateEnrollTokenRequest {
                     site,
@@ -153,29 +141,14 @@ pub(crate) async fn enroll_tokens(global: &GlobalArgs, command: EnrollTokenComma
             if out.json {
                 return print_json(out, &created);
             }
-            let token = &created.token;
-            out.fields(&[
-                ("id", token.id.clone()),
-                ("site", token.site.clone()),
-                ("class", token.class.clone()),
-                ("criticality", token.criticality.clone()),
-                ("phi", yes_no(token.phi)),
-                ("expires", token.expires_at.clone()),
-                ("uses", format!("0 of {}", token.max_uses)),
-            ]);
-            out.line(&neutralise(&format!(
-                "token (shown only now): {}",
-                created.secret
-            )));
-            out.line(&neutralise(&format!(
-                "on each device: ward-agent enroll --server {} --token {} --ca-fingerprint <CA FINGERPRINT>",
-                client.base_url().as_str().trim_end_matches('/'),
-                created.secret
-            )));
+            let server = client.base_url().as_str().trim_end_matches('/').to_owned();
+            for line in enroll_instructions(&created, &server, ca_fingerprint(&trust).as_deref()) {
+                out.line(&line);
+            }
             Ok(())
         }
         EnrollTokenCommand::List => {
-            let tokens = client.list_enroll_tokens().await?;
+            let tokens = connect(global)?.list_enroll_tokens().await?;
             if out.json {
                 return print_json(out, &tokens);
             }
@@ -189,6 +162,7 @@ pub(crate) async fn enroll_tokens(global: &GlobalArgs, command: EnrollTokenComma
                     "uses",
                     "expires",
                     "revoked",
+                    "created by",
                 ],
                 tokens.iter().map(|t| {
                     vec![
@@ -200,17 +174,94 @@ pub(crate) async fn enroll_tokens(global: &GlobalArgs, command: EnrollTokenComma
                         format!("{}/{}", t.uses, t.max_uses),
                         t.expires_at.clone(),
                         or_dash(t.revoked_at.as_deref()),
+                        t.created_by.clone(),
                     ]
                 }),
             );
             Ok(())
         }
         EnrollTokenCommand::Revoke { id } => {
-            client.revoke_enroll_token(&id).await?;
+            connect(global)?.revoke_enroll_token(&id).await?;
             done(out, &format!("enrollment token {id} revoked"))
         }
     }
 }
+
+/// The hex SHA-256 devices should pin: the CA this CLI itself trusts, when it has one. With
+/// system trust there is nothing Ward-specific to pin, so the flag is left out.
+fn ca_fingerprint(trust: &Trust) -> Option<String> {
+    let pin = match trust {
+        Trust::CaPem(pem) => pem_certificate_fingerprint(pem).ok()?,
+        Trust::Fingerprint(pin) => parse_fingerprint(pin).ok()?,
+        Trust::System => return None,
+    };
+    Some(pin.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// The human answer to `enroll-token create`, every line neutralised (the secret and names come
+/// from the server).
+fn enroll_instructions(created: &CreatedEnrollToken, server: &str, fingerprint: Option<&str>) -> Vec<String> {
+    let token = &created.token;
+    let mut command = format!(
+        "ward-agent enroll --server {} --token {}",
+        shell_word(server),
+        shell_word(&created.secret)
+    );
+    if let Some(fingerprint) = fingerprint {
+        command.push_str(&format!(" --ca-fingerprint {}", shell_word(fingerprint)));
+    }
+    let devices = if token.max_uses == 1 { "device" } else { "devices" };
+    let mut lines = vec![
+        format!(
+            "Enrollment token {} for {} ({}, criticality {}, phi {}), valid until {} for {} {devices}.",
+            token.id,
+            token.site,
+            token.class,
+            token.criticality,
+            yes_no(token.phi),
+            token.expires_at,
+            token.max_uses
+        ),
+        String::new(),
+        "The token is shown only once; it cannot be retrieved later. On each device, run:".to_owned(),
+        String::new(),
+        format!("  {command}"),
+    ];
+    if fingerprint.is_none() {
+        lines.push(String::new());
+        lines.push(
+            "(No CA is saved for this server, so --ca-fingerprint is left out; add it with the \
+             fingerprint the server printed at first start unless its certificate is publicly trusted.)"
+                .to_owned(),
+        );
+    }
+    lines.iter().map(|line| neutralise(line)).collect()
+}
+
+/// Quotes `word` for a POSIX shell when needed, so the printed command can be pasted as is.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.,:/@%+=".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+const DEVICE_HEADER: [&str; 9] = [
+    "id",
+    "hostname",
+    "site",
+    "class",
+    "criticality",
+    "phi",
+    "state",
+    "online",
+    "last seen",
+];
 
 fn device_row(d: &DeviceView) -> Vec<String> {
     vec![
@@ -225,18 +276,6 @@ fn device_row(d: &DeviceView) -> Vec<String> {
         or_dash(d.last_seen_at.as_deref()),
     ]
 }
-
-const DEVICE_HEADER: [&str; 9] = [
-    "id",
-    "hostname",
-    "site",
-    "class",
-    "criticality",
-    "phi",
-    "state",
-    "online",
-    "last seen",
-];
 
 pub(crate) async fn devices(global: &GlobalArgs, command: DevicesCommand, out: &Output) -> Result {
     let client = connect(global)?;
@@ -262,50 +301,77 @@ pub(crate) async fn devices(global: &GlobalArgs, command: DevicesCommand, out: &
             if out.json {
                 return print_json(out, &detail);
             }
-            out.table(&DEVICE_HEADER, [device_row(&detail.device)]);
-            out.line("facts:");
-            let facts = serde_json::to_string_pretty(&detail.device.facts).unwrap_or_default();
-            for line in facts.lines() {
-                out.line(&neutralise(&format!("  {line}")));
-            }
-            out.line("history (newest first):");
-            for change in &detail.history {
-                out.line(&neutralise(&format!("  {} {}", change.time, change.change)));
-            }
-            Ok(())
+            print_detail(out, &detail)
         }
         DevicesCommand::Revoke { id, yes } => {
-            let question = format!("revoke device {id}? its connection is cut and its certificate refused");
-            confirm(&question, yes)?;
+            confirm(
+                &format!("revoke device {id} (its connection is cut and its certificate refused)"),
+                yes,
+            )?;
             report_state(out, &client.revoke_device(&id).await?, "revoked")
         }
         DevicesCommand::Retire { id, yes } => {
-            confirm(&format!("retire device {id}?"), yes)?;
+            confirm(&format!("retire device {id}"), yes)?;
             report_state(out, &client.retire_device(&id).await?, "retired")
         }
-        DevicesCommand::Fhir { filter, output } => {
+        DevicesCommand::Fhir {
+            filter,
+            include_retired,
+            output,
+        } => {
             let bundle = client
                 .devices_fhir(&DeviceQuery {
                     filter,
-                    include_retired: false,
+                    include_retired,
                 })
                 .await?;
-            let text = serde_json::to_string_pretty(&bundle).map_err(|e| CliError::local("io", e))?;
             match output {
                 Some(path) => {
-                    write_private(&path, text.as_bytes()).map_err(|e| CliError::local("io", e))?;
-                    done(
-                        out,
-                        &format!("wrote {} devices to {}", bundle["total"], path.display()),
-                    )
+                    // Fetched in full first, so a failed request leaves no half-written file.
+                    write_private_json(&path, &bundle).map_err(|error| CliError::local("io", error))?;
+                    let entries = bundle
+                        .get("entry")
+                        .and_then(serde_json::Value::as_array)
+                        .map_or(0, Vec::len);
+                    done(out, &format!("wrote {entries} devices to {}", path.display()))
                 }
-                None => {
-                    println!("{text}");
-                    Ok(())
-                }
+                // The Bundle is the one JSON document, with or without --json.
+                None => print_json(out, &bundle),
             }
         }
     }
+}
+
+fn print_detail(out: &Output, detail: &DeviceDetail) -> Result {
+    let d = &detail.device;
+    out.fields(&[
+        ("id", d.id.clone()),
+        ("hostname", d.hostname.clone()),
+        ("site", d.site.clone()),
+        ("class", d.class.clone()),
+        ("criticality", d.criticality.clone()),
+        ("phi", yes_no(d.phi)),
+        ("state", d.state.clone()),
+        ("online", yes_no(d.online)),
+        ("last seen", or_dash(d.last_seen_at.as_deref())),
+        ("enrolled", d.enrolled_at.clone()),
+        ("certificate expires", d.certificate_expires_at.clone()),
+    ]);
+    out.line("facts:");
+    let facts = serde_json::to_string_pretty(&d.facts).map_err(|error| CliError::local("io", error))?;
+    // serde_json escapes C0 controls inside strings, but not C1 or bidi overrides; neutralise
+    // each line so device-reported facts cannot rewrite the terminal.
+    for line in facts.lines() {
+        out.line(&neutralise(&format!("  {line}")));
+    }
+    out.line("history (newest first):");
+    if detail.history.is_empty() {
+        out.line("  (none)");
+    }
+    for change in &detail.history {
+        out.line(&neutralise(&format!("  {}  {}", change.time, change.change)));
+    }
+    Ok(())
 }
 
 /// Prints a device after a state change.
@@ -313,28 +379,207 @@ fn report_state(out: &Output, device: &DeviceView, verb: &str) -> Result {
     if out.json {
         return print_json(out, device);
     }
-    done(out, &format!("device {} ({}) {verb}", device.id, device.hostname))
+    done(
+        out,
+        &format!(
+            "device {} ({}) {verb}; state is now {}",
+            device.id, device.hostname, device.state
+        ),
+    )
 }
 
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
+fn write_private_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    let context = || format!("writing {}", path.display());
+    let mut file = std::io::BufWriter::new(config::private_file(path).with_context(context)?);
+    serde_json::to_writer_pretty(&mut file, value).with_context(context)?;
+    file.write_all(b"\n").with_context(context)?;
+    file.into_inner()
+        .map_err(|error| error.into_error())
+        .and_then(|file| file.sync_all())
+        .with_context(context)
+}
+
+/// Asks before a destructive action on a terminal; elsewhere `--yes` is required.
+fn confirm(action: &str, yes: bool) -> Result {
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    confirm_with(action, yes, terminal, &mut stdin.lock(), &mut std::io::stderr())
+}
+
+/// The decision behind [`confirm`], with the terminal check and streams passed in for tests.
+/// A script without `--yes` is a usage error (exit 2): guessing either way would be wrong. A
+/// person answering no is a refused action (exit 1).
+fn confirm_with(
+    action: &str,
+    yes: bool,
+    terminal: bool,
+    input: &mut dyn BufRead,
+    prompt: &mut dyn Write,
+) -> Result {
+    if yes {
+        return Ok(());
+    }
+    if !terminal {
+        return Err(CliError::Usage(format!(
+            "refusing to {action} without confirmation: standard input is not a terminal; pass --yes"
+        )));
+    }
+    let io = |error: std::io::Error| CliError::local("io", error);
+    write!(prompt, "{}? [y/N] ", neutralise(action)).map_err(io)?;
+    prompt.flush().map_err(io)?;
+    let mut answer = String::new();
+    // End of input reads as an empty answer, that is no.
+    input.read_line(&mut answer).map_err(io)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::local(
+            "not_confirmed",
+            anyhow::anyhow!("did not {action}: not confirmed"),
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use ward_client::ClientError;
+    use ward_proto::{EnrollTokenView, ErrorCode};
+
     use super::*;
 
+    fn ask(yes: bool, terminal: bool, answer: &str) -> (Result, String) {
+        let mut prompt = Vec::new();
+        let result = confirm_with(
+            "retire device d-1",
+            yes,
+            terminal,
+            &mut answer.as_bytes(),
+            &mut prompt,
+        );
+        (result, String::from_utf8(prompt).unwrap())
+    }
+
     #[test]
-    fn destructive_actions_need_yes_without_a_terminal() {
-        // Tests run without a terminal on stdin.
-        assert!(matches!(confirm("revoke?", false), Err(CliError::Usage(_))));
-        assert!(confirm("revoke?", true).is_ok());
+    fn without_a_terminal_yes_is_required() {
+        let (result, prompt) = ask(false, false, "y\n");
+        let error = result.unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.report().contains("pass --yes"), "{}", error.report());
+        // Nothing was read or asked: the piped "y" is not taken as consent.
+        assert_eq!(prompt, "");
+        assert!(ask(true, false, "").0.is_ok());
+    }
+
+    #[test]
+    fn on_a_terminal_only_yes_confirms() {
+        let (result, prompt) = ask(false, true, "y\n");
+        assert!(result.is_ok());
+        assert_eq!(prompt, "retire device d-1? [y/N] ");
+        assert!(ask(false, true, " YES \n").0.is_ok());
+        for no in ["\n", "n\n", "", "yess\n", "no\n"] {
+            let error = ask(false, true, no).0.unwrap_err();
+            assert_eq!(error.exit_code(), 1, "{no:?}");
+        }
+        assert!(ask(true, true, "n\n").0.is_ok());
+    }
+
+    #[test]
+    fn prompt_neutralises_the_id() {
+        let mut prompt = Vec::new();
+        let _ = confirm_with(
+            "revoke device \x1b[2J",
+            false,
+            true,
+            &mut "n\n".as_bytes(),
+            &mut prompt,
+        );
+        assert!(!String::from_utf8(prompt).unwrap().contains('\x1b'));
+    }
+
+    fn created(secret: &str) -> CreatedEnrollToken {
+        CreatedEnrollToken {
+            token: EnrollTokenView {
+                id: "et-1".into(),
+                site: "st-marys/icu".into(),
+                class: "medical".into(),
+                criticality: "high".into(),
+                phi: true,
+                created_by: "alice".into(),
+                created_at: "2026-01-01T00:00:00Z".into(),
+                expires_at: "2026-01-02T00:00:00Z".into(),
+                max_uses: 50,
+                uses: 0,
+                revoked_at: None,
+            },
+            secret: secret.into(),
+        }
+    }
+
+    #[test]
+    fn enroll_instructions_give_the_exact_agent_command() {
+        let fp = "ab".repeat(32);
+        let lines = enroll_instructions(&created("wardenroll_x_y"), "https://ward.example:8443", Some(&fp));
+        assert!(lines.iter().any(|l| l.contains("shown only once")));
+        assert!(lines.contains(&format!(
+            "  ward-agent enroll --server https://ward.example:8443 --token wardenroll_x_y --ca-fingerprint {fp}"
+        )));
+
+        let lines = enroll_instructions(&created("wardenroll_x_y"), "http://[::1]:8443", None);
+        assert!(
+            lines.contains(
+                &"  ward-agent enroll --server 'http://[::1]:8443' --token wardenroll_x_y".to_owned()
+            )
+        );
+        assert!(lines.iter().any(|l| l.contains("No CA is saved")));
+    }
+
+    #[test]
+    fn hostile_secret_is_quoted_and_neutralised() {
+        let lines = enroll_instructions(&created("a'b\x1b[2J; rm -rf ~"), "https://w", None);
+        let command = lines.iter().find(|l| l.contains("ward-agent")).unwrap();
+        assert!(!command.chars().any(char::is_control), "{command}");
+        assert!(
+            command.contains("--token 'a'\\''b\\u{1b}[2J; rm -rf ~'"),
+            "{command}"
+        );
+    }
+
+    #[test]
+    fn fingerprint_comes_from_the_trusted_ca() {
+        let pin = "AB:".repeat(31) + "AB";
+        assert_eq!(ca_fingerprint(&Trust::Fingerprint(pin)), Some("ab".repeat(32)));
+        assert_eq!(ca_fingerprint(&Trust::System), None);
+        assert_eq!(ca_fingerprint(&Trust::CaPem("not a pem".into())), None);
+    }
+
+    #[test]
+    fn bad_selector_is_reported_as_is_and_exits_1() {
+        let error = CliError::from(ClientError::Api {
+            status: 422,
+            code: ErrorCode::InvalidInput,
+            message: "filter: at column 12: expected a value, found end of input".into(),
+            request_id: None,
+        });
+        assert_eq!(error.exit_code(), 1);
+        assert_eq!(
+            error.report(),
+            "error: filter: at column 12: expected a value, found end of input (invalid_input)"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fhir_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bundle.json");
+        let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": []});
+        write_private_json(&path, &bundle).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let back: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back, bundle);
     }
 }

@@ -156,6 +156,202 @@ mod tests {
     }
 
     #[test]
+    fn enroll_token_create_parses_every_flag() {
+        let cli = parse(&[
+            "enroll-token",
+            "create",
+            "--site",
+            "st-marys/icu",
+            "--class",
+            "medical",
+            "--criticality",
+            "high",
+            "--phi",
+            "--expires",
+            "7d",
+            "--uses",
+            "50",
+        ])
+        .unwrap();
+        match cli.command {
+            AdminCommand::EnrollToken(EnrollTokenCommand::Create {
+                site,
+                class,
+                criticality,
+                phi,
+                expires,
+                uses,
+            }) => {
+                assert_eq!((site.as_str(), class.as_str()), ("st-marys/icu", "medical"));
+                assert_eq!(criticality.as_deref(), Some("high"));
+                assert!(phi);
+                assert_eq!(expires.as_deref(), Some("7d"));
+                assert_eq!(uses, Some(50));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = parse(&["enroll-token", "create", "--site", "a", "--class", "mobile"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            AdminCommand::EnrollToken(EnrollTokenCommand::Create {
+                criticality: None,
+                phi: false,
+                expires: None,
+                uses: None,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn enroll_token_create_needs_site_and_class() {
+        for args in [
+            &["enroll-token", "create", "--class", "medical"][..],
+            &["enroll-token", "create", "--site", "a"][..],
+        ] {
+            let error = parse(args).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+            assert_eq!(error.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn enroll_token_uses_zero_is_refused_before_the_server() {
+        let base = [
+            "enroll-token",
+            "create",
+            "--site",
+            "a",
+            "--class",
+            "medical",
+            "--uses",
+        ];
+        for bad in ["0", "100001", "-1", "many"] {
+            let args: Vec<&str> = base.iter().copied().chain([bad]).collect();
+            let error = parse(&args).unwrap_err();
+            if bad != "-1" {
+                // clap reads "-1" as an unknown flag; still a usage error.
+                assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            }
+            assert_eq!(error.exit_code(), 2);
+        }
+        let args: Vec<&str> = base.iter().copied().chain(["100000"]).collect();
+        assert!(parse(&args).is_ok());
+    }
+
+    #[test]
+    fn enroll_token_list_and_revoke() {
+        assert!(matches!(
+            parse(&["enroll-token", "list"]).unwrap().command,
+            AdminCommand::EnrollToken(EnrollTokenCommand::List)
+        ));
+        assert!(matches!(
+            parse(&["enroll-token", "revoke", "et-1"]).unwrap().command,
+            AdminCommand::EnrollToken(EnrollTokenCommand::Revoke { id }) if id == "et-1"
+        ));
+        assert!(parse(&["enroll-token", "revoke"]).is_err());
+    }
+
+    #[test]
+    fn devices_list_takes_a_selector_as_one_argument() {
+        let selector = r#"site within "st-marys" and class = "medical" & x # y"#;
+        let cli = parse(&["devices", "list", "--filter", selector, "--include-retired"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            AdminCommand::Devices(DevicesCommand::List { filter: Some(f), include_retired: true }) if f == selector
+        ));
+        // `device` is an alias, as in `ward device lock ID`.
+        assert!(matches!(
+            parse(&["device", "list"]).unwrap().command,
+            AdminCommand::Devices(DevicesCommand::List {
+                filter: None,
+                include_retired: false
+            })
+        ));
+    }
+
+    #[test]
+    fn devices_destructive_verbs_and_export() {
+        assert!(matches!(
+            parse(&["devices", "revoke", "d-1", "--yes"]).unwrap().command,
+            AdminCommand::Devices(DevicesCommand::Revoke { id, yes: true }) if id == "d-1"
+        ));
+        assert!(matches!(
+            parse(&["devices", "retire", "d-1"]).unwrap().command,
+            AdminCommand::Devices(DevicesCommand::Retire { yes: false, .. })
+        ));
+        assert!(parse(&["devices", "revoke"]).is_err());
+        assert!(matches!(
+            parse(&["devices", "show", "d-1", "--json"]).unwrap(),
+            TestCli {
+                global: GlobalArgs { json: true, .. },
+                command: AdminCommand::Devices(DevicesCommand::Show { .. })
+            }
+        ));
+        let cli = parse(&[
+            "devices",
+            "fhir",
+            "--filter",
+            "class = \"medical\"",
+            "-o",
+            "b.json",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            AdminCommand::Devices(DevicesCommand::Fhir { filter: Some(_), output: Some(path), .. })
+                if path == std::path::Path::new("b.json")
+        ));
+    }
+
+    #[test]
+    fn every_command_and_flag_has_help() {
+        fn check(command: &clap::Command, path: &str) {
+            let path = format!("{path} {}", command.get_name());
+            assert!(command.get_about().is_some(), "{path} has no help");
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                assert!(
+                    builtin || arg.get_help().is_some(),
+                    "{path} --{} has no help",
+                    arg.get_id()
+                );
+            }
+            for sub in command.get_subcommands().filter(|sub| sub.get_name() != "help") {
+                check(sub, &path);
+            }
+        }
+        let root = TestCli::command();
+        for noun in ["enroll-token", "devices"] {
+            let command = root.find_subcommand(noun).unwrap();
+            check(command, "ward");
+        }
+        let create = root
+            .find_subcommand("enroll-token")
+            .unwrap()
+            .find_subcommand("create")
+            .unwrap();
+        assert!(
+            create
+                .get_after_help()
+                .unwrap()
+                .to_string()
+                .contains("ward enroll-token create --site")
+        );
+        let list = root
+            .find_subcommand("devices")
+            .unwrap()
+            .find_subcommand("list")
+            .unwrap();
+        assert!(
+            list.get_after_help()
+                .unwrap()
+                .to_string()
+                .contains(r#"site within "st-marys""#)
+        );
+    }
+
+    #[test]
     fn run_future_is_send() {
         // The binary may spawn `run` on a multi-threaded runtime.
         fn assert_send<T: Send>(_: &T) {}

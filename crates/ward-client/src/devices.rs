@@ -86,19 +86,62 @@ fn device_query(query: &DeviceQuery) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Trust;
+
+    /// The query string exactly as it would go on the wire.
+    fn wire_query(query: &DeviceQuery) -> Option<String> {
+        let client = Client::new("https://ward.example", &Trust::System).unwrap();
+        let request = client
+            .request(Method::GET, &["devices"])
+            .unwrap()
+            .query(&device_query(query))
+            .build()
+            .unwrap();
+        assert_eq!(request.url().path(), "/api/v1/devices");
+        assert_eq!(request.url().fragment(), None);
+        request.url().query().map(str::to_owned)
+    }
 
     #[test]
     fn hostile_selectors_stay_inside_the_filter_parameter() {
+        let selector = "site within \"st-marys\" and hostname = \"a&include_retired=true#x\" \
+                        and facts.owner = 'Zoë 100%+1' and x = \"a=b;c?d/e\"";
         let query = DeviceQuery {
-            filter: Some("a = \"x&include_retired=true#\" and b ~ 'ü *'".into()),
+            filter: Some(selector.into()),
             include_retired: false,
         };
-        let url = reqwest::Url::parse_with_params("https://h/api/v1/devices", device_query(&query)).unwrap();
+        let raw = wire_query(&query).unwrap();
+        // Only the one separator-free parameter: every & # space quote and non-ASCII byte encoded.
+        assert!(raw.starts_with("filter="), "{raw}");
+        for c in ['&', '#', ' ', '"', '\'', ';', '?'] {
+            assert!(!raw.contains(c), "{c:?} in {raw}");
+        }
+        assert!(raw.is_ascii(), "{raw}");
+        assert!(raw.contains("Zo%C3%AB"), "{raw}");
+        // And the server's form decoding gets the selector back byte for byte.
+        let url = reqwest::Url::parse(&format!("https://h/?{raw}")).unwrap();
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        assert_eq!(pairs, [("filter".to_owned(), query.filter.clone().unwrap())]);
-        assert!(device_query(&DeviceQuery::default()).is_empty());
+        assert_eq!(pairs, [("filter".to_owned(), selector.to_owned())]);
+    }
+
+    #[test]
+    fn unset_fields_are_left_out() {
+        assert_eq!(wire_query(&DeviceQuery::default()), None);
+        let retired = DeviceQuery {
+            filter: None,
+            include_retired: true,
+        };
+        assert_eq!(wire_query(&retired).as_deref(), Some("include_retired=true"));
+        let both = DeviceQuery {
+            filter: Some("class = \"medical\"".into()),
+            include_retired: true,
+        };
+        assert_eq!(
+            wire_query(&both).as_deref(),
+            Some("filter=class+%3D+%22medical%22&include_retired=true")
+        );
     }
 }

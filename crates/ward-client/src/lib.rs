@@ -20,7 +20,7 @@ use ward_proto::{
 };
 
 pub use error::{ClientError, Result};
-pub use tls::{Trust, certificate_fingerprint, parse_fingerprint};
+pub use tls::{Trust, certificate_fingerprint, parse_fingerprint, pem_certificate_fingerprint};
 
 /// The largest JSON body the client will buffer; bigger answers are refused rather than
 /// letting a broken or hostile server exhaust memory.
@@ -53,6 +53,9 @@ impl Client {
     /// server as `trust` says. `trust` is ignored for `http://`.
     pub fn new(base_url: &str, trust: &Trust) -> Result<Self> {
         let base = parse_base_url(base_url)?;
+        // reqwest is built without a bundled crypto provider and panics in `build()` when no
+        // process default is installed, even for plain http://, so install ours first.
+        tls::provider();
         let builder = reqwest::Client::builder()
             .user_agent(concat!("ward-client/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
@@ -63,10 +66,7 @@ impl Client {
             builder
         } else {
             match trust {
-                Trust::System => {
-                    tls::provider();
-                    builder.tls_backend_rustls()
-                }
+                Trust::System => builder.tls_backend_rustls(),
                 Trust::CaPem(pem) => builder.tls_backend_preconfigured(tls::config_for_ca_pem(pem)?),
                 Trust::Fingerprint(pin) => {
                     builder.tls_backend_preconfigured(tls::config_for_fingerprint(parse_fingerprint(pin)?)?)
@@ -674,6 +674,15 @@ mod tls_tests {
             ca_pem,
             fingerprint,
         }
+    }
+
+    #[test]
+    fn pem_fingerprint_is_the_der_fingerprint() {
+        let (ca, pem) = new_ca();
+        assert_eq!(
+            pem_certificate_fingerprint(&pem).unwrap(),
+            certificate_fingerprint(ca.der())
+        );
     }
 
     #[tokio::test]

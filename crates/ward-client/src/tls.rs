@@ -61,6 +61,12 @@ pub fn certificate_fingerprint(der: &[u8]) -> [u8; 32] {
     Sha256::digest(der).into()
 }
 
+/// SHA-256 of the first certificate in PEM text: the value `--ca-fingerprint` pins, so a CA saved
+/// as PEM can be turned back into the fingerprint a device needs.
+pub fn pem_certificate_fingerprint(pem: &str) -> Result<[u8; 32], ClientError> {
+    Ok(certificate_fingerprint(&first_certificate(pem)?))
+}
+
 /// The first certificate in PEM text, as DER.
 pub(crate) fn first_certificate(pem: &str) -> Result<CertificateDer<'static>, ClientError> {
     CertificateDer::from_pem_slice(pem.as_bytes())
@@ -203,6 +209,10 @@ mod tests {
     fn bad_pem_is_invalid_input() {
         assert!(matches!(
             config_for_ca_pem("not a pem"),
+            Err(ClientError::Invalid(_))
+        ));
+        assert!(matches!(
+            pem_certificate_fingerprint("not a pem"),
             Err(ClientError::Invalid(_))
         ));
     }
