@@ -19,6 +19,8 @@ use ward_proto::agent::{
     Welcome, agent_message, server_message,
 };
 
+use ward_store::FactsUpdate;
+
 use crate::state::AppState;
 
 /// Largest message accepted from an agent (a full inventory with thousands of packages fits).
@@ -292,6 +294,7 @@ async fn current_facts(state: &AppState, device_id: &str) -> Value {
     }
 }
 
+/// Hands new facts to the writer task (waiting when it is behind: back-pressure on the agents).
 async fn store_facts(state: &AppState, device_id: &str, facts: &Value, change: &Value, now: i64) {
     let text = facts.to_string();
     if text.len() > MAX_FACTS_BYTES {
@@ -302,12 +305,38 @@ async fn store_facts(state: &AppState, device_id: &str, facts: &Value, change: &
         );
         return;
     }
-    if let Err(err) = state
-        .store
-        .record_facts(device_id, &text, &change.to_string(), now)
-        .await
-    {
-        tracing::warn!(device = device_id, error = %err, "storing facts failed");
+    let update = FactsUpdate {
+        device_id: device_id.to_owned(),
+        facts: text,
+        change: change.to_string(),
+        time_ms: now,
+    };
+    if state.facts_writer.send(update).await.is_err() {
+        tracing::warn!(device = device_id, "the facts writer has stopped");
+    }
+}
+
+/// Most updates written in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Group commit for facts: every session hands its updates to this one task, which stores
+/// whatever has queued up in a single transaction (SQLite has one writer anyway; a transaction
+/// per report made the commit the bottleneck).
+pub async fn facts_writer(
+    store: std::sync::Arc<dyn ward_store::Store>,
+    mut updates: mpsc::Receiver<FactsUpdate>,
+) {
+    while let Some(first) = updates.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match updates.try_recv() {
+                Ok(update) => batch.push(update),
+                Err(_) => break,
+            }
+        }
+        if let Err(err) = store.record_facts_batch(&batch).await {
+            tracing::warn!(error = %err, updates = batch.len(), "storing facts failed");
+        }
     }
 }
 

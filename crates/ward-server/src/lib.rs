@@ -201,6 +201,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         }
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let (facts_writer, facts_queue) = tokio::sync::mpsc::channel(4096);
+    let writer_task = tokio::spawn(agent_channel::facts_writer(store.clone(), facts_queue));
     let ca_fingerprint = keys.ca_fingerprint.clone();
     let ca_cert_pem = keys.ca_cert_pem.clone();
     let state = AppState(Arc::new(Inner {
@@ -212,6 +214,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         throttle: Default::default(),
         channels: Default::default(),
         agent_port: agent_addr.port(),
+        facts_writer,
     }));
     let app = api::app(state.clone());
     let serve_task = tokio::spawn(serve::serve(listener, tls, app));
@@ -230,7 +233,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         ca_cert_pem,
         state,
         initial_admin,
-        tasks: vec![serve_task, agent_task, checkpoint_task],
+        tasks: vec![serve_task, agent_task, checkpoint_task, writer_task],
     })
 }
 

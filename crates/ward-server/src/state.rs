@@ -47,6 +47,8 @@ pub struct Inner {
     pub channels: crate::channels::Channels,
     /// The agent channel's port, told to devices at enrollment.
     pub agent_port: u16,
+    /// Queue to the task that stores device facts in batches.
+    pub facts_writer: tokio::sync::mpsc::Sender<ward_store::FactsUpdate>,
 }
 
 impl std::ops::Deref for AppState {

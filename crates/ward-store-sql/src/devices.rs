@@ -5,7 +5,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use ward_domain::device::DeviceState;
 use ward_store::{
-    Audit, DeviceRecord, DeviceStore, EnrollTokenRecord, EnrollTokenStore, StoreError, StoreResult,
+    Audit, DeviceRecord, DeviceStore, EnrollTokenRecord, EnrollTokenStore, FactsUpdate, StoreError,
+    StoreResult,
 };
 
 use crate::rows::{flag, parse_field};
@@ -243,6 +244,35 @@ impl DeviceStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable("storing facts history"))?;
+        tx.commit().await.map_err(unavailable("committing facts"))
+    }
+
+    async fn record_facts_batch(&self, updates: &[FactsUpdate]) -> StoreResult<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for update in updates {
+            let result = sqlx::query(
+                "UPDATE devices SET facts = $1, facts_updated_ms = $2, last_seen_ms = $2 WHERE id = $3",
+            )
+            .bind(update.facts.clone())
+            .bind(update.time_ms)
+            .bind(update.device_id.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("storing facts"))?;
+            if result.rows_affected() == 0 {
+                continue;
+            }
+            sqlx::query("INSERT INTO device_facts_history (device_id, time_ms, change) VALUES ($1, $2, $3)")
+                .bind(update.device_id.clone())
+                .bind(update.time_ms)
+                .bind(update.change.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable("storing facts history"))?;
+        }
         tx.commit().await.map_err(unavailable("committing facts"))
     }
 

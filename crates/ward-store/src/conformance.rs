@@ -14,8 +14,8 @@ use ward_domain::site::{Site, SiteSlug};
 use ward_domain::device::{Criticality, DeviceClass, DeviceState};
 
 use crate::{
-    ApiTokenRecord, Audit, AuditFilter, DeviceRecord, EnrollTokenRecord, SessionRecord, Store, StoreError,
-    TokenScope, UserRecord, verify_log,
+    ApiTokenRecord, Audit, AuditFilter, DeviceRecord, EnrollTokenRecord, FactsUpdate, SessionRecord, Store,
+    StoreError, TokenScope, UserRecord, verify_log,
 };
 
 /// Raw access to the database under test, for simulating an attacker with database access.
@@ -497,6 +497,39 @@ async fn enrollment_and_devices(store: &dyn Store) {
             (T0 + 5, "{\"changed\":{}}".to_owned())
         ]
     );
+    let batch = [
+        FactsUpdate {
+            device_id: "d1".into(),
+            facts: "{\"n\":1}".into(),
+            change: "{\"b\":1}".into(),
+            time_ms: T0 + 7,
+        },
+        FactsUpdate {
+            device_id: "missing".into(),
+            facts: "{}".into(),
+            change: "{}".into(),
+            time_ms: T0 + 7,
+        },
+        FactsUpdate {
+            device_id: "d1".into(),
+            facts: "{\"n\":2}".into(),
+            change: "{\"b\":2}".into(),
+            time_ms: T0 + 8,
+        },
+    ];
+    store.record_facts_batch(&batch).await.unwrap();
+    let device = store.device("d1").await.unwrap().unwrap();
+    assert_eq!(
+        (device.facts.as_str(), device.facts_updated_ms),
+        ("{\"n\":2}", Some(T0 + 8)),
+        "last update wins"
+    );
+    assert_eq!(
+        store.facts_history("d1", 10).await.unwrap().len(),
+        4,
+        "every update is in the history"
+    );
+    store.record_facts_batch(&[]).await.unwrap();
     let err = store.record_facts("missing", "{}", "{}", T0).await.unwrap_err();
     assert!(
         matches!(err, StoreError::NotFound(_)),

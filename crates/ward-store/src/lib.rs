@@ -160,6 +160,10 @@ pub trait DeviceStore: Send + Sync {
     /// Replaces the current facts and appends `change` (JSON text: what changed) to the history.
     /// Device-reported data is not an admin action, so it is not audited; the history is its record.
     async fn record_facts(&self, id: &str, facts: &str, change: &str, now_ms: i64) -> StoreResult<()>;
+    /// Stores several facts updates in one transaction (group commit for the agent channel's
+    /// writer): each as [`DeviceStore::record_facts`] would, in order. An update for a device that
+    /// no longer exists is skipped rather than failing the others.
+    async fn record_facts_batch(&self, updates: &[FactsUpdate]) -> StoreResult<()>;
     /// Records that the device was heard from.
     async fn record_seen(&self, id: &str, now_ms: i64) -> StoreResult<()>;
     /// The newest `limit` fact changes, newest first: (time, change JSON text).
@@ -172,6 +176,17 @@ pub trait DeviceStore: Send + Sync {
         not_after_ms: i64,
         audit: Audit,
     ) -> StoreResult<()>;
+}
+
+/// One device's new facts, for [`DeviceStore::record_facts_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactsUpdate {
+    pub device_id: String,
+    /// Current facts, JSON text.
+    pub facts: String,
+    /// What changed, JSON text (appended to the history).
+    pub change: String,
+    pub time_ms: i64,
 }
 
 /// Everything the server needs from storage.
