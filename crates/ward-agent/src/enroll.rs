@@ -69,6 +69,8 @@ pub async fn enroll(
         server_host: host,
         server_port: port,
         agent_port: response.agent_port,
+        command_key: response.command_key.clone(),
+        allow_full_wipe: response.allow_full_wipe,
         not_after_ms: parse_rfc3339_ms(&response.not_after).unwrap_or(0),
     };
     state

@@ -19,6 +19,12 @@ pub struct Enrollment {
     pub server_port: u16,
     /// The agent channel's port.
     pub agent_port: u16,
+    /// The server's command public key (Ed25519, hex), pinned at enrollment.
+    #[serde(default)]
+    pub command_key: String,
+    /// Whether the enrollment allowed a full wipe of this device.
+    #[serde(default)]
+    pub allow_full_wipe: bool,
     /// When the current certificate expires (Unix ms); renewed well before.
     #[serde(default)]
     pub not_after_ms: i64,
@@ -152,6 +158,8 @@ mod tests {
             server_host: "127.0.0.1".into(),
             server_port: 8443,
             agent_port: 8444,
+            command_key: String::new(),
+            allow_full_wipe: false,
             not_after_ms: 5,
         };
         state.save(&enrollment, "KEY", "CERT", "CA").unwrap();

@@ -59,9 +59,12 @@ pub enum AdminCommand {
     /// Create, list and revoke device enrollment tokens
     #[command(subcommand)]
     EnrollToken(crate::devices::EnrollTokenCommand),
-    /// List, show, revoke, retire and export devices
+    /// List, show, revoke, retire and export devices; act on them (lock, quarantine, wipe, ...)
     #[command(subcommand, alias = "device")]
     Devices(crate::devices::DevicesCommand),
+    /// Follow and cancel remote actions
+    #[command(subcommand)]
+    Commands(crate::actions::CommandsCommand),
 }
 
 const LOGIN_EXAMPLES: &str = "\

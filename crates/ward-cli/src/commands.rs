@@ -49,6 +49,7 @@ pub(crate) async fn execute(
         AdminCommand::Audit(command) => audit(global, command, offline, &out).await,
         AdminCommand::EnrollToken(command) => crate::devices::enroll_tokens(global, command, &out).await,
         AdminCommand::Devices(command) => crate::devices::devices(global, command, &out).await,
+        AdminCommand::Commands(command) => crate::actions::commands(global, command, &out).await,
     }
 }
 

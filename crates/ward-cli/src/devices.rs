@@ -56,6 +56,9 @@ pub enum EnrollTokenCommand {
         // Checked here too: 0 can only be a mistake, and clap's message names the flag.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
         uses: Option<u32>,
+        /// Devices enrolled with this token may be fully wiped (their agent config must allow it too)
+        #[arg(long)]
+        allow_full_wipe: bool,
     },
     /// List enrollment tokens (never their secrets)
     List,
@@ -100,6 +103,8 @@ pub enum DevicesCommand {
         #[arg(long)]
         yes: bool,
     },
+    #[command(flatten)]
+    Action(crate::actions::ActionCommand),
     /// Export devices as a FHIR R4 Bundle of Device resources
     #[command(
         after_help = "Example:\n  ward devices fhir --filter 'class = \"medical\"' --output devices.fhir.json"
@@ -126,6 +131,7 @@ pub(crate) async fn enroll_tokens(global: &GlobalArgs, command: EnrollTokenComma
             phi,
             expires,
             uses,
+            allow_full_wipe,
         } => {
             let (client, trust) = connect_with_trust(global)?;
             let created = client
@@ -136,6 +142,7 @@ pub(crate) async fn enroll_tokens(global: &GlobalArgs, command: EnrollTokenComma
                     phi,
                     expires,
                     uses,
+                    allow_full_wipe,
                 })
                 .await?;
             if out.json {
@@ -278,8 +285,12 @@ fn device_row(d: &DeviceView) -> Vec<String> {
 }
 
 pub(crate) async fn devices(global: &GlobalArgs, command: DevicesCommand, out: &Output) -> Result {
+    if let DevicesCommand::Action(action) = command {
+        return crate::actions::action(global, action, out).await;
+    }
     let client = connect(global)?;
     match command {
+        DevicesCommand::Action(_) => Ok(()),
         DevicesCommand::List {
             filter,
             include_retired,
@@ -388,7 +399,7 @@ fn report_state(out: &Output, device: &DeviceView, verb: &str) -> Result {
     )
 }
 
-fn write_private_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+pub(crate) fn write_private_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     let context = || format!("writing {}", path.display());
     let mut file = std::io::BufWriter::new(config::private_file(path).with_context(context)?);
     serde_json::to_writer_pretty(&mut file, value).with_context(context)?;
@@ -400,7 +411,7 @@ fn write_private_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<
 }
 
 /// Asks before a destructive action on a terminal; elsewhere `--yes` is required.
-fn confirm(action: &str, yes: bool) -> Result {
+pub(crate) fn confirm(action: &str, yes: bool) -> Result {
     let stdin = std::io::stdin();
     let terminal = stdin.is_terminal();
     confirm_with(action, yes, terminal, &mut stdin.lock(), &mut std::io::stderr())

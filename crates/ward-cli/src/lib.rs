@@ -4,6 +4,7 @@
 //! [`AdminCommand`] in its own parser and calls [`run`]. Offline audit verification needs the
 //! store, which this crate must not link, so the binary supplies it through [`OfflineAudit`].
 
+mod actions;
 mod args;
 mod commands;
 mod config;
@@ -181,7 +182,9 @@ mod tests {
                 phi,
                 expires,
                 uses,
+                allow_full_wipe,
             }) => {
+                assert!(!allow_full_wipe);
                 assert_eq!((site.as_str(), class.as_str()), ("st-marys/icu", "medical"));
                 assert_eq!(criticality.as_deref(), Some("high"));
                 assert!(phi);
@@ -302,6 +305,65 @@ mod tests {
             AdminCommand::Devices(DevicesCommand::Fhir { filter: Some(_), output: Some(path), .. })
                 if path == std::path::Path::new("b.json")
         ));
+    }
+
+    #[test]
+    fn device_actions_take_an_id_or_a_filter_never_both() {
+        use crate::actions::{ActionCommand, CommandsCommand};
+        assert!(matches!(
+            parse(&["device", "lock", "d-1", "--yes"]).unwrap().command,
+            AdminCommand::Devices(DevicesCommand::Action(ActionCommand::Lock(t))) if t.id.as_deref() == Some("d-1") && t.yes
+        ));
+        assert!(matches!(
+            parse(&["device", "quarantine", "--filter", "class = \"medical\"", "--no-wait"]).unwrap().command,
+            AdminCommand::Devices(DevicesCommand::Action(ActionCommand::Quarantine(t))) if t.id.is_none() && t.no_wait
+        ));
+        assert!(parse(&["device", "lock"]).is_err(), "a target is required");
+        assert!(
+            parse(&["device", "lock", "d-1", "--filter", "x"]).is_err(),
+            "not both"
+        );
+        assert!(
+            parse(&["device", "message", "d-1"]).is_err(),
+            "a message needs --text"
+        );
+        assert!(
+            parse(&["device", "wipe", "d-1", "--full"]).is_err(),
+            "--full needs --confirm-hostname"
+        );
+        assert!(
+            parse(&["device", "shutdown", "d-1", "--clinician", "Dr A"]).is_err(),
+            "a clinician needs a reason"
+        );
+        assert!(matches!(
+            parse(&["device", "wipe", "d-1", "--full", "--confirm-hostname", "tab-1"])
+                .unwrap()
+                .command,
+            AdminCommand::Devices(DevicesCommand::Action(ActionCommand::Wipe { full: true, .. }))
+        ));
+        assert!(matches!(
+            parse(&[
+                "device",
+                "diagnostics",
+                "d-1",
+                "-o",
+                "b.json",
+                "--max-bytes",
+                "4096"
+            ])
+            .unwrap()
+            .command,
+            AdminCommand::Devices(DevicesCommand::Action(ActionCommand::Diagnostics {
+                max_bytes: Some(4096),
+                ..
+            }))
+        ));
+        assert!(parse(&["device", "lock", "d-1", "--wait", "soon"]).is_err());
+        assert!(matches!(
+            parse(&["commands", "list", "--state", "failed"]).unwrap().command,
+            AdminCommand::Commands(CommandsCommand::List { state: Some(s), .. }) if s == "failed"
+        ));
+        assert!(parse(&["commands", "cancel"]).is_err());
     }
 
     #[test]

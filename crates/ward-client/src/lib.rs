@@ -2,6 +2,7 @@
 //!
 //! Used by the admin CLI and by tests; it knows nothing about the server's internals.
 
+mod commands;
 mod devices;
 mod enroll;
 mod error;

@@ -1,16 +1,11 @@
 //! Devices: their class, clinical criticality and lifecycle state, and enrollment-token rules.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
 use crate::ValidationError;
 
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident, $field:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
@@ -25,23 +20,25 @@ macro_rules! string_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = ValidationError;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::ValidationError;
             fn from_str(text: &str) -> Result<Self, Self::Err> {
                 $name::ALL.iter().copied().find(|v| v.as_str() == text).ok_or_else(|| {
                     let all: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
-                    ValidationError::new($field, format!("must be one of {}", all.join(", ")))
+                    $crate::ValidationError::new($field, format!("must be one of {}", all.join(", ")))
                 })
             }
         }
     };
 }
+
+pub(crate) use string_enum;
 
 string_enum!(
     /// What kind of device, which decides its channel and its containment.

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod clock;
+pub mod command;
 pub mod device;
 pub mod merkle;
 pub mod selector;

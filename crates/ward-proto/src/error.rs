@@ -44,6 +44,12 @@ pub enum ErrorCode {
     Unavailable,
     /// Something went wrong on the server; the request id finds it in the logs (500).
     Internal,
+    /// The action would power off or wipe a medical or life-sustaining device: a named clinician
+    /// must confirm it (`clinician` in the request), and the confirmation is recorded (409).
+    ClinicianConfirmationRequired,
+    /// The device cannot take commands: it is revoked or retired, or its enrollment does not
+    /// allow this action (409).
+    DeviceUnavailable,
 }
 
 impl ErrorCode {
@@ -68,6 +74,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::ClinicianConfirmationRequired => "clinician_confirmation_required",
+            ErrorCode::DeviceUnavailable => "device_unavailable",
         }
     }
 
@@ -86,7 +94,9 @@ impl ErrorCode {
             | ErrorCode::TokenScope
             | ErrorCode::AccountDisabled => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::Conflict => 409,
+            ErrorCode::Conflict | ErrorCode::ClinicianConfirmationRequired | ErrorCode::DeviceUnavailable => {
+                409
+            }
             ErrorCode::InvalidInput => 422,
             ErrorCode::MalformedJson => 400,
             ErrorCode::PayloadTooLarge => 413,

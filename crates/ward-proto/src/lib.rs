@@ -335,6 +335,9 @@ pub struct CreateEnrollTokenRequest {
     /// How many devices may enroll with it (default 1, at most 100000).
     #[serde(default)]
     pub uses: Option<u32>,
+    /// Devices enrolled with it may be fully wiped (the device's own agent config must allow it too).
+    #[serde(default)]
+    pub allow_full_wipe: bool,
 }
 
 /// An enrollment token (never its secret).
@@ -384,6 +387,13 @@ pub struct EnrollResponse {
     pub not_after: String,
     /// Port of the agent channel (mutual TLS) on the same host.
     pub agent_port: u16,
+    /// The server's command public key (Ed25519, hex): every command the device receives must
+    /// carry a signature that verifies with it.
+    #[serde(default)]
+    pub command_key: String,
+    /// Whether this device may be fully wiped (decided by the enrollment token).
+    #[serde(default)]
+    pub allow_full_wipe: bool,
 }
 
 /// A device as listed.
@@ -431,4 +441,124 @@ pub struct DeviceQuery {
     /// Include retired devices.
     #[serde(default)]
     pub include_retired: bool,
+}
+
+/// A named clinician's confirmation of an action that would power off or wipe a medical or
+/// life-sustaining device. Recorded in the audit log with the action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClinicianConfirmation {
+    /// The clinician's name (and role), as they gave it.
+    pub name: String,
+    /// Why it is safe for the patient now.
+    pub reason: String,
+}
+
+/// `POST /devices/{id}/commands`: one remote action for one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCommandRequest {
+    /// `lock`, `unlock`, `message`, `reboot`, `shutdown`, `quarantine`, `release`, `wipe-selective`,
+    /// `wipe-full`, `collect-diagnostics` or `lost-mode`.
+    pub kind: String,
+    /// Parameters for the kind: `message` and `lost-mode` take `text`; `wipe-full` takes
+    /// `confirm_hostname`; `collect-diagnostics` takes `max_bytes`. Others take none.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// How long the command may wait for an offline device: `30m`, `24h`, `7d` (default `7d`).
+    #[serde(default)]
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub clinician: Option<ClinicianConfirmation>,
+}
+
+/// `POST /commands`: one action for every device a selector matches (in the caller's sites).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkCommandRequest {
+    /// Selector, as for `GET /devices?filter=`. Required: an empty filter is refused.
+    pub filter: String,
+    pub kind: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    #[serde(default)]
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub clinician: Option<ClinicianConfirmation>,
+    /// Only count what would happen; queue nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a bulk action matched and queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BulkCommandResponse {
+    /// Set when commands were queued; `GET /commands?batch=` follows them.
+    pub batch_id: Option<String>,
+    /// Devices the selector matched (revoked and retired ones are never matched).
+    pub matched: u32,
+    /// Of those, medical or life-sustaining devices this action would power off or wipe.
+    pub needs_clinician: u32,
+    /// Of those, devices not connected now (they get the command when they reconnect).
+    pub offline: u32,
+    pub command_ids: Vec<String>,
+    pub dry_run: bool,
+}
+
+/// A command as listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CommandView {
+    pub id: String,
+    pub device_id: String,
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// `queued`, `sent`, `acknowledged`, `succeeded`, `failed`, `expired` or `cancelled`.
+    pub state: String,
+    pub batch_id: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+    pub acknowledged_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The device refuses the command after this time.
+    pub expires_at: String,
+    /// What the device (or the server) said about it.
+    pub detail: String,
+    /// A wipe's signed completion record is kept.
+    pub has_proof: bool,
+}
+
+/// A command with its proof and output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CommandDetail {
+    pub command: CommandView,
+    /// The wipe's completion record (what was erased, when), signed by the device's key.
+    #[schema(value_type = Option<Object>)]
+    pub proof: Option<serde_json::Value>,
+    /// Hex ECDSA P-256 signature over the record's exact text; verified by the server on receipt.
+    pub proof_signature: Option<String>,
+    /// The diagnostics bundle.
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<serde_json::Value>,
+}
+
+/// Query for `GET /commands`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CommandQuery {
+    /// Only this device's commands.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Only commands in this state.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Only commands of this bulk action.
+    #[serde(default)]
+    pub batch: Option<String>,
+    /// At most this many, newest first (default 100, at most 10000).
+    #[serde(default)]
+    pub limit: Option<u32>,
 }

@@ -153,11 +153,17 @@ impl AgentChannel for AgentService {
                 "too many connections from this device; back off",
             ));
         }
+        // The certificate this connection proved: wipe completion records are verified with its key.
+        let leaf = request
+            .peer_certs()
+            .and_then(|certs| certs.first().map(|cert| cert.as_ref().to_vec()))
+            .unwrap_or_default();
         let registration = state.channels.register(&device_id);
         let (sender, receiver) = mpsc::channel(8);
         tokio::spawn(run_session(
             state,
             device_id,
+            leaf,
             request.into_inner(),
             sender,
             registration,
@@ -170,6 +176,7 @@ impl AgentChannel for AgentService {
 async fn run_session(
     state: AppState,
     device_id: String,
+    leaf: Vec<u8>,
     mut inbound: Streaming<AgentMessage>,
     outbound: mpsc::Sender<Result<ServerMessage, Status>>,
     mut registration: crate::channels::Registration,
@@ -178,11 +185,20 @@ async fn run_session(
     let mut greeted = false;
     // The device's current facts, read once per session rather than once per report.
     let mut current: Option<Value> = None;
+    // Commands pushed on this connection (each is pushed once per connection, again on reconnect
+    // until the agent reports a result).
+    let mut pushed = std::collections::HashSet::new();
     loop {
         let message = tokio::select! {
             _ = registration.closed.changed() => {
                 let _ = outbound.send(Ok(refusal("revoked", "this device's access was withdrawn"))).await;
                 break;
+            }
+            _ = registration.commands.notified(), if greeted => {
+                if crate::commands::deliver(&state, &device_id, &outbound, &mut pushed).await.is_err() {
+                    break;
+                }
+                continue;
             }
             next = tokio::time::timeout(silence, inbound.message()) => next,
         };
@@ -197,9 +213,19 @@ async fn run_session(
             Ok(Ok(None)) => break,
             Ok(Ok(Some(message))) => message,
         };
-        match handle(&state, &device_id, message, &mut greeted, &mut current).await {
+        let was_greeted = greeted;
+        match handle(&state, &device_id, &leaf, message, &mut greeted, &mut current).await {
             Ok(Some(reply)) => {
                 if outbound.send(Ok(reply)).await.is_err() {
+                    break;
+                }
+                // Welcomed: the device's queue follows, in order.
+                if !was_greeted
+                    && greeted
+                    && crate::commands::deliver(&state, &device_id, &outbound, &mut pushed)
+                        .await
+                        .is_err()
+                {
                     break;
                 }
             }
@@ -217,6 +243,7 @@ async fn run_session(
 async fn handle(
     state: &AppState,
     device_id: &str,
+    leaf: &[u8],
     message: AgentMessage,
     greeted: &mut bool,
     current: &mut Option<Value>,
@@ -250,6 +277,10 @@ async fn handle(
     }
     match body {
         agent_message::Body::Hello(_) => Err(refusal("bad_message", "hello was already sent")),
+        agent_message::Body::CommandUpdate(update) => {
+            crate::commands::record_update(state, device_id, leaf, update).await;
+            Ok(None)
+        }
         agent_message::Body::Heartbeat(_) => {
             let _ = state.store.record_seen(device_id, now).await;
             Ok(None)

@@ -3,18 +3,27 @@
 //! when there are several server nodes.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Live connections on this node.
 #[derive(Debug, Default)]
 pub struct Channels {
     next_id: AtomicU64,
-    live: Mutex<HashMap<String, (u64, watch::Sender<bool>)>>,
+    live: Mutex<HashMap<String, Live>>,
     /// Recent connection attempts per device, to stop a reconnect flood.
     attempts: Mutex<HashMap<String, Vec<i64>>>,
+}
+
+/// One registered connection: its id, the switch that closes it, and the bell that tells it new
+/// commands are queued.
+#[derive(Debug)]
+struct Live {
+    connection_id: u64,
+    close: watch::Sender<bool>,
+    commands: Arc<Notify>,
 }
 
 /// Connection attempts one device may make per minute.
@@ -24,6 +33,8 @@ pub const MAX_ATTEMPTS_PER_MINUTE: usize = 20;
 pub struct Registration {
     pub connection_id: u64,
     pub closed: watch::Receiver<bool>,
+    /// Notified when commands are queued for the device.
+    pub commands: Arc<Notify>,
 }
 
 impl Channels {
@@ -31,14 +42,21 @@ impl Channels {
     /// has one stream; a reconnect replaces it).
     pub fn register(&self, device_id: &str) -> Registration {
         let connection_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (sender, closed) = watch::channel(false);
+        let (close, closed) = watch::channel(false);
+        let commands = Arc::new(Notify::new());
+        let entry = Live {
+            connection_id,
+            close,
+            commands: commands.clone(),
+        };
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, old)) = live.insert(device_id.to_owned(), (connection_id, sender)) {
-            let _ = old.send(true);
+        if let Some(old) = live.insert(device_id.to_owned(), entry) {
+            let _ = old.close.send(true);
         }
         Registration {
             connection_id,
             closed,
+            commands,
         }
     }
 
@@ -60,7 +78,10 @@ impl Channels {
     /// Forgets a connection that ended (only if it is still the registered one).
     pub fn unregister(&self, device_id: &str, connection_id: u64) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if live.get(device_id).is_some_and(|(id, _)| *id == connection_id) {
+        if live
+            .get(device_id)
+            .is_some_and(|l| l.connection_id == connection_id)
+        {
             live.remove(device_id);
         }
     }
@@ -69,8 +90,20 @@ impl Channels {
     pub fn disconnect(&self, device_id: &str) -> bool {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         match live.remove(device_id) {
-            Some((_, sender)) => {
-                let _ = sender.send(true);
+            Some(old) => {
+                let _ = old.close.send(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Tells the device's connection, if it has one here, that commands are waiting. False when
+    /// the device is not connected here (it gets them when it connects).
+    pub fn notify_commands(&self, device_id: &str) -> bool {
+        match self.live.lock().unwrap_or_else(|p| p.into_inner()).get(device_id) {
+            Some(live) => {
+                live.commands.notify_one();
                 true
             }
             None => false,

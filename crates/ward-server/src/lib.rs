@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bench_devices;
 pub mod caller;
 pub mod channels;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod keys;
@@ -225,6 +226,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         }
     });
     let checkpoint_task = tokio::spawn(checkpointer(state.clone()));
+    let expiry_task = tokio::spawn(commands::expirer(state.clone()));
     Ok(Server {
         addr,
         agent_addr,
@@ -233,7 +235,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         ca_cert_pem,
         state,
         initial_admin,
-        tasks: vec![serve_task, agent_task, checkpoint_task, writer_task],
+        tasks: vec![serve_task, agent_task, checkpoint_task, writer_task, expiry_task],
     })
 }
 

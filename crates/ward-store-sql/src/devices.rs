@@ -26,6 +26,7 @@ fn token_from_row(row: &AnyRow) -> StoreResult<EnrollTokenRecord> {
         max_uses: row.try_get::<i64, _>("max_uses").map_err(corrupt)? as u32,
         uses: row.try_get::<i64, _>("uses").map_err(corrupt)? as u32,
         revoked_ms: row.try_get("revoked_ms").map_err(corrupt)?,
+        allow_full_wipe: flag(row, "allow_full_wipe")?,
     })
 }
 
@@ -45,6 +46,7 @@ fn device_from_row(row: &AnyRow) -> StoreResult<DeviceRecord> {
         last_seen_ms: row.try_get("last_seen_ms").map_err(corrupt)?,
         facts: row.try_get("facts").map_err(corrupt)?,
         facts_updated_ms: row.try_get("facts_updated_ms").map_err(corrupt)?,
+        allow_full_wipe: flag(row, "allow_full_wipe")?,
     })
 }
 
@@ -64,8 +66,8 @@ impl EnrollTokenStore for SqlStore {
                 }
                 sqlx::query(
                     "INSERT INTO enroll_tokens (id, secret_hash, site, class, criticality, phi, created_by, \
-                     created_ms, expires_ms, max_uses, uses, revoked_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     created_ms, expires_ms, max_uses, uses, revoked_ms, allow_full_wipe) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(token.id.clone())
                 .bind(token.secret_hash)
@@ -79,6 +81,7 @@ impl EnrollTokenStore for SqlStore {
                 .bind(i64::from(token.max_uses))
                 .bind(i64::from(token.uses))
                 .bind(token.revoked_ms)
+                .bind(bool_int(token.allow_full_wipe))
                 .execute(&mut *conn)
                 .await
                 .map_err(conflict_or(
@@ -154,8 +157,8 @@ impl DeviceStore for SqlStore {
                 }
                 sqlx::query(
                     "INSERT INTO devices (id, site, class, criticality, phi, hostname, state, cert_fingerprint, \
-                     cert_not_after_ms, enroll_token_id, enrolled_ms, last_seen_ms, facts, facts_updated_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                     cert_not_after_ms, enroll_token_id, enrolled_ms, last_seen_ms, facts, facts_updated_ms, allow_full_wipe) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 )
                 .bind(device.id.clone())
                 .bind(device.site.as_str())
@@ -171,6 +174,7 @@ impl DeviceStore for SqlStore {
                 .bind(device.last_seen_ms)
                 .bind(device.facts)
                 .bind(device.facts_updated_ms)
+                .bind(bool_int(device.allow_full_wipe))
                 .execute(&mut *conn)
                 .await
                 .map_err(conflict_or(|| format!("device {} already exists", device.id), "enrolling device"))?;

@@ -5,6 +5,7 @@
 //! differences — how a write transaction starts and locks the audit head, connection pragmas — are
 //! the [`Dialect`]'s. One implementation means the conformance suite proves both adapters at once.
 
+mod commands;
 mod devices;
 mod rows;
 
@@ -204,7 +205,11 @@ impl SqlStore {
 
     /// Appends `audit` inside an open transaction and advances the head. Any failure here fails the
     /// caller's whole transaction: that is what makes the audit log fail closed.
-    async fn append_in(&self, conn: &mut AnyConnection, audit: &Audit) -> StoreResult<Vec<AuditEntry>> {
+    pub(crate) async fn append_in(
+        &self,
+        conn: &mut AnyConnection,
+        audit: &Audit,
+    ) -> StoreResult<Vec<AuditEntry>> {
         let mut head = read_head(conn, self.dialect.select_head()).await?;
         let mut entries = Vec::with_capacity(audit.records.len());
         for record in &audit.records {

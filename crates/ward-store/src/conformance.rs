@@ -13,9 +13,11 @@ use ward_domain::site::{Site, SiteSlug};
 
 use ward_domain::device::{Criticality, DeviceClass, DeviceState};
 
+use ward_domain::command::{CommandKind, CommandState};
+
 use crate::{
-    ApiTokenRecord, Audit, AuditFilter, DeviceRecord, EnrollTokenRecord, FactsUpdate, SessionRecord, Store,
-    StoreError, TokenScope, UserRecord, verify_log,
+    ApiTokenRecord, Audit, AuditFilter, CommandFilter, CommandFinish, CommandRecord, DeviceRecord,
+    EnrollTokenRecord, FactsUpdate, SessionRecord, Store, StoreError, TokenScope, UserRecord, verify_log,
 };
 
 /// Raw access to the database under test, for simulating an attacker with database access.
@@ -76,6 +78,7 @@ pub async fn run_all(store: &dyn Store, tamper: &dyn Tamper) {
     tokens(store).await;
     sites(store).await;
     enrollment_and_devices(store).await;
+    commands(store).await;
     audit_listing(store).await;
     audit_fails_closed(store, tamper).await;
     tampering_is_detected(store, tamper).await;
@@ -377,6 +380,7 @@ pub fn sample_enroll_token(id: &str, site: &str, max_uses: u32) -> EnrollTokenRe
         max_uses,
         uses: 0,
         revoked_ms: None,
+        allow_full_wipe: false,
     }
 }
 
@@ -397,6 +401,7 @@ pub fn sample_device(id: &str, token: &EnrollTokenRecord) -> DeviceRecord {
         last_seen_ms: None,
         facts: "{}".into(),
         facts_updated_ms: None,
+        allow_full_wipe: token.allow_full_wipe,
     }
 }
 
@@ -571,6 +576,275 @@ async fn enrollment_and_devices(store: &dyn Store) {
         store.device("d1").await.unwrap().unwrap().cert_fingerprint,
         "f".repeat(64)
     );
+}
+
+/// A queued command for tests.
+pub fn sample_command(id: &str, device_id: &str, kind: CommandKind, not_after_ms: i64) -> CommandRecord {
+    CommandRecord {
+        seq: 0,
+        id: id.into(),
+        device_id: device_id.into(),
+        kind,
+        params: format!("{{\"text\":{}}}", serde_json::Value::from(HOSTILE)),
+        not_after_ms,
+        signature: "ab".repeat(64),
+        state: CommandState::Queued,
+        batch_id: Some("batch-1".into()),
+        created_by: "user:test".into(),
+        created_ms: T0,
+        sent_ms: None,
+        acked_ms: None,
+        finished_ms: None,
+        detail: String::new(),
+        proof: None,
+        proof_signature: None,
+        output: None,
+    }
+}
+
+async fn commands(store: &dyn Store) {
+    let token = sample_enroll_token("cmd-token", "st-marys/icu", 5);
+    store
+        .create_enroll_token(&token, audit("enroll_token.create", "enroll_token:cmd-token"))
+        .await
+        .unwrap();
+    for id in ["cmd-dev", "cmd-other"] {
+        store
+            .enroll_device(
+                "cmd-token",
+                &sample_device(id, &token),
+                audit("device.enroll", id),
+            )
+            .await
+            .unwrap();
+    }
+    let size = store.head().await.unwrap().size();
+    let queued = [
+        sample_command("c1", "cmd-dev", CommandKind::Lock, T0 + 1000),
+        sample_command("c2", "cmd-dev", CommandKind::Message, T0 + 1000),
+        sample_command("c3", "cmd-dev", CommandKind::Quarantine, T0 + 10),
+    ];
+    store
+        .create_commands(&queued, audit("command.create", "device:cmd-dev"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.head().await.unwrap().size(),
+        size + 1,
+        "creation is audited"
+    );
+    let missing = sample_command("c9", "no-such-device", CommandKind::Lock, T0 + 1000);
+    let err = store
+        .create_commands(&[missing], audit("command.create", "x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = store
+        .create_commands(&queued[..1], audit("command.create", "x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "duplicate id: {err:?}");
+    assert_eq!(
+        store.head().await.unwrap().size(),
+        size + 1,
+        "failed creations leave no entry"
+    );
+
+    let stored = store.command("c2").await.unwrap().unwrap();
+    assert_eq!(stored.params, queued[1].params, "hostile parameters round-trip");
+    assert_eq!(stored.state, CommandState::Queued);
+    let pending = store.pending_commands("cmd-dev").await.unwrap();
+    let order: Vec<&str> = pending.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(order, ["c1", "c2", "c3"], "delivered in the order queued");
+    assert!(store.pending_commands("cmd-other").await.unwrap().is_empty());
+
+    store
+        .mark_sent(&["c1".into(), "c2".into()], T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(store.command("c1").await.unwrap().unwrap().sent_ms, Some(T0 + 1));
+    assert!(
+        !store.mark_acknowledged("c1", "cmd-other", T0 + 2).await.unwrap(),
+        "other device"
+    );
+    assert!(store.mark_acknowledged("c1", "cmd-dev", T0 + 2).await.unwrap());
+    assert!(
+        !store.mark_acknowledged("c1", "cmd-dev", T0 + 3).await.unwrap(),
+        "only once"
+    );
+    let done = CommandFinish {
+        state: CommandState::Succeeded,
+        detail: HOSTILE.into(),
+        proof: Some("{}".into()),
+        proof_signature: Some("00".into()),
+        output: Some("x".repeat(10_000)),
+        device_state: Some(DeviceState::Locked),
+    };
+    assert!(
+        !store
+            .finish_command("c1", "cmd-other", &done, audit("command.result", "c1"))
+            .await
+            .unwrap()
+    );
+    let size = store.head().await.unwrap().size();
+    assert!(
+        store
+            .finish_command("c1", "cmd-dev", &done, audit("command.result", "c1"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.head().await.unwrap().size(),
+        size + 1,
+        "the result is audited"
+    );
+    let c1 = store.command("c1").await.unwrap().unwrap();
+    assert_eq!(
+        (c1.state, c1.finished_ms, c1.acked_ms),
+        (CommandState::Succeeded, Some(T0), Some(T0 + 2))
+    );
+    assert_eq!(c1.output.as_deref().map(str::len), Some(10_000));
+    assert_eq!(c1.detail, HOSTILE);
+    assert_eq!(
+        store.device("cmd-dev").await.unwrap().unwrap().state,
+        DeviceState::Locked
+    );
+    let failed = CommandFinish {
+        state: CommandState::Failed,
+        device_state: None,
+        ..done.clone()
+    };
+    assert!(
+        !store
+            .finish_command("c1", "cmd-dev", &failed, audit("command.result", "c1"))
+            .await
+            .unwrap(),
+        "a finished command never changes again"
+    );
+    assert_eq!(
+        store.head().await.unwrap().size(),
+        size + 1,
+        "and nothing is recorded"
+    );
+    let bad = CommandFinish {
+        state: CommandState::Cancelled,
+        ..done.clone()
+    };
+    assert!(
+        store
+            .finish_command("c2", "cmd-dev", &bad, audit("x", "y"))
+            .await
+            .is_err()
+    );
+
+    let listed = store
+        .list_commands(&CommandFilter {
+            device_id: Some("cmd-dev".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0].id, "c3", "newest first");
+    assert!(
+        listed.iter().all(|c| c.output.is_none()),
+        "listings leave output out"
+    );
+    let succeeded = store
+        .list_commands(&CommandFilter {
+            state: Some(CommandState::Succeeded),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(succeeded.len(), 1);
+    assert_eq!(
+        store
+            .list_commands(&CommandFilter {
+                batch_id: Some("batch-1".into()),
+                limit: Some(2),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // c2 was sent: too late to cancel. c3 is queued.
+    let err = store
+        .cancel_command("c2", audit("command.cancel", "c2"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = store
+        .cancel_command("nope", audit("command.cancel", "nope"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let size = store.head().await.unwrap().size();
+    let cancelled = store
+        .cancel_command("c3", audit("command.cancel", "c3"))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.state, CommandState::Cancelled);
+    assert_eq!(store.head().await.unwrap().size(), size + 1);
+
+    // Expiry: c4 (queued) and c2 (sent) pass their not-after; c5 is acknowledged, so it is the
+    // device's now and is left to finish.
+    store
+        .create_commands(
+            &[
+                sample_command("c4", "cmd-dev", CommandKind::Reboot, T0 + 50),
+                sample_command("c5", "cmd-dev", CommandKind::Unlock, T0 + 50),
+            ],
+            audit("command.create", "device:cmd-dev"),
+        )
+        .await
+        .unwrap();
+    assert!(store.mark_acknowledged("c5", "cmd-dev", T0 + 3).await.unwrap());
+    let record = |c: &CommandRecord| {
+        AuditRecord::new(
+            "system",
+            "command.expire",
+            format!("command:{}", c.id),
+            Outcome::Failure,
+            serde_json::json!({}),
+        )
+    };
+    assert!(
+        store.expire_commands(T0 + 50, &record).await.unwrap().is_empty(),
+        "not yet"
+    );
+    let size = store.head().await.unwrap().size();
+    let expired = store.expire_commands(T0 + 2000, &record).await.unwrap();
+    let ids: Vec<&str> = expired.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["c2", "c4"]);
+    assert_eq!(
+        store.head().await.unwrap().size(),
+        size + 2,
+        "one entry per expired command"
+    );
+    assert_eq!(
+        store.command("c4").await.unwrap().unwrap().state,
+        CommandState::Expired
+    );
+    let pending: Vec<String> = store
+        .pending_commands("cmd-dev")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        pending,
+        ["c5"],
+        "an acknowledged command is redelivered until it finishes"
+    );
+    let report = verify_log(store, SigningKey::from_bytes(&[1; 32]).verifying_key())
+        .await
+        .unwrap();
+    assert!(report.failure.is_none(), "{report:?}");
 }
 
 async fn audit_listing(store: &dyn Store) {

@@ -12,7 +12,8 @@ use ward_domain::device::DeviceState;
 use ward_domain::site::{Site, SiteSlug};
 
 pub use records::{
-    ApiTokenRecord, AuditFilter, DeviceRecord, EnrollTokenRecord, SessionRecord, TokenScope, UserRecord,
+    ApiTokenRecord, AuditFilter, CommandFilter, CommandFinish, CommandRecord, DeviceRecord,
+    EnrollTokenRecord, SessionRecord, TokenScope, UserRecord,
 };
 pub use verify::{VERIFY_PAGE, verify_log};
 
@@ -189,9 +190,49 @@ pub struct FactsUpdate {
     pub time_ms: i64,
 }
 
+/// Durable remote actions. A command is stored before it is pushed; each state change is stored
+/// with its time. Transitions only move forward: a late or repeated report never rewinds a command.
+#[async_trait]
+pub trait CommandQueue: Send + Sync {
+    /// Inserts queued commands, atomically with `audit`. `NotFound` if a device does not exist;
+    /// `Conflict` if an id exists.
+    async fn create_commands(&self, commands: &[CommandRecord], audit: Audit) -> StoreResult<()>;
+    /// One command with its output.
+    async fn command(&self, id: &str) -> StoreResult<Option<CommandRecord>>;
+    /// Commands matching `filter`, newest first, without their output.
+    async fn list_commands(&self, filter: &CommandFilter) -> StoreResult<Vec<CommandRecord>>;
+    /// What the device should be given now: queued, sent and acknowledged commands, in order.
+    async fn pending_commands(&self, device_id: &str) -> StoreResult<Vec<CommandRecord>>;
+    /// queued → sent. Not audited (delivery, not a decision). Other states are left alone.
+    async fn mark_sent(&self, ids: &[String], now_ms: i64) -> StoreResult<()>;
+    /// queued or sent → acknowledged, for the device it was addressed to. False when the
+    /// command is unknown, another device's, or past that state.
+    async fn mark_acknowledged(&self, id: &str, device_id: &str, now_ms: i64) -> StoreResult<bool>;
+    /// A non-final command of `device_id` → succeeded or failed (with the device's new lifecycle
+    /// state, unless it is revoked or retired), atomically with `audit`. False, and nothing
+    /// written, when the command is unknown, another device's, or already final.
+    async fn finish_command(
+        &self,
+        id: &str,
+        device_id: &str,
+        finish: &CommandFinish,
+        audit: Audit,
+    ) -> StoreResult<bool>;
+    /// queued → cancelled, atomically with `audit`. `NotFound` if missing; `Conflict` once the
+    /// command has been delivered or is over.
+    async fn cancel_command(&self, id: &str, audit: Audit) -> StoreResult<CommandRecord>;
+    /// Queued or sent commands whose not-after has passed at `now_ms` → expired, each with the
+    /// audit record `record` makes for it, in one transaction. Returns them.
+    async fn expire_commands(
+        &self,
+        now_ms: i64,
+        record: &(dyn for<'c> Fn(&'c CommandRecord) -> AuditRecord + Send + Sync),
+    ) -> StoreResult<Vec<CommandRecord>>;
+}
+
 /// Everything the server needs from storage.
 pub trait Store:
-    UserStore + SessionStore + TokenStore + SiteStore + AuditLog + EnrollTokenStore + DeviceStore
+    UserStore + SessionStore + TokenStore + SiteStore + AuditLog + EnrollTokenStore + DeviceStore + CommandQueue
 {
     /// A short name for logs and `/health`: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -1,6 +1,7 @@
 //! Stored records that are not domain types in their own right (credentials, sessions, filters).
 
 use ward_domain::access::{Role, SiteScope};
+use ward_domain::command::{CommandKind, CommandState};
 use ward_domain::device::{Criticality, DeviceClass, DeviceState};
 use ward_domain::site::SiteSlug;
 
@@ -118,6 +119,8 @@ pub struct EnrollTokenRecord {
     pub max_uses: u32,
     pub uses: u32,
     pub revoked_ms: Option<i64>,
+    /// Devices enrolled with it may be fully wiped (opt-in; the agent must allow it too).
+    pub allow_full_wipe: bool,
 }
 
 /// A managed device.
@@ -141,4 +144,62 @@ pub struct DeviceRecord {
     /// Current facts, JSON text.
     pub facts: String,
     pub facts_updated_ms: Option<i64>,
+    /// Its enrollment allowed a full wipe.
+    pub allow_full_wipe: bool,
+}
+
+/// A remote action for one device, as stored: written before it is pushed, then moved through
+/// its states, each with its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRecord {
+    /// Delivery order (assigned by the store; 0 before insertion).
+    pub seq: i64,
+    /// UUID text.
+    pub id: String,
+    pub device_id: String,
+    pub kind: CommandKind,
+    /// Parameters, JSON object text: signed and sent as these exact bytes.
+    pub params: String,
+    pub not_after_ms: i64,
+    /// Hex Ed25519 signature by the server's command key.
+    pub signature: String,
+    pub state: CommandState,
+    /// Set when created by a bulk action (one filter, many devices).
+    pub batch_id: Option<String>,
+    /// Actor (`user:alice`).
+    pub created_by: String,
+    pub created_ms: i64,
+    pub sent_ms: Option<i64>,
+    pub acked_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+    /// What the agent (or the server, for expiry and cancellation) said.
+    pub detail: String,
+    /// For wipes: the completion record (JSON text) and the device's signature over it (hex).
+    pub proof: Option<String>,
+    pub proof_signature: Option<String>,
+    /// For diagnostics: the bundle, JSON text. Only filled by [`crate::CommandStore::command`].
+    pub output: Option<String>,
+}
+
+/// How a command ended on the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandFinish {
+    /// `Succeeded` or `Failed`.
+    pub state: CommandState,
+    pub detail: String,
+    pub proof: Option<String>,
+    pub proof_signature: Option<String>,
+    pub output: Option<String>,
+    /// The device's new lifecycle state, when the action changes it (locked, quarantined, ...).
+    pub device_state: Option<DeviceState>,
+}
+
+/// Narrows a command listing. Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandFilter {
+    pub device_id: Option<String>,
+    pub state: Option<CommandState>,
+    pub batch_id: Option<String>,
+    /// Newest first, at most this many (default 100).
+    pub limit: Option<u32>,
 }

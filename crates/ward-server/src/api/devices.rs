@@ -38,8 +38,12 @@ fn subject(view: &DeviceView) -> Value {
     serde_json::to_value(view).unwrap_or(Value::Null)
 }
 
-/// Devices the caller may see that match the query.
-async fn select(state: &AppState, caller: &Caller, query: &DeviceQuery) -> ApiResult<Vec<DeviceView>> {
+/// Devices the caller may see that match the query, with their views.
+pub(crate) async fn select_records(
+    state: &AppState,
+    caller: &Caller,
+    query: &DeviceQuery,
+) -> ApiResult<Vec<(DeviceRecord, DeviceView)>> {
     let selector = match query.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
         Some(text) => Some(Selector::parse(text).map_err(|err| ApiError::invalid(format!("filter: {err}")))?),
         None => None,
@@ -47,10 +51,22 @@ async fn select(state: &AppState, caller: &Caller, query: &DeviceQuery) -> ApiRe
     let now = state.now_ms();
     let devices = state.store.list_devices(query.include_retired).await?;
     Ok(devices
-        .iter()
+        .into_iter()
         .filter(|d| caller.user.sites.covers(&d.site))
-        .map(|d| device_view(d, now, state.config.heartbeat_ms))
-        .filter(|view| selector.as_ref().is_none_or(|s| s.matches(&subject(view))))
+        .map(|d| {
+            let view = device_view(&d, now, state.config.heartbeat_ms);
+            (d, view)
+        })
+        .filter(|(_, view)| selector.as_ref().is_none_or(|s| s.matches(&subject(view))))
+        .collect())
+}
+
+/// Devices the caller may see that match the query.
+async fn select(state: &AppState, caller: &Caller, query: &DeviceQuery) -> ApiResult<Vec<DeviceView>> {
+    Ok(select_records(state, caller, query)
+        .await?
+        .into_iter()
+        .map(|(_, view)| view)
         .collect())
 }
 
@@ -68,7 +84,7 @@ pub async fn list(
     Ok(axum::Json(select(&state, &caller, &query).await?))
 }
 
-async fn load(
+pub(crate) async fn load(
     state: &AppState,
     caller: &Caller,
     id: &str,

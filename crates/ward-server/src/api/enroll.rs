@@ -84,13 +84,14 @@ pub async fn create_token(
         max_uses,
         uses: 0,
         revoked_ms: None,
+        allow_full_wipe: request.allow_full_wipe,
     };
     let record = caller.record(
         "enroll_token.create",
         &target,
         Outcome::Success,
         json!({ "site": token.site, "class": class, "criticality": criticality, "phi": token.phi,
-                "expires_ms": expires_ms, "uses": max_uses }),
+                "expires_ms": expires_ms, "uses": max_uses, "allow_full_wipe": token.allow_full_wipe }),
     );
     state
         .store
@@ -257,6 +258,7 @@ pub async fn enroll(
         last_seen_ms: None,
         facts: "{}".into(),
         facts_updated_ms: None,
+        allow_full_wipe: token.allow_full_wipe,
     };
     let record = AuditRecord::new(
         format!("enroll_token:{}", token.id),
@@ -290,6 +292,8 @@ pub async fn enroll(
             ca_pem: state.keys.ca_cert_pem.clone(),
             not_after: rfc3339(issued.not_after_ms),
             agent_port: state.agent_port,
+            command_key: hex::encode(state.keys.command_key.verifying_key().as_bytes()),
+            allow_full_wipe: token.allow_full_wipe,
         }),
     ))
 }

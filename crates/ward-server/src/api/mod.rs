@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod commands;
 mod devices;
 mod enroll;
 mod extract;
@@ -36,7 +37,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
     info(title = "Ward API", description = "Device management and breach containment for healthcare. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"}}` with the stable codes of docs/errors.md."),
     paths(sites::show, sites::update, sites::delete),
     components(schemas(ErrorBody, ErrorDetail, ward_proto::ErrorCode)),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "sites"), (name = "audit"), (name = "enrollment"), (name = "devices"))
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "sites"), (name = "audit"), (name = "enrollment"), (name = "devices"), (name = "commands"))
 )]
 struct ApiDoc;
 
@@ -93,6 +94,10 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(devices::show))
         .routes(routes!(devices::revoke))
         .routes(routes!(devices::retire))
+        .routes(routes!(commands::create))
+        .routes(routes!(commands::list, commands::bulk))
+        .routes(routes!(commands::show))
+        .routes(routes!(commands::cancel))
         .split_for_parts();
     // Site slugs contain a '/', so their routes are a wildcard; documented above as `{slug}`.
     let router = router

@@ -15,10 +15,11 @@ use ward_proto::agent::{
 
 use crate::kit::{Backend, Kit};
 
-struct Enrolled {
-    id: String,
-    key_pem: String,
-    cert_pem: String,
+pub struct Enrolled {
+    pub id: String,
+    pub key_pem: String,
+    pub cert_pem: String,
+    pub command_key: String,
 }
 
 fn csr(key: &KeyPair) -> String {
@@ -30,7 +31,7 @@ fn csr(key: &KeyPair) -> String {
         .unwrap()
 }
 
-async fn setup_sites(kit: &Kit) {
+pub async fn setup_sites(kit: &Kit) {
     for (slug, name) in [
         ("st-marys", "St Mary's"),
         ("st-marys/icu", "ICU"),
@@ -41,13 +42,13 @@ async fn setup_sites(kit: &Kit) {
     }
 }
 
-async fn token(kit: &Kit, body: Value) -> String {
+pub async fn token(kit: &Kit, body: Value) -> String {
     let reply = kit.admin(Method::POST, "/enroll-tokens", Some(body)).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
     reply.body["secret"].as_str().unwrap().to_owned()
 }
 
-async fn enroll(kit: &Kit, token: &str, hostname: &str) -> Result<Enrolled, crate::kit::Reply> {
+pub async fn enroll(kit: &Kit, token: &str, hostname: &str) -> Result<Enrolled, crate::kit::Reply> {
     let key = KeyPair::generate().unwrap();
     let reply = kit
         .call(
@@ -64,10 +65,15 @@ async fn enroll(kit: &Kit, token: &str, hostname: &str) -> Result<Enrolled, crat
         id: reply.body["device_id"].as_str().unwrap().to_owned(),
         key_pem: key.serialize_pem(),
         cert_pem: reply.body["certificate_pem"].as_str().unwrap().to_owned(),
+        command_key: reply.body["command_key"].as_str().unwrap().to_owned(),
     })
 }
 
-async fn channel(kit: &Kit, key_pem: &str, cert_pem: &str) -> Result<AgentChannelClient<Channel>, String> {
+pub async fn channel(
+    kit: &Kit,
+    key_pem: &str,
+    cert_pem: &str,
+) -> Result<AgentChannelClient<Channel>, String> {
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&kit.server.ca_cert_pem))
         .identity(Identity::from_pem(cert_pem, key_pem))
@@ -80,11 +86,11 @@ async fn channel(kit: &Kit, key_pem: &str, cert_pem: &str) -> Result<AgentChanne
     Ok(AgentChannelClient::new(channel).max_encoding_message_size(16 * 1024 * 1024))
 }
 
-fn msg(body: agent_message::Body) -> AgentMessage {
+pub fn msg(body: agent_message::Body) -> AgentMessage {
     AgentMessage { body: Some(body) }
 }
 
-fn hello(version: u32) -> AgentMessage {
+pub fn hello(version: u32) -> AgentMessage {
     msg(agent_message::Body::Hello(Hello {
         protocol_version: version,
         agent_version: "test".into(),
@@ -93,7 +99,7 @@ fn hello(version: u32) -> AgentMessage {
 }
 
 /// Opens a session, sends `first`, and returns the sender and the server's stream (or its error).
-async fn session(
+pub async fn session(
     client: &mut AgentChannelClient<Channel>,
     first: AgentMessage,
 ) -> Result<(mpsc::Sender<AgentMessage>, tonic::Streaming<ServerMessage>), tonic::Status> {
@@ -103,7 +109,7 @@ async fn session(
     Ok((sender, response.into_inner()))
 }
 
-async fn next_body(stream: &mut tonic::Streaming<ServerMessage>) -> Option<server_message::Body> {
+pub async fn next_body(stream: &mut tonic::Streaming<ServerMessage>) -> Option<server_message::Body> {
     tokio::time::timeout(Duration::from_secs(10), stream.message())
         .await
         .ok()?

@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
+mod commands;
 mod flows;
 mod kit;

@@ -1,0 +1,284 @@
+//! Remote actions on the server side: signing and queueing commands (always stored before they
+//! are pushed), delivering a device's queue on its stream, recording what the agent reports
+//! (verifying a wipe's signed completion record), and expiring commands nobody picked up.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+use tonic::Status;
+use ward_domain::audit::{AuditRecord, Outcome};
+use ward_domain::command::{CommandKind, CommandState, WipeProof, device_state_after, sign_command};
+use ward_proto::agent::{Command, CommandUpdate, ServerMessage, server_message};
+use ward_store::{CommandFinish, CommandRecord};
+
+use crate::state::AppState;
+
+/// Longest detail text kept from an agent.
+const MAX_DETAIL_CHARS: usize = 2000;
+/// Largest wipe completion record kept.
+const MAX_PROOF_BYTES: usize = 64 * 1024;
+/// Largest diagnostics bundle kept (the agent bounds it; this is the server's own limit).
+const MAX_OUTPUT_BYTES: usize = 3 * 1024 * 1024 + 64 * 1024;
+
+/// A signed, queued command for `device_id`, ready to store.
+pub fn build(
+    state: &AppState,
+    device_id: &str,
+    kind: CommandKind,
+    params_json: &str,
+    not_after_ms: i64,
+    created_by: &str,
+    batch_id: Option<&str>,
+) -> CommandRecord {
+    let id = uuid::Uuid::new_v4().to_string();
+    let signature = sign_command(
+        &state.keys.command_key,
+        &id,
+        device_id,
+        kind.as_str(),
+        params_json,
+        not_after_ms,
+    );
+    CommandRecord {
+        seq: 0,
+        id,
+        device_id: device_id.to_owned(),
+        kind,
+        params: params_json.to_owned(),
+        not_after_ms,
+        signature: hex::encode(signature),
+        state: CommandState::Queued,
+        batch_id: batch_id.map(str::to_owned),
+        created_by: created_by.to_owned(),
+        created_ms: state.now_ms(),
+        sent_ms: None,
+        acked_ms: None,
+        finished_ms: None,
+        detail: String::new(),
+        proof: None,
+        proof_signature: None,
+        output: None,
+    }
+}
+
+/// The wire form of a stored command.
+fn to_message(command: &CommandRecord) -> ServerMessage {
+    ServerMessage {
+        body: Some(server_message::Body::Command(Command {
+            id: command.id.clone(),
+            device_id: command.device_id.clone(),
+            kind: command.kind.as_str().to_owned(),
+            params_json: command.params.clone(),
+            not_after_ms: command.not_after_ms,
+            signature: hex::decode(&command.signature).unwrap_or_default(),
+        })),
+    }
+}
+
+/// Pushes the device's pending commands that this connection has not sent yet, in queue order,
+/// and marks the queued ones sent. `Err` when the stream is gone.
+pub async fn deliver(
+    state: &AppState,
+    device_id: &str,
+    outbound: &mpsc::Sender<Result<ServerMessage, Status>>,
+    already_sent: &mut HashSet<String>,
+) -> Result<(), ()> {
+    let pending = match state.store.pending_commands(device_id).await {
+        Ok(pending) => pending,
+        Err(err) => {
+            tracing::warn!(device = device_id, error = %err, "reading pending commands failed");
+            return Ok(());
+        }
+    };
+    let mut sent = Vec::new();
+    for command in &pending {
+        if !already_sent.insert(command.id.clone()) {
+            continue;
+        }
+        outbound.send(Ok(to_message(command))).await.map_err(|_| ())?;
+        if command.state == CommandState::Queued {
+            sent.push(command.id.clone());
+        }
+    }
+    if let Err(err) = state.store.mark_sent(&sent, state.now_ms()).await {
+        tracing::warn!(device = device_id, error = %err, "marking commands sent failed");
+    }
+    Ok(())
+}
+
+/// Control characters out, length bounded: the detail is shown in the console and the CLI.
+fn clean_detail(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .take(MAX_DETAIL_CHARS)
+        .collect()
+}
+
+/// Checks a wipe's completion record: it names this command and device, and the signature
+/// verifies with the public key of the certificate the device is connected with.
+pub fn verify_proof(
+    leaf_der: &[u8],
+    command: &CommandRecord,
+    proof_json: &str,
+    signature: &[u8],
+) -> Result<WipeProof, String> {
+    if proof_json.len() > MAX_PROOF_BYTES {
+        return Err("the completion record is too large".into());
+    }
+    let proof: WipeProof =
+        serde_json::from_str(proof_json).map_err(|e| format!("the completion record does not parse: {e}"))?;
+    if proof.command_id != command.id || proof.device_id != command.device_id {
+        return Err("the completion record names another command or device".into());
+    }
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf_der)
+        .map_err(|_| "the device certificate does not parse".to_owned())?;
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_ASN1,
+        cert.public_key().subject_public_key.data.as_ref(),
+    );
+    key.verify(proof_json.as_bytes(), signature)
+        .map_err(|_| "the completion record's signature does not verify with the device's key".to_owned())?;
+    Ok(proof)
+}
+
+/// Records an agent's report on one of its commands. Reports about unknown commands, other
+/// devices' commands or finished commands change nothing.
+pub async fn record_update(state: &AppState, device_id: &str, leaf_der: &[u8], update: CommandUpdate) {
+    let now = state.now_ms();
+    if update.status == "acknowledged" {
+        if let Err(err) = state
+            .store
+            .mark_acknowledged(&update.command_id, device_id, now)
+            .await
+        {
+            tracing::warn!(device = device_id, error = %err, "recording an acknowledgement failed");
+        }
+        return;
+    }
+    let command = match state.store.command(&update.command_id).await {
+        Ok(Some(command)) if command.device_id == device_id => command,
+        Ok(_) => {
+            tracing::warn!(
+                device = device_id,
+                command = %clean_detail(&update.command_id),
+                "report about a command this device was not sent"
+            );
+            return;
+        }
+        Err(err) => {
+            tracing::warn!(device = device_id, error = %err, "reading a command failed");
+            return;
+        }
+    };
+    let mut detail = clean_detail(&update.detail);
+    let mut proof = None;
+    let mut proof_signature = None;
+    let mut succeeded = match update.status.as_str() {
+        "succeeded" => true,
+        "failed" => false,
+        "refused" => {
+            detail = format!("refused by the device: {detail}");
+            false
+        }
+        other => {
+            detail = format!("unknown status {:?} reported: {detail}", clean_detail(other));
+            false
+        }
+    };
+    if succeeded && command.kind.is_wipe() {
+        match verify_proof(leaf_der, &command, &update.proof_json, &update.proof_signature) {
+            Ok(_) => {
+                proof = Some(update.proof_json.clone());
+                proof_signature = Some(hex::encode(&update.proof_signature));
+            }
+            Err(why) => {
+                succeeded = false;
+                detail = format!("the device reported success but {why}; {detail}");
+            }
+        }
+    }
+    let output = (!update.output.is_empty() && update.output.len() <= MAX_OUTPUT_BYTES)
+        .then(|| update.output.clone())
+        .filter(|text| serde_json::from_str::<serde_json::Value>(text).is_ok());
+    let current = match state.store.device(device_id).await {
+        Ok(Some(device)) => device.state,
+        _ => return,
+    };
+    let finish = CommandFinish {
+        state: if succeeded {
+            CommandState::Succeeded
+        } else {
+            CommandState::Failed
+        },
+        detail: detail.clone(),
+        proof,
+        proof_signature,
+        output,
+        device_state: if succeeded {
+            device_state_after(command.kind, current)
+        } else {
+            None
+        },
+    };
+    let record = AuditRecord::new(
+        format!("device:{device_id}"),
+        "command.result",
+        format!("command:{}", command.id),
+        if succeeded {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        },
+        json!({ "device": device_id, "kind": command.kind, "state": finish.state, "detail": detail,
+                "device_state": finish.device_state, "proof": finish.proof.is_some() }),
+    );
+    match state
+        .store
+        .finish_command(&command.id, device_id, &finish, state.audit(record))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => tracing::debug!(command = %command.id, "late report for a finished command ignored"),
+        Err(err) => tracing::warn!(command = %command.id, error = %err, "recording a command result failed"),
+    }
+}
+
+/// How often queued commands are checked for expiry.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Expires queued or sent commands past their not-after, with an audit entry each.
+pub async fn expire_now(state: &AppState) -> usize {
+    let record = |command: &CommandRecord| {
+        AuditRecord::new(
+            "system",
+            "command.expire",
+            format!("command:{}", command.id),
+            Outcome::Failure,
+            json!({ "device": command.device_id, "kind": command.kind, "state": command.state }),
+        )
+    };
+    let mut total = 0;
+    loop {
+        match state.store.expire_commands(state.now_ms(), &record).await {
+            Ok(expired) if expired.is_empty() => return total,
+            Ok(expired) => total += expired.len(),
+            Err(err) => {
+                tracing::warn!(error = %err, "expiring commands failed");
+                return total;
+            }
+        }
+    }
+}
+
+/// Runs [`expire_now`] forever.
+pub async fn expirer(state: AppState) {
+    loop {
+        tokio::time::sleep(EXPIRY_INTERVAL).await;
+        let expired = expire_now(&state).await;
+        if expired > 0 {
+            tracing::info!(expired, "commands expired before their devices acknowledged them");
+        }
+    }
+}
