@@ -42,16 +42,16 @@ pub struct IngestArgs {
 }
 
 /// An in-process server with a logged-in admin and one site.
-struct Bench {
-    server: Option<crate::Server>,
-    url: String,
-    http: reqwest::Client,
-    token: String,
+pub(crate) struct Bench {
+    pub(crate) server: Option<crate::Server>,
+    pub(crate) url: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) token: String,
     _dir: tempfile::TempDir,
 }
 
 impl Bench {
-    async fn start() -> anyhow::Result<Bench> {
+    pub(crate) async fn start() -> anyhow::Result<Bench> {
         let dir = tempfile::tempdir()?;
         let mut config = Config::for_data_dir(dir.path());
         // Plain HTTP on loopback: the benchmark measures the server, not the client's TLS.
@@ -98,17 +98,17 @@ impl Bench {
         Ok(bench)
     }
 
-    fn server(&self) -> anyhow::Result<&crate::Server> {
+    pub(crate) fn server(&self) -> anyhow::Result<&crate::Server> {
         self.server.as_ref().context("no in-process server")
     }
 
-    async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         if let Some(server) = self.server {
             server.shutdown().await;
         }
     }
 
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let response = self
             .http
             .post(format!("{}/api/v1{path}", self.url))
@@ -124,7 +124,7 @@ impl Bench {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    async fn enroll_token(&self, uses: usize) -> anyhow::Result<String> {
+    pub(crate) async fn enroll_token(&self, uses: usize) -> anyhow::Result<String> {
         let created = self
             .post(
                 "/enroll-tokens",
@@ -141,13 +141,13 @@ fn csr(key: &KeyPair) -> anyhow::Result<String> {
         .pem()?)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Enrolls `count` devices with `concurrency` requests in flight; returns (elapsed, certificates).
-async fn enroll_many(
+pub(crate) async fn enroll_many(
     bench: &Bench,
     count: usize,
     concurrency: usize,

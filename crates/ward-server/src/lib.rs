@@ -5,6 +5,7 @@ pub mod agent_channel;
 pub mod api;
 pub mod auth;
 pub mod bench;
+pub mod bench_commands;
 pub mod bench_devices;
 pub mod caller;
 pub mod channels;

@@ -67,6 +67,8 @@ enum BenchCommand {
     Ingest(ward_server::bench_devices::IngestArgs),
     /// Server memory per idle connected agent (a child `ward server` process's RSS)
     Connections(ward_server::bench_devices::ConnectionsArgs),
+    /// Command latency: request to the connected device's acknowledgement, durable writes included
+    Commands(ward_server::bench_commands::CommandsArgs),
 }
 
 /// Offline verification for `ward audit verify --data-dir/--database`.
@@ -170,6 +172,16 @@ fn main() -> ExitCode {
                 match ward_server::bench_devices::connections(&args, &mut progress).await {
                     Ok(per) => {
                         println!("memory: {:.1} KiB per idle agent connection ({} connections)", per / 1024.0, args.connections);
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(&err),
+                }
+            }
+            Command::Bench(BenchCommand::Commands(args)) => {
+                let mut progress = |line: &str| eprintln!("{line}");
+                match ward_server::bench_commands::commands(&args, &mut progress).await {
+                    Ok(latency) => {
+                        println!("commands: request to acknowledgement median {:.2} ms, p99 {:.2} ms (median of {} runs of {} commands)", latency.median_ms, latency.p99_ms, args.runs, args.commands);
                         ExitCode::SUCCESS
                     }
                     Err(err) => fail(&err),
