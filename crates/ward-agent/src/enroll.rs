@@ -71,6 +71,7 @@ pub async fn enroll(
         agent_port: response.agent_port,
         command_key: response.command_key.clone(),
         allow_full_wipe: response.allow_full_wipe,
+        hostname: hostname.to_owned(),
         not_after_ms: parse_rfc3339_ms(&response.not_after).unwrap_or(0),
     };
     state

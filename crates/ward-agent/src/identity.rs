@@ -25,6 +25,9 @@ pub struct Enrollment {
     /// Whether the enrollment allowed a full wipe of this device.
     #[serde(default)]
     pub allow_full_wipe: bool,
+    /// The hostname the device enrolled with (what an admin types to confirm a full wipe).
+    #[serde(default)]
+    pub hostname: String,
     /// When the current certificate expires (Unix ms); renewed well before.
     #[serde(default)]
     pub not_after_ms: i64,
@@ -160,6 +163,7 @@ mod tests {
             agent_port: 8444,
             command_key: String::new(),
             allow_full_wipe: false,
+            hostname: "h".into(),
             not_after_ms: 5,
         };
         state.save(&enrollment, "KEY", "CERT", "CA").unwrap();

@@ -51,6 +51,13 @@ enum Command {
         /// Seconds between fact collections (changes are sent as diffs)
         #[arg(long, default_value_t = 300)]
         facts_interval: u64,
+        /// Agent settings (TOML): managed_dirs, dns_resolvers, offline_lock_hours, offline_quarantine,
+        /// allow_full_wipe, full_wipe_devices
+        #[arg(long, value_name = "FILE", env = "WARD_AGENT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Record actions in this directory instead of doing them (tests, simulator, demos)
+        #[arg(long, value_name = "DIR")]
+        sandbox: Option<PathBuf>,
     },
 }
 
@@ -99,11 +106,26 @@ fn main() -> ExitCode {
                 state_dir,
                 facts_root,
                 facts_interval,
+                config,
+                sandbox,
             } => {
+                let config = match ward_agent::config::AgentConfig::load(config.as_deref()) {
+                    Ok(config) => config,
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let mode = match sandbox {
+                    Some(dir) => ward_agent::actions::Mode::Sandbox(dir),
+                    None => ward_agent::actions::Mode::Real,
+                };
                 let options = ward_agent::session::RunOptions {
                     state_dir,
                     facts_root,
                     facts_interval: Duration::from_secs(facts_interval.max(1)),
+                    config,
+                    mode,
                 };
                 match ward_agent::session::run(options).await {
                     Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,11 @@
 //! `ward-agent run`: one long-lived stream to the server over mutual TLS — hello, full inventory,
-//! heartbeats, inventory diffs when facts change — reconnecting with jittered exponential backoff.
+//! heartbeats, inventory diffs when facts change, commands and their results — reconnecting with
+//! jittered exponential backoff. Commands run one at a time, in the order received, on a worker
+//! beside the stream (heartbeats go on while a wipe runs); the journal in [`crate::commands`]
+//! makes redelivery safe.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -12,6 +16,9 @@ use ward_proto::agent::{
     AgentMessage, Heartbeat, Hello, Inventory, InventoryDiff, PROTOCOL_VERSION, agent_message, server_message,
 };
 
+use crate::actions::Mode;
+use crate::commands::{Accepted, Runner};
+use crate::config::AgentConfig;
 use crate::facts::{self, CollectOptions, Facts};
 use crate::identity::StateDir;
 
@@ -23,6 +30,55 @@ pub struct RunOptions {
     pub facts_root: PathBuf,
     /// How often facts are collected again and changes sent.
     pub facts_interval: Duration,
+    /// Managed directories, quarantine resolvers, offline self-lock, full-wipe opt-in.
+    pub config: AgentConfig,
+    /// Do actions for real, or record them in a directory (tests, simulator, demos).
+    pub mode: Mode,
+}
+
+/// What sessions share for the life of the process.
+struct Shared {
+    runner: Arc<Runner>,
+    /// One command executes at a time across sessions (a reconnect must not start a second
+    /// worker beside one still finishing a wipe).
+    executing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Where the time of the last contact with the server is kept (for offline self-lock).
+fn last_contact_path(state: &StateDir) -> PathBuf {
+    state.0.join("last-contact")
+}
+
+fn read_last_contact(path: &Path) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn write_last_contact(path: &Path, now_ms: i64) {
+    let temp = path.with_extension("tmp");
+    if std::fs::write(&temp, now_ms.to_string()).is_ok() {
+        let _ = std::fs::rename(&temp, path);
+    }
+}
+
+/// Checks every minute whether the server has been out of reach for too long (offline self-lock).
+async fn offline_guard(runner: Arc<Runner>, path: PathBuf) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let now = wall_clock_ms();
+        // Never heard from the server since the agent started: count from now, once.
+        let last = match read_last_contact(&path) {
+            Some(last) => last,
+            None => {
+                write_last_contact(&path, now);
+                now
+            }
+        };
+        let runner = runner.clone();
+        if let Ok(Some(what)) = tokio::task::spawn_blocking(move || runner.check_offline(now, last)).await {
+            eprintln!("ward-agent: {what}");
+        }
+    }
 }
 
 /// Why a session ended.
@@ -37,10 +93,36 @@ pub enum Ended {
 /// Runs sessions forever, backing off between them.
 pub async fn run(options: RunOptions) -> Result<(), String> {
     let state = StateDir(options.state_dir.clone());
+    let (enrollment, ..) = state.load()?;
+    let hostname = if enrollment.hostname.is_empty() {
+        crate::enroll::local_hostname(&options.facts_root)
+    } else {
+        enrollment.hostname.clone()
+    };
+    let runner = Runner::new(
+        state.clone(),
+        enrollment,
+        options.config.clone(),
+        options.mode.clone(),
+        hostname,
+        options.facts_root.clone(),
+    )?;
+    let runner = Arc::new(runner);
+    // A quarantine survives restarts: it is re-applied before anything else.
+    match runner.restore() {
+        Ok(Some(what)) => eprintln!("ward-agent: {what}"),
+        Ok(None) => {}
+        Err(why) => eprintln!("ward-agent: re-applying the quarantine failed: {why}"),
+    }
+    tokio::spawn(offline_guard(runner.clone(), last_contact_path(&state)));
+    let shared = Shared {
+        runner,
+        executing: Arc::new(tokio::sync::Mutex::new(())),
+    };
     let mut failures: u32 = 0;
     loop {
         let started = std::time::Instant::now();
-        let ended = session(&state, &options).await;
+        let ended = session(&state, &options, &shared).await;
         if started.elapsed() > Duration::from_secs(60) {
             failures = 0;
         }
@@ -82,8 +164,46 @@ async fn collect_facts(root: PathBuf) -> Result<Facts, Ended> {
         .map_err(|err| Ended::Lost(format!("collecting facts failed: {err}")))
 }
 
+/// Runs accepted commands one at a time, sending each result on the stream. A result that cannot
+/// be sent (the stream is gone) is in the journal and answers the redelivery.
+fn spawn_worker(
+    shared: &Shared,
+    sender: mpsc::Sender<AgentMessage>,
+    inventory_now: mpsc::Sender<()>,
+) -> mpsc::UnboundedSender<crate::commands::Job> {
+    let (jobs, mut queue) = mpsc::unbounded_channel::<crate::commands::Job>();
+    let runner = shared.runner.clone();
+    let executing = shared.executing.clone();
+    tokio::spawn(async move {
+        while let Some(job) = queue.recv().await {
+            let _turn = executing.lock().await;
+            let lost_mode = job.kind() == ward_domain::command::CommandKind::LostMode;
+            let runner = runner.clone();
+            let update = match tokio::task::spawn_blocking(move || runner.execute(job, wall_clock_ms())).await
+            {
+                Ok(update) => update,
+                Err(err) => {
+                    eprintln!("ward-agent: a command's executor panicked: {err}");
+                    continue;
+                }
+            };
+            if lost_mode && update.status == "succeeded" {
+                let _ = inventory_now.try_send(());
+            }
+            if sender
+                .send(message(agent_message::Body::CommandUpdate(update)))
+                .await
+                .is_err()
+            {
+                // The session ended; keep executing what was accepted (it is journaled).
+            }
+        }
+    });
+    jobs
+}
+
 /// One connection: returns when it ends.
-pub async fn session(state: &StateDir, options: &RunOptions) -> Ended {
+async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> Ended {
     let (enrollment, key, cert, ca) = match state.load() {
         Ok(loaded) => loaded,
         Err(why) => {
@@ -160,6 +280,7 @@ pub async fn session(state: &StateDir, options: &RunOptions) -> Ended {
         Ok(None) => return Ended::Lost("closed before welcome".into()),
         Err(status) => return Ended::Lost(status.message().into()),
     };
+    write_last_contact(&last_contact_path(state), wall_clock_ms());
     if crate::identity::needs_renewal(wall_clock_ms(), enrollment.not_after_ms) {
         return match renew(&mut client, state, &enrollment).await {
             Ok(()) => Ended::Lost("certificate renewed; reconnecting with it".into()),
@@ -180,9 +301,22 @@ pub async fn session(state: &StateDir, options: &RunOptions) -> Ended {
     let mut recollect = tokio::time::interval(options.facts_interval);
     recollect.tick().await;
     let mut seq = 0u64;
+    let (inventory_now, mut inventory_wanted) = mpsc::channel::<()>(1);
+    let jobs = spawn_worker(shared, sender.clone(), inventory_now);
     loop {
         tokio::select! {
+            Some(()) = inventory_wanted.recv() => {
+                // Lost mode: where the device is now (addresses, networks) goes out at once.
+                last_sent = match collect_facts(options.facts_root.clone()).await {
+                    Ok(facts) => facts,
+                    Err(ended) => return ended,
+                };
+                if sender.send(full(&last_sent)).await.is_err() {
+                    return Ended::Lost("stream closed".into());
+                }
+            }
             _ = heartbeats.tick() => {
+                write_last_contact(&last_contact_path(state), wall_clock_ms());
                 seq += 1;
                 if sender.send(message(agent_message::Body::Heartbeat(Heartbeat { seq }))).await.is_err() {
                     return Ended::Lost("stream closed".into());
@@ -206,6 +340,29 @@ pub async fn session(state: &StateDir, options: &RunOptions) -> Ended {
                 Ok(Some(reply)) => match reply.body {
                     Some(server_message::Body::Refusal(refusal)) => {
                         return Ended::Refused { code: refusal.code, message: refusal.message };
+                    }
+                    Some(server_message::Body::Command(command)) => {
+                        let runner = shared.runner.clone();
+                        let now = wall_clock_ms();
+                        let accepted = match tokio::task::spawn_blocking(move || runner.accept(&command, now)).await {
+                            Ok(accepted) => accepted,
+                            Err(err) => return Ended::Lost(format!("checking a command failed: {err}")),
+                        };
+                        match accepted {
+                            Accepted::Answer(updates) => {
+                                for update in updates {
+                                    if sender.send(message(agent_message::Body::CommandUpdate(update))).await.is_err() {
+                                        return Ended::Lost("stream closed".into());
+                                    }
+                                }
+                            }
+                            Accepted::Run(job, ack) => {
+                                if sender.send(message(agent_message::Body::CommandUpdate(ack))).await.is_err() {
+                                    return Ended::Lost("stream closed".into());
+                                }
+                                let _ = jobs.send(job);
+                            }
+                        }
                     }
                     Some(server_message::Body::RequestInventory(_)) => {
                         last_sent = match collect_facts(options.facts_root.clone()).await {

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ward-agent");
+pub const AGENT: &str = env!("CARGO_BIN_EXE_ward-agent");
 
 /// The `ward` binary, built by `cargo test --workspace` beside this crate's binaries.
-fn ward_binary() -> PathBuf {
+pub fn ward_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let ward = dir.join("ward");
@@ -23,7 +23,7 @@ fn ward_binary() -> PathBuf {
     ward
 }
 
-struct Proc(Child);
+pub struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -32,23 +32,32 @@ impl Drop for Proc {
     }
 }
 
-struct Server {
+/// The admin password the harness sets at first start.
+pub const ADMIN_PASSWORD: &str = "agent test admin 1";
+
+pub struct Server {
     _process: Proc,
-    url: String,
-    fingerprint: String,
+    pub url: String,
+    pub fingerprint: String,
     http: reqwest::blocking::Client,
     token: String,
 }
 
 impl Server {
-    fn start(data_dir: &Path) -> Server {
+    pub fn start(data_dir: &Path) -> Server {
+        Self::start_on(data_dir, "127.0.0.1:0", "127.0.0.1:0", None)
+    }
+
+    /// Starts on fixed addresses; `password` is the admin's when the data directory already has
+    /// one (a restart), else the one-time password printed at first start is changed.
+    pub fn start_on(data_dir: &Path, listen: &str, agent_listen: &str, known: Option<&str>) -> Server {
         let mut child = Command::new(ward_binary())
             .args([
                 "server",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--agent-listen",
-                "127.0.0.1:0",
+                agent_listen,
                 "--heartbeat-seconds",
                 "1",
             ])
@@ -68,6 +77,9 @@ impl Server {
                 url = rest.trim().to_owned();
             } else if let Some(rest) = line.strip_prefix("CA fingerprint (SHA-256): ") {
                 fingerprint = rest.trim().to_owned();
+                if known.is_some() {
+                    break; // a restart prints no new password
+                }
             } else if let Some(rest) = line.trim().strip_prefix("password: ") {
                 password = rest.trim().to_owned();
                 break;
@@ -95,19 +107,22 @@ impl Server {
             http,
             token: String::new(),
         };
+        let password = known.map_or(password, str::to_owned);
         let login = server.post(
             "/auth/cli-login",
             json!({"username": "admin", "password": password}),
         );
         server.token = login["secret"].as_str().unwrap().to_owned();
-        server.post(
-            "/auth/password",
-            json!({"current_password": password, "new_password": "agent test admin 1"}),
-        );
+        if password != ADMIN_PASSWORD {
+            server.post(
+                "/auth/password",
+                json!({"current_password": password, "new_password": ADMIN_PASSWORD}),
+            );
+        }
         server
     }
 
-    fn post(&self, path: &str, body: Value) -> Value {
+    pub fn post(&self, path: &str, body: Value) -> Value {
         let response = self
             .http
             .post(format!("{}/api/v1{path}", self.url))
@@ -121,7 +136,7 @@ impl Server {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
-    fn get(&self, path: &str) -> Value {
+    pub fn get(&self, path: &str) -> Value {
         let response = self
             .http
             .get(format!("{}/api/v1{path}", self.url))
@@ -133,7 +148,7 @@ impl Server {
     }
 
     /// Waits until the device list satisfies `check`.
-    fn wait_for(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_for(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let devices = self.get("/devices");
@@ -149,7 +164,7 @@ impl Server {
     }
 }
 
-fn agent(args: &[&str]) -> Output {
+pub fn agent(args: &[&str]) -> Output {
     Command::new(AGENT)
         .args(args)
         .stdin(Stdio::null())
@@ -157,7 +172,7 @@ fn agent(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn spawn_agent(state_dir: &Path) -> Proc {
+pub fn spawn_agent(state_dir: &Path) -> Proc {
     Proc(
         Command::new(AGENT)
             .args(["run", "--facts-interval", "1", "--state-dir"])

@@ -1,12 +1,16 @@
-//! ward-agent's integration tests: fact collection over fixture trees and the live machine, and
-//! the diff/apply round trip.
+//! ward-agent's integration tests: fact collection over fixture trees and the live machine, the
+//! diff/apply round trip, the command runner, and real server + agent processes (including real
+//! nftables quarantine in network namespaces).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod actions_e2e;
+mod commands;
 mod diff;
 mod e2e;
 mod fixture;
 mod hostile;
 mod live;
+mod quarantine;
 
 use std::path::{Path, PathBuf};
 
