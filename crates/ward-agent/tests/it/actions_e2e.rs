@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::e2e::{ADMIN_PASSWORD, AGENT, Proc, Server, agent};
+use crate::e2e::{ADMIN_PASSWORD, AGENT, Proc, Server, agent, ward_binary};
 
 /// Enrolls a device with a fresh single-use token; returns its state directory's path text.
 fn enroll(server: &Server, dir: &Path, class: &str, hostname: &str, full_wipe: bool) -> String {
@@ -176,6 +176,56 @@ fn every_action_runs_in_the_sandbox_through_real_processes() {
     assert_eq!(shown["device"]["state"], "wiped", "{shown}");
     let results = server.get("/audit?action=command.result&limit=100");
     assert_eq!(results["entries"].as_array().unwrap().len(), actions.len());
+
+    // The CLI's bulk form: a script must say --yes; then it queues, waits for the acknowledgement
+    // and reports the batch.
+    let home = data.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(ward_binary())
+            .args([
+                "--server",
+                &server.url,
+                "--token",
+                &server.token,
+                "--ca-fingerprint",
+                &server.fingerprint,
+            ])
+            .args(args)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", &home)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let filter = "hostname = \"tab-1\"";
+    let unconfirmed = cli(&["device", "lock", "--filter", filter]);
+    assert_eq!(
+        unconfirmed.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&unconfirmed.stderr)
+    );
+    let bulk = cli(&["device", "lock", "--filter", filter, "--yes", "--json"]);
+    assert!(bulk.status.success(), "{}", String::from_utf8_lossy(&bulk.stderr));
+    let report: Value = serde_json::from_slice(&bulk.stdout).unwrap();
+    assert_eq!(report["queued"]["matched"], 1);
+    let states: Vec<&str> = report["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["state"].as_str().unwrap())
+        .collect();
+    assert!(
+        states.iter().all(|s| *s == "acknowledged" || *s == "succeeded"),
+        "the CLI waits for the acknowledgement: {states:?}"
+    );
+    let none = cli(&["device", "lock", "--filter", "hostname = \"nobody\"", "--yes"]);
+    assert!(none.status.success());
+    assert!(String::from_utf8_lossy(&none.stdout).contains("no devices match"));
+    let listed = cli(&["commands", "list", "--device", &device]);
+    assert!(listed.status.success());
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("wipe-full"));
 }
 
 /// A port nothing listens on now.

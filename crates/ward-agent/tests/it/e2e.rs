@@ -40,7 +40,7 @@ pub struct Server {
     pub url: String,
     pub fingerprint: String,
     http: reqwest::blocking::Client,
-    token: String,
+    pub token: String,
 }
 
 impl Server {
