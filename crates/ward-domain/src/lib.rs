@@ -6,6 +6,7 @@ pub mod audit;
 pub mod clock;
 pub mod command;
 pub mod device;
+pub mod incident;
 pub mod merkle;
 pub mod selector;
 pub mod site;

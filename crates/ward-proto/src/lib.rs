@@ -562,3 +562,215 @@ pub struct CommandQuery {
     #[serde(default)]
     pub limit: Option<u32>,
 }
+
+/// `POST /incidents`: declare an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclareIncidentRequest {
+    pub title: String,
+    /// `low`, `medium`, `high` (default) or `critical`.
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    /// `breach` (default) or `lost` (lost or stolen devices: lost mode and a selective wipe).
+    #[serde(default)]
+    pub situation: Option<String>,
+    /// RFC 3339; default now.
+    #[serde(default)]
+    pub discovered_at: Option<String>,
+    /// When the organisation became aware (regulatory deadlines count from here); default now.
+    #[serde(default)]
+    pub aware_at: Option<String>,
+    /// Selector over devices, as for `GET /devices?filter=`.
+    pub scope: String,
+    /// Containment plan name (default `default`).
+    #[serde(default)]
+    pub plan: Option<String>,
+}
+
+/// Regulatory notification deadlines, RFC 3339.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeadlinesView {
+    /// GDPR Art. 33 / ICO: 72 hours from awareness.
+    pub gdpr: String,
+    /// NIS2 early warning: 24 hours from awareness.
+    pub nis2_early_warning: String,
+    /// HIPAA: 60 days from discovery.
+    pub hipaa: String,
+}
+
+/// An incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IncidentView {
+    pub id: String,
+    pub title: String,
+    pub severity: String,
+    pub description: String,
+    pub situation: String,
+    pub discovered_at: String,
+    pub aware_at: String,
+    pub scope: String,
+    pub plan: String,
+    /// `declared`, `approved`, `containing`, `lifted` or `closed`.
+    pub state: String,
+    pub declared_by: String,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<String>,
+    pub clinician: Option<ClinicianConfirmation>,
+    /// When containment started ("go").
+    pub contained_at: Option<String>,
+    pub lifted_at: Option<String>,
+    pub closed_at: Option<String>,
+    pub created_at: String,
+    pub deadlines: DeadlinesView,
+}
+
+/// An action withheld from a device, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WithheldView {
+    pub action: String,
+    pub reason: String,
+}
+
+/// One device in an incident's scope and what it will get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PlannedDeviceView {
+    pub id: String,
+    pub hostname: String,
+    pub site: String,
+    pub class: String,
+    pub criticality: String,
+    pub phi: bool,
+    pub online: bool,
+    pub actions: Vec<String>,
+    pub withheld: Vec<WithheldView>,
+}
+
+/// A device left out, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExcludedDeviceView {
+    pub id: String,
+    pub hostname: String,
+    pub reason: String,
+}
+
+/// Clinical impact in one ward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WardImpactView {
+    pub site: String,
+    pub devices: u32,
+    pub life_sustaining: u32,
+    pub high: u32,
+}
+
+/// What devices of one class lose with one action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LossView {
+    pub class: String,
+    pub action: String,
+    pub devices: u32,
+    pub loses: String,
+}
+
+/// Clinical impact first: how many life-sustaining and high-criticality devices, where, and what
+/// they lose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClinicalImpactView {
+    pub life_sustaining: u32,
+    pub high: u32,
+    pub wards: Vec<WardImpactView>,
+    pub losses: Vec<LossView>,
+}
+
+/// `GET /incidents/{id}/preview`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IncidentPreview {
+    pub incident_id: String,
+    pub clinical_impact: ClinicalImpactView,
+    /// Devices in scope that get at least one action.
+    pub devices: Vec<PlannedDeviceView>,
+    /// Of those, not connected now (their commands wait for them).
+    pub offline: u32,
+    pub excluded: Vec<ExcludedDeviceView>,
+    /// Action → number of devices.
+    pub actions: std::collections::BTreeMap<String, u32>,
+    /// Devices with an action withheld until a clinician confirms.
+    pub needs_clinician: u32,
+    pub needs_second_approval: bool,
+    pub approval_reasons: Vec<String>,
+}
+
+/// `POST /incidents/{id}/approve` and `/contain`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentActionRequest {
+    /// A clinician's confirmation: actions beyond isolation on medical and life-sustaining devices.
+    #[serde(default)]
+    pub clinician: Option<ClinicianConfirmation>,
+    /// `lift` only: just these devices (default all).
+    #[serde(default)]
+    pub devices: Option<Vec<String>>,
+}
+
+/// Time-to-contain statistics, milliseconds from "go" to each acknowledgement.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LatenciesView {
+    pub count: u64,
+    pub p50_ms: i64,
+    pub p95_ms: i64,
+    pub p99_ms: i64,
+    pub max_ms: i64,
+}
+
+/// Progress of containment (or of lifting it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProgressView {
+    pub commands: u64,
+    pub acknowledged: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Queued or sent: not yet acknowledged.
+    pub outstanding: u64,
+    /// Outstanding commands whose device is offline now.
+    pub offline: u64,
+}
+
+/// `GET /incidents/{id}/status` (and each server-sent event of `/events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IncidentStatus {
+    pub incident_id: String,
+    pub state: String,
+    pub contain: ProgressView,
+    pub time_to_contain: LatenciesView,
+    pub lift: ProgressView,
+}
+
+/// `POST /incidents/{id}/close`: what the breach report needs beyond what Ward knows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseIncidentRequest {
+    /// Nature of the breach (GDPR Art. 33(3)(a)).
+    pub nature: String,
+    /// Categories of data subjects (patients, staff, ...).
+    #[serde(default)]
+    pub data_subject_categories: Vec<String>,
+    /// Approximate number of data subjects (HIPAA: individuals).
+    #[serde(default)]
+    pub data_subjects: u64,
+    /// Approximate number of records.
+    #[serde(default)]
+    pub records: u64,
+    /// Types of PHI involved (names, diagnoses, ...).
+    #[serde(default)]
+    pub phi_types: Vec<String>,
+    /// The data protection officer or other contact point.
+    pub contact_point: String,
+    pub likely_consequences: String,
+    /// Measures taken or proposed, beyond Ward's containment (which the report lists itself).
+    #[serde(default)]
+    pub measures: String,
+    /// Revoke the certificates of every device in scope.
+    #[serde(default)]
+    pub revoke_certificates: bool,
+}

@@ -12,6 +12,7 @@ pub mod channels;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod incidents;
 pub mod keys;
 pub mod offline;
 pub mod serve;

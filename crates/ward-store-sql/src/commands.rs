@@ -46,43 +46,52 @@ fn command_from_row(row: &AnyRow, with_output: bool) -> StoreResult<CommandRecor
     })
 }
 
+/// Inserts one queued command inside a transaction (`NotFound` if its device does not exist).
+pub(crate) async fn insert_command(
+    conn: &mut sqlx::AnyConnection,
+    command: &CommandRecord,
+) -> StoreResult<()> {
+    let device = sqlx::query("SELECT id FROM devices WHERE id = $1")
+        .bind(command.device_id.clone())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable("reading device"))?;
+    if device.is_none() {
+        return Err(StoreError::NotFound(format!("device {}", command.device_id)));
+    }
+    sqlx::query(
+        "INSERT INTO commands (id, device_id, kind, params, not_after_ms, signature, state, \
+         batch_id, created_by, created_ms, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(command.id.clone())
+    .bind(command.device_id.clone())
+    .bind(command.kind.as_str())
+    .bind(command.params.clone())
+    .bind(command.not_after_ms)
+    .bind(command.signature.clone())
+    .bind(CommandState::Queued.as_str())
+    .bind(command.batch_id.clone())
+    .bind(command.created_by.clone())
+    .bind(command.created_ms)
+    .bind(command.detail.clone())
+    .execute(&mut *conn)
+    .await
+    .map_err(conflict_or(
+        || format!("command {} already exists", command.id),
+        "queueing command",
+    ))?;
+    Ok(())
+}
+
 #[async_trait]
 impl CommandQueue for SqlStore {
     async fn create_commands(&self, commands: &[CommandRecord], audit: Audit) -> StoreResult<()> {
         let commands = commands.to_vec();
         self.audited(&audit, move |conn| {
             Box::pin(async move {
-                for command in commands {
-                    let device = sqlx::query("SELECT id FROM devices WHERE id = $1")
-                        .bind(command.device_id.clone())
-                        .fetch_optional(&mut *conn)
-                        .await
-                        .map_err(unavailable("reading device"))?;
-                    if device.is_none() {
-                        return Err(StoreError::NotFound(format!("device {}", command.device_id)));
-                    }
-                    sqlx::query(
-                        "INSERT INTO commands (id, device_id, kind, params, not_after_ms, signature, state, \
-                         batch_id, created_by, created_ms, detail) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                    )
-                    .bind(command.id.clone())
-                    .bind(command.device_id)
-                    .bind(command.kind.as_str())
-                    .bind(command.params)
-                    .bind(command.not_after_ms)
-                    .bind(command.signature)
-                    .bind(CommandState::Queued.as_str())
-                    .bind(command.batch_id)
-                    .bind(command.created_by)
-                    .bind(command.created_ms)
-                    .bind(command.detail)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(conflict_or(
-                        || format!("command {} already exists", command.id),
-                        "queueing command",
-                    ))?;
+                for command in &commands {
+                    insert_command(conn, command).await?;
                 }
                 Ok(())
             })

@@ -7,6 +7,7 @@
 
 mod commands;
 mod devices;
+mod incidents;
 mod rows;
 
 use std::str::FromStr;

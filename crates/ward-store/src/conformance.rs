@@ -14,10 +14,12 @@ use ward_domain::site::{Site, SiteSlug};
 use ward_domain::device::{Criticality, DeviceClass, DeviceState};
 
 use ward_domain::command::{CommandKind, CommandState};
+use ward_domain::incident::{IncidentState, Severity, Situation};
 
 use crate::{
     ApiTokenRecord, Audit, AuditFilter, CommandFilter, CommandFinish, CommandRecord, DeviceRecord,
-    EnrollTokenRecord, FactsUpdate, SessionRecord, Store, StoreError, TokenScope, UserRecord, verify_log,
+    EnrollTokenRecord, FactsUpdate, IncidentRecord, SessionRecord, Store, StoreError, TokenScope, UserRecord,
+    verify_log,
 };
 
 /// Raw access to the database under test, for simulating an attacker with database access.
@@ -79,6 +81,7 @@ pub async fn run_all(store: &dyn Store, tamper: &dyn Tamper) {
     sites(store).await;
     enrollment_and_devices(store).await;
     commands(store).await;
+    incidents(store).await;
     audit_listing(store).await;
     audit_fails_closed(store, tamper).await;
     tampering_is_detected(store, tamper).await;
@@ -845,6 +848,117 @@ async fn commands(store: &dyn Store) {
         .await
         .unwrap();
     assert!(report.failure.is_none(), "{report:?}");
+}
+
+/// An incident for tests.
+pub fn sample_incident(id: &str) -> IncidentRecord {
+    IncidentRecord {
+        id: id.into(),
+        title: HOSTILE.into(),
+        severity: Severity::High,
+        description: HOSTILE.into(),
+        situation: Situation::Breach,
+        discovered_ms: T0 - 10,
+        aware_ms: T0 - 5,
+        scope: "class = \"workstation\"".into(),
+        plan_name: "default".into(),
+        plan: "name: default\n".into(),
+        state: IncidentState::Declared,
+        declared_by: "user:alice".into(),
+        declared_by_user: "u-alice".into(),
+        approved_by: None,
+        approved_ms: None,
+        clinician: None,
+        contain_ms: None,
+        lifted_ms: None,
+        closed_ms: None,
+        report: None,
+        created_ms: T0,
+    }
+}
+
+async fn incidents(store: &dyn Store) {
+    let incident = sample_incident("i1");
+    store
+        .create_incident(&incident, audit("incident.declare", "incident:i1"))
+        .await
+        .unwrap();
+    assert_eq!(store.incident("i1").await.unwrap(), Some(incident.clone()));
+    let err = store
+        .create_incident(&incident, audit("incident.declare", "incident:i1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let mut containing = incident.clone();
+    containing.state = IncidentState::Containing;
+    containing.contain_ms = Some(T0 + 1);
+    let command = sample_command("ic1", "cmd-dev", CommandKind::Quarantine, T0 + 1000);
+    let size = store.head().await.unwrap().size();
+    store
+        .update_incident(
+            &containing,
+            IncidentState::Declared,
+            std::slice::from_ref(&command),
+            audit("incident.contain", "incident:i1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.head().await.unwrap().size(), size + 1);
+    assert_eq!(
+        store.incident("i1").await.unwrap().unwrap().state,
+        IncidentState::Containing
+    );
+    assert_eq!(
+        store.command("ic1").await.unwrap().unwrap().state,
+        CommandState::Queued
+    );
+    // Double contain: the state moved on, nothing is written.
+    let again = sample_command("ic2", "cmd-dev", CommandKind::Quarantine, T0 + 1000);
+    let err = store
+        .update_incident(
+            &containing,
+            IncidentState::Declared,
+            &[again],
+            audit("incident.contain", "incident:i1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(store.command("ic2").await.unwrap().is_none());
+    assert_eq!(store.head().await.unwrap().size(), size + 1);
+    // A command for a missing device rolls the whole change back.
+    let mut lifted = containing.clone();
+    lifted.state = IncidentState::Lifted;
+    let orphan = sample_command("ic3", "no-such-device", CommandKind::Release, T0 + 1000);
+    let err = store
+        .update_incident(
+            &lifted,
+            IncidentState::Containing,
+            &[orphan],
+            audit("incident.lift", "incident:i1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(
+        store.incident("i1").await.unwrap().unwrap().state,
+        IncidentState::Containing
+    );
+    let err = store
+        .update_incident(
+            &sample_incident("nope"),
+            IncidentState::Declared,
+            &[],
+            audit("x", "y"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    store
+        .create_incident(&sample_incident("i2"), audit("incident.declare", "incident:i2"))
+        .await
+        .unwrap();
+    assert_eq!(store.list_incidents().await.unwrap().len(), 2);
 }
 
 async fn audit_listing(store: &dyn Store) {

@@ -13,7 +13,7 @@ use ward_domain::site::{Site, SiteSlug};
 
 pub use records::{
     ApiTokenRecord, AuditFilter, CommandFilter, CommandFinish, CommandRecord, DeviceRecord,
-    EnrollTokenRecord, SessionRecord, TokenScope, UserRecord,
+    EnrollTokenRecord, IncidentRecord, SessionRecord, TokenScope, UserRecord,
 };
 pub use verify::{VERIFY_PAGE, verify_log};
 
@@ -230,9 +230,38 @@ pub trait CommandQueue: Send + Sync {
     ) -> StoreResult<Vec<CommandRecord>>;
 }
 
+/// Incidents. Every change moves the incident from the state the caller read (optimistic: a
+/// concurrent change makes it `Conflict`) and may queue commands, all in one transaction with the
+/// audit entries.
+#[async_trait]
+pub trait IncidentStore: Send + Sync {
+    /// `Conflict` if the id exists.
+    async fn create_incident(&self, incident: &IncidentRecord, audit: Audit) -> StoreResult<()>;
+    async fn incident(&self, id: &str) -> StoreResult<Option<IncidentRecord>>;
+    /// Newest first.
+    async fn list_incidents(&self) -> StoreResult<Vec<IncidentRecord>>;
+    /// Replaces the incident's fields if its state is still `expected`, and queues `commands`.
+    /// `NotFound` if missing; `Conflict` if its state moved on.
+    async fn update_incident(
+        &self,
+        incident: &IncidentRecord,
+        expected: ward_domain::incident::IncidentState,
+        commands: &[CommandRecord],
+        audit: Audit,
+    ) -> StoreResult<()>;
+}
+
 /// Everything the server needs from storage.
 pub trait Store:
-    UserStore + SessionStore + TokenStore + SiteStore + AuditLog + EnrollTokenStore + DeviceStore + CommandQueue
+    UserStore
+    + SessionStore
+    + TokenStore
+    + SiteStore
+    + AuditLog
+    + EnrollTokenStore
+    + DeviceStore
+    + CommandQueue
+    + IncidentStore
 {
     /// A short name for logs and `/health`: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

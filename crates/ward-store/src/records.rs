@@ -3,6 +3,7 @@
 use ward_domain::access::{Role, SiteScope};
 use ward_domain::command::{CommandKind, CommandState};
 use ward_domain::device::{Criticality, DeviceClass, DeviceState};
+use ward_domain::incident::{IncidentState, Severity, Situation};
 use ward_domain::site::SiteSlug;
 
 /// An admin account as stored.
@@ -202,4 +203,39 @@ pub struct CommandFilter {
     pub batch_id: Option<String>,
     /// Newest first, at most this many (default 100).
     pub limit: Option<u32>,
+}
+
+/// A declared incident as stored. The plan is kept as the exact YAML text it was declared with, so
+/// editing a plan later never changes what an incident did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRecord {
+    /// UUID text.
+    pub id: String,
+    pub title: String,
+    pub severity: Severity,
+    pub description: String,
+    pub situation: Situation,
+    /// When the breach was discovered, and when the organisation became aware (deadlines count
+    /// from this), Unix ms.
+    pub discovered_ms: i64,
+    pub aware_ms: i64,
+    /// Selector over devices.
+    pub scope: String,
+    pub plan_name: String,
+    pub plan: String,
+    pub state: IncidentState,
+    /// Actor text, and the user id (the declarer may never approve).
+    pub declared_by: String,
+    pub declared_by_user: String,
+    pub approved_by: Option<String>,
+    pub approved_ms: Option<i64>,
+    /// JSON `{name, reason}` of the clinician who confirmed actions beyond isolation.
+    pub clinician: Option<String>,
+    /// When containment was started ("go"); time-to-contain counts from here.
+    pub contain_ms: Option<i64>,
+    pub lifted_ms: Option<i64>,
+    pub closed_ms: Option<i64>,
+    /// The closing details and final report, JSON text.
+    pub report: Option<String>,
+    pub created_ms: i64,
 }

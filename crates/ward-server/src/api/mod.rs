@@ -4,9 +4,10 @@
 mod audit;
 mod auth;
 mod commands;
-mod devices;
+pub(crate) mod devices;
 mod enroll;
 mod extract;
+mod incidents;
 mod sites;
 mod tokens;
 mod users;
@@ -25,6 +26,7 @@ use utoipa_axum::routes;
 use ward_proto::{API_PREFIX, ErrorBody, ErrorDetail, Health};
 
 pub use audit::report_view;
+pub use views::entry_view;
 
 use crate::error::{ApiError, ErrorMarker};
 use crate::state::AppState;
@@ -37,7 +39,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
     info(title = "Ward API", description = "Device management and breach containment for healthcare. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"}}` with the stable codes of docs/errors.md."),
     paths(sites::show, sites::update, sites::delete),
     components(schemas(ErrorBody, ErrorDetail, ward_proto::ErrorCode)),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "sites"), (name = "audit"), (name = "enrollment"), (name = "devices"), (name = "commands"))
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "sites"), (name = "audit"), (name = "enrollment"), (name = "devices"), (name = "commands"), (name = "incidents"))
 )]
 struct ApiDoc;
 
@@ -98,6 +100,16 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(commands::list, commands::bulk))
         .routes(routes!(commands::show))
         .routes(routes!(commands::cancel))
+        .routes(routes!(incidents::list, incidents::declare))
+        .routes(routes!(incidents::show))
+        .routes(routes!(incidents::show_preview))
+        .routes(routes!(incidents::approve))
+        .routes(routes!(incidents::contain))
+        .routes(routes!(incidents::show_status))
+        .routes(routes!(incidents::events))
+        .routes(routes!(incidents::lift))
+        .routes(routes!(incidents::close))
+        .routes(routes!(incidents::show_report))
         .split_for_parts();
     // Site slugs contain a '/', so their routes are a wildcard; documented above as `{slug}`.
     let router = router

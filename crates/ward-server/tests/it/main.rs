@@ -7,4 +7,5 @@
 mod agent;
 mod commands;
 mod flows;
+mod incidents;
 mod kit;
