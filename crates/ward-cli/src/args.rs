@@ -65,6 +65,9 @@ pub enum AdminCommand {
     /// Follow and cancel remote actions
     #[command(subcommand)]
     Commands(crate::actions::CommandsCommand),
+    /// Declare, contain, lift and report breaches
+    #[command(subcommand, alias = "incidents")]
+    Incident(crate::incidents::IncidentCommand),
 }
 
 const LOGIN_EXAMPLES: &str = "\

@@ -50,6 +50,7 @@ pub(crate) async fn execute(
         AdminCommand::EnrollToken(command) => crate::devices::enroll_tokens(global, command, &out).await,
         AdminCommand::Devices(command) => crate::devices::devices(global, command, &out).await,
         AdminCommand::Commands(command) => crate::actions::commands(global, command, &out).await,
+        AdminCommand::Incident(command) => crate::incidents::incident(global, command, &out).await,
     }
 }
 

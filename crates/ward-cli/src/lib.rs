@@ -10,6 +10,7 @@ mod commands;
 mod config;
 mod devices;
 mod error;
+mod incidents;
 mod output;
 
 use std::path::PathBuf;
@@ -364,6 +365,42 @@ mod tests {
             AdminCommand::Commands(CommandsCommand::List { state: Some(s), .. }) if s == "failed"
         ));
         assert!(parse(&["commands", "cancel"]).is_err());
+    }
+
+    #[test]
+    fn incident_commands_parse_and_refuse_half_given_clinicians() {
+        use crate::incidents::IncidentCommand;
+        assert!(matches!(
+            parse(&[
+                "incident",
+                "declare",
+                "--title",
+                "t",
+                "--scope",
+                "class = \"medical\""
+            ])
+            .unwrap()
+            .command,
+            AdminCommand::Incident(IncidentCommand::Declare { severity: None, .. })
+        ));
+        assert!(
+            parse(&["incident", "declare", "--title", "t"]).is_err(),
+            "a scope is required"
+        );
+        assert!(parse(&["incident", "approve", "i-1", "--clinician", "Dr A"]).is_err());
+        assert!(matches!(
+            parse(&["incident", "lift", "i-1", "--device", "d1", "--device", "d2", "--yes"]).unwrap().command,
+            AdminCommand::Incident(IncidentCommand::Lift { devices, yes: true, .. }) if devices.len() == 2
+        ));
+        assert!(matches!(
+            parse(&["incident", "status", "i-1", "--watch"]).unwrap().command,
+            AdminCommand::Incident(IncidentCommand::Status { watch: true, .. })
+        ));
+        assert!(
+            parse(&["incident", "close", "i-1", "--nature", "x"]).is_err(),
+            "contact point and consequences"
+        );
+        assert!(parse(&["incident", "contain", "i-1", "--wait", "x"]).is_err());
     }
 
     #[test]

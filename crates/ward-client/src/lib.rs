@@ -6,6 +6,7 @@ mod commands;
 mod devices;
 mod enroll;
 mod error;
+mod incidents;
 mod tls;
 
 use std::time::Duration;
