@@ -126,6 +126,7 @@ fn main() -> ExitCode {
                     facts_interval: Duration::from_secs(facts_interval.max(1)),
                     config,
                     mode,
+                    synthetic_facts: None,
                 };
                 match ward_agent::session::run(options).await {
                     Ok(()) => ExitCode::SUCCESS,

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub config: AgentConfig,
     /// Do actions for real, or record them in a directory (tests, simulator, demos).
     pub mode: Mode,
+    /// Report these facts instead of collecting them (the fleet simulator's virtual devices).
+    pub synthetic_facts: Option<Arc<Facts>>,
 }
 
 /// What sessions share for the life of the process.
@@ -157,7 +159,11 @@ fn message(body: agent_message::Body) -> AgentMessage {
 }
 
 /// Collects facts off the async runtime (collectors read files and may run commands).
-async fn collect_facts(root: PathBuf) -> Result<Facts, Ended> {
+async fn collect_facts(options: &RunOptions) -> Result<Facts, Ended> {
+    if let Some(facts) = &options.synthetic_facts {
+        return Ok(facts.as_ref().clone());
+    }
+    let root = options.facts_root.clone();
     let options = CollectOptions::for_root(&root);
     tokio::task::spawn_blocking(move || facts::collect(&root, &options))
         .await
@@ -235,7 +241,7 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
     };
     let mut client = AgentChannelClient::new(channel).max_decoding_message_size(64 * 1024);
     let (sender, receiver) = mpsc::channel(16);
-    let hostname = match collect_facts(options.facts_root.clone()).await {
+    let hostname = match collect_facts(options).await {
         Ok(facts) => facts,
         Err(ended) => return ended,
     };
@@ -307,7 +313,7 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
         tokio::select! {
             Some(()) = inventory_wanted.recv() => {
                 // Lost mode: where the device is now (addresses, networks) goes out at once.
-                last_sent = match collect_facts(options.facts_root.clone()).await {
+                last_sent = match collect_facts(options).await {
                     Ok(facts) => facts,
                     Err(ended) => return ended,
                 };
@@ -323,7 +329,7 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
                 }
             }
             _ = recollect.tick() => {
-                let now = match collect_facts(options.facts_root.clone()).await {
+                let now = match collect_facts(options).await {
                     Ok(facts) => facts,
                     Err(ended) => return ended,
                 };
@@ -365,7 +371,7 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
                         }
                     }
                     Some(server_message::Body::RequestInventory(_)) => {
-                        last_sent = match collect_facts(options.facts_root.clone()).await {
+                        last_sent = match collect_facts(options).await {
                             Ok(facts) => facts,
                             Err(ended) => return ended,
                         };

@@ -369,13 +369,13 @@ fn encrypted(device: &DeviceRecord) -> Option<bool> {
     let facts: Value = serde_json::from_str(&device.facts).ok()?;
     let disks = facts.get("disks")?;
     if let Some(root) = disks
-        .get("root")
+        .get("root_filesystem")
         .and_then(|r| r.get("encrypted"))
         .and_then(Value::as_bool)
     {
         return Some(root);
     }
-    let list = disks.get("disks").and_then(Value::as_array)?;
+    let list = disks.get("devices").and_then(Value::as_array)?;
     Some(
         !list.is_empty()
             && list

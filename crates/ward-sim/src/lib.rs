@@ -1,0 +1,437 @@
+//! Ward's fleet simulator: N virtual devices in one process, each a real agent — its own key pair
+//! and certificate from the server's CA, its own mutual-TLS stream, the agent's own session, journal
+//! and executors — with two differences from a real device: its facts come from a hospital profile
+//! instead of the machine, and its executors run in sandbox mode (actions recorded in its state
+//! directory, nothing done to this machine).
+//!
+//! **Invariant:** links the agent, client and wire types only — never the server or storage.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use ward_agent::actions::Mode;
+use ward_agent::config::AgentConfig;
+use ward_agent::facts::Facts;
+use ward_agent::identity::StateDir;
+use ward_agent::session::RunOptions;
+use ward_client::{Client, Trust};
+use ward_proto::{CreateEnrollTokenRequest, CreateSiteRequest};
+
+/// What to simulate and where.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// The server's API, `https://HOST:PORT`.
+    pub server: String,
+    /// An admin API token (sites and enrollment tokens are created with it).
+    pub token: String,
+    /// The server CA's SHA-256 fingerprint, pinned by every virtual device.
+    pub ca_fingerprint: String,
+    pub devices: usize,
+    /// Where each device keeps its state (key, certificate, journal, sandbox records).
+    pub dir: PathBuf,
+    /// Enrollments in flight at once.
+    pub concurrency: usize,
+    /// Prefix of hostnames, so several simulators can share a server.
+    pub prefix: String,
+}
+
+/// One kind of device in the hospital profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Model {
+    pub name: &'static str,
+    pub class: &'static str,
+    pub criticality: &'static str,
+    pub phi: bool,
+    pub site: &'static str,
+}
+
+/// The sites of the hospital profile: two hospitals and their wards.
+pub const SITES: &[(&str, &str)] = &[
+    ("st-marys", "St Mary's Hospital"),
+    ("st-marys/icu", "Intensive Care"),
+    ("st-marys/ed", "Emergency Department"),
+    ("st-marys/radiology", "Radiology"),
+    ("st-marys/ward-a", "Ward A (General Medicine)"),
+    ("general", "General Hospital"),
+    ("general/surgery", "Surgery"),
+];
+
+/// A repeating mix of 20 devices, roughly a hospital's: workstations and tablets with patient
+/// data, bedside gateways, and medical devices of every criticality.
+pub const MIX: &[Model] = &[
+    Model {
+        name: "ws",
+        class: "workstation",
+        criticality: "normal",
+        phi: true,
+        site: "st-marys/ward-a",
+    },
+    Model {
+        name: "ws",
+        class: "workstation",
+        criticality: "normal",
+        phi: true,
+        site: "st-marys/icu",
+    },
+    Model {
+        name: "ws",
+        class: "workstation",
+        criticality: "normal",
+        phi: true,
+        site: "st-marys/ed",
+    },
+    Model {
+        name: "ws",
+        class: "workstation",
+        criticality: "normal",
+        phi: true,
+        site: "general/surgery",
+    },
+    Model {
+        name: "kiosk",
+        class: "workstation",
+        criticality: "normal",
+        phi: false,
+        site: "st-marys",
+    },
+    Model {
+        name: "wow",
+        class: "workstation",
+        criticality: "normal",
+        phi: true,
+        site: "st-marys/ward-a",
+    },
+    Model {
+        name: "tab",
+        class: "mobile",
+        criticality: "normal",
+        phi: true,
+        site: "st-marys/ward-a",
+    },
+    Model {
+        name: "tab",
+        class: "mobile",
+        criticality: "normal",
+        phi: true,
+        site: "st-marys/icu",
+    },
+    Model {
+        name: "tab",
+        class: "mobile",
+        criticality: "normal",
+        phi: true,
+        site: "general/surgery",
+    },
+    Model {
+        name: "phone",
+        class: "mobile",
+        criticality: "normal",
+        phi: true,
+        site: "st-marys/ed",
+    },
+    Model {
+        name: "gw",
+        class: "iot-gateway",
+        criticality: "high",
+        phi: false,
+        site: "st-marys/icu",
+    },
+    Model {
+        name: "gw",
+        class: "iot-gateway",
+        criticality: "high",
+        phi: false,
+        site: "st-marys/ward-a",
+    },
+    Model {
+        name: "pump",
+        class: "medical",
+        criticality: "life-sustaining",
+        phi: false,
+        site: "st-marys/icu",
+    },
+    Model {
+        name: "pump",
+        class: "medical",
+        criticality: "life-sustaining",
+        phi: false,
+        site: "st-marys/ward-a",
+    },
+    Model {
+        name: "vent",
+        class: "medical",
+        criticality: "life-sustaining",
+        phi: false,
+        site: "st-marys/icu",
+    },
+    Model {
+        name: "monitor",
+        class: "medical",
+        criticality: "high",
+        phi: true,
+        site: "st-marys/icu",
+    },
+    Model {
+        name: "monitor",
+        class: "medical",
+        criticality: "high",
+        phi: true,
+        site: "st-marys/ed",
+    },
+    Model {
+        name: "ct",
+        class: "medical",
+        criticality: "high",
+        phi: true,
+        site: "st-marys/radiology",
+    },
+    Model {
+        name: "triage",
+        class: "workstation",
+        criticality: "high",
+        phi: true,
+        site: "st-marys/ed",
+    },
+    Model {
+        name: "tab",
+        class: "mobile",
+        criticality: "normal",
+        phi: false,
+        site: "general",
+    },
+];
+
+/// The model of the `i`-th device.
+pub fn model(i: usize) -> Model {
+    MIX[i % MIX.len()]
+}
+
+/// Facts for the `i`-th device: OS versions and security posture spread so that some devices are
+/// out of date, unencrypted or without a firewall (what a policy would flag).
+pub fn facts(i: usize, hostname: &str) -> Facts {
+    let model = model(i);
+    let (os_id, name, version_id) = match (model.class, i % 7) {
+        ("medical", _) => ("poky", "Poky (Yocto Project Reference Distro)", "4.0"),
+        (_, 0) => ("ubuntu", "Ubuntu", "20.04"),
+        (_, 1 | 2) => ("ubuntu", "Ubuntu", "22.04"),
+        (_, 3) => ("ubuntu", "Ubuntu", "24.04"),
+        _ => ("debian", "Debian GNU/Linux", "12"),
+    };
+    let encrypted = model.class != "medical" && !i.is_multiple_of(9);
+    let value = json!({
+        "agent_version": env!("CARGO_PKG_VERSION"),
+        "os": {"id": os_id, "name": name, "version_id": version_id, "version": null,
+               "pretty_name": format!("{name} {version_id}")},
+        "kernel": {"release": if os_id == "poky" { "5.15.0-yocto" } else { "6.1.0-25-amd64" }, "version": null},
+        "hostname": hostname,
+        "uptime_seconds": 3600 + (i as u64 * 37) % 86_400,
+        "cpu": {"model": "Simulated CPU", "logical_cores": 4},
+        "memory": {"total_bytes": 8u64 << 30, "available_bytes": 4u64 << 30},
+        "disks": {
+            "devices": [{"name": "sda", "size_bytes": 256u64 << 30, "removable": false, "rotational": false,
+                         "model": "SIM SSD", "encrypted": encrypted, "partitions": []}],
+            "crypt_mappings": [],
+            "root_filesystem": {"device": "/dev/sda2", "fs_type": "ext4", "encrypted": encrypted},
+        },
+        "firewall": {"active": !i.is_multiple_of(11), "backends": []},
+        "listening": null,
+        "usb_storage": [],
+        "packages": null,
+        "network": null,
+        "screen_lock": null,
+        "time_sync": null,
+        "errors": [],
+    });
+    serde_json::from_value(value).unwrap_or_else(|_| minimal_facts(hostname))
+}
+
+fn minimal_facts(hostname: &str) -> Facts {
+    Facts {
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        os: None,
+        kernel: None,
+        hostname: Some(hostname.to_owned()),
+        uptime_seconds: None,
+        cpu: None,
+        memory: None,
+        disks: None,
+        firewall: None,
+        listening: None,
+        usb_storage: None,
+        packages: None,
+        network: None,
+        screen_lock: None,
+        time_sync: None,
+        errors: Vec::new(),
+    }
+}
+
+/// A running simulated fleet; dropping it disconnects every device.
+pub struct Fleet {
+    tasks: Vec<JoinHandle<()>>,
+    /// (hostname, state directory) of each device.
+    pub devices: Vec<(String, PathBuf)>,
+}
+
+impl Fleet {
+    /// How many devices run.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// The sandbox records of one device (what it was told to do).
+    pub fn sandbox_dir(&self, index: usize) -> Option<PathBuf> {
+        self.devices.get(index).map(|(_, dir)| dir.join("sandbox"))
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Creates the profile's sites (existing ones are kept) and one enrollment token per
+/// (site, class, criticality, PHI) group.
+async fn prepare(client: &Client, options: &SimOptions) -> Result<BTreeMap<(usize, bool), String>, String> {
+    for (slug, name) in SITES {
+        let request = CreateSiteRequest {
+            slug: (*slug).into(),
+            name: (*name).into(),
+        };
+        if let Err(err) = client.create_site(&request).await
+            && !err.to_string().contains("already exists")
+        {
+            return Err(format!("creating site {slug}: {err}"));
+        }
+    }
+    // Devices per model (index into MIX).
+    let mut counts: BTreeMap<usize, u32> = BTreeMap::new();
+    for i in 0..options.devices {
+        *counts.entry(i % MIX.len()).or_default() += 1;
+    }
+    let mut tokens = BTreeMap::new();
+    for (slot, count) in counts {
+        let model = MIX[slot];
+        let created = client
+            .create_enroll_token(&CreateEnrollTokenRequest {
+                site: model.site.into(),
+                class: model.class.into(),
+                criticality: Some(model.criticality.into()),
+                phi: model.phi,
+                expires: Some("1h".into()),
+                uses: Some(count),
+                allow_full_wipe: model.class == "mobile",
+            })
+            .await
+            .map_err(|err| format!("creating an enrollment token: {err}"))?;
+        tokens.insert((slot, model.phi), created.secret);
+    }
+    Ok(tokens)
+}
+
+/// Enrolls `options.devices` virtual devices and starts them; returns once every device is enrolled
+/// and its session started (connections come up in the background).
+pub async fn start(options: &SimOptions, progress: &mut (dyn FnMut(&str) + Send)) -> Result<Fleet, String> {
+    let trust = Trust::Fingerprint(options.ca_fingerprint.clone());
+    let client = Client::new(&options.server, &trust)
+        .map_err(|e| e.to_string())?
+        .with_token(options.token.clone());
+    let tokens = Arc::new(prepare(&client, options).await?);
+    progress(&format!("enrolling {} devices", options.devices));
+    let queue = Arc::new(tokio::sync::Mutex::new((0..options.devices).collect::<Vec<_>>()));
+    let mut workers = Vec::new();
+    for _ in 0..options.concurrency.max(1) {
+        let (queue, tokens, options) = (queue.clone(), tokens.clone(), options.clone());
+        workers.push(tokio::spawn(async move {
+            let mut enrolled = Vec::new();
+            loop {
+                let Some(i) = queue.lock().await.pop() else { break };
+                let model = model(i);
+                let hostname = format!("{}{}-{i:05}", options.prefix, model.name);
+                let state = StateDir(options.dir.join(format!("device-{i:05}")));
+                if !state.is_enrolled() {
+                    let token = tokens
+                        .get(&(i % MIX.len(), model.phi))
+                        .ok_or_else(|| "no enrollment token for a model".to_owned())?;
+                    ward_agent::enroll::enroll(
+                        &options.server,
+                        token,
+                        Some(&options.ca_fingerprint),
+                        &state,
+                        &hostname,
+                    )
+                    .await
+                    .map_err(|err| format!("enrolling {hostname}: {err}"))?;
+                }
+                enrolled.push((i, hostname, state.0));
+            }
+            Ok::<_, String>(enrolled)
+        }));
+    }
+    let mut devices = Vec::new();
+    for worker in workers {
+        devices.extend(worker.await.map_err(|e| e.to_string())??);
+    }
+    devices.sort_by_key(|(i, _, _)| *i);
+    progress(&format!("{} devices enrolled; connecting", devices.len()));
+    let mut tasks = Vec::new();
+    for (i, hostname, state_dir) in &devices {
+        let run = RunOptions {
+            state_dir: state_dir.clone(),
+            facts_root: PathBuf::from("/nonexistent"),
+            facts_interval: Duration::from_secs(3600),
+            config: AgentConfig {
+                managed_dirs: vec![state_dir.join("managed")],
+                dns_resolvers: vec![std::net::IpAddr::from([127, 0, 0, 53])],
+                allow_full_wipe: true,
+                ..AgentConfig::default()
+            },
+            mode: Mode::Sandbox(state_dir.join("sandbox")),
+            synthetic_facts: Some(Arc::new(facts(*i, hostname))),
+        };
+        tasks.push(tokio::spawn(async move {
+            if let Err(err) = ward_agent::session::run(run).await {
+                eprintln!("ward sim: a device stopped: {err}");
+            }
+        }));
+    }
+    Ok(Fleet {
+        tasks,
+        devices: devices.into_iter().map(|(_, h, d)| (h, d)).collect(),
+    })
+}
+
+/// The devices the profile gives per class, for summaries: (class, count).
+pub fn summary(devices: usize) -> Vec<(String, usize)> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..devices {
+        let m = model(i);
+        *counts
+            .entry(format!("{} ({})", m.class, m.criticality))
+            .or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// Reads a device's sandbox records (what it was told to do), for tests and demos.
+pub fn sandbox_records(dir: &std::path::Path) -> Vec<Value> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|t| serde_json::from_str(&t).ok())
+        .collect()
+}
