@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod demo;
+
 use clap::{Parser, Subcommand};
 use ward_cli::{AdminCommand, GlobalArgs, OfflineAudit};
 use ward_server::config::ConfigError;
@@ -27,8 +29,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Try Ward: a server on an embedded SQLite plus a simulated hospital, until Ctrl-C
+    Demo(demo::DemoArgs),
     /// Run the Ward server (HTTPS API; first start creates keys and the admin account)
     Server(ServerArgs),
+    /// Run simulated devices (real agents, sandboxed actions) against a server, until Ctrl-C
+    Sim(demo::SimArgs),
     /// Administer the data directory directly, without a running server
     #[command(subcommand)]
     Admin(AdminLocal),
@@ -108,6 +114,14 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
+            Command::Demo(args) => match demo::demo(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => fail(&err),
+            },
+            Command::Sim(args) => match demo::sim(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => fail(&err),
+            },
             Command::Server(args) => match ward_server::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => fail(&err),

@@ -496,3 +496,119 @@ fn bad_configuration_and_unreachable_servers_exit_with_their_codes() {
         assert!(text(&help).contains(word), "--help mentions {word}");
     }
 }
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The README's first command: `ward demo` starts a server and a simulated hospital, prints the
+/// URL and a login that works, stops cleanly on Ctrl-C and resumes on the next run.
+#[test]
+fn ward_demo_runs_a_simulated_hospital_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let (api, agent) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    for run in 0..2 {
+        let mut child = Command::new(WARD)
+            .args([
+                "demo",
+                "--devices",
+                "20",
+                "--listen",
+                &api,
+                "--agent-listen",
+                &agent,
+                "--data-dir",
+            ])
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (mut url, mut login, mut fingerprint) = (String::new(), String::new(), String::new());
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.trim().strip_prefix("console / API:") {
+                url = rest.split_whitespace().next().unwrap().to_owned();
+            } else if let Some(rest) = line.trim().strip_prefix("login:") {
+                login = rest.trim().to_owned();
+            } else if let Some(rest) = line.trim().strip_prefix("CA fingerprint:") {
+                fingerprint = rest.trim().to_owned();
+            } else if line.starts_with("Ctrl-C stops the demo") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        assert_eq!(url, format!("https://{api}"), "run {run}");
+        let password = login.strip_prefix("admin / ").unwrap().to_owned();
+        let home = dir.path().join(format!("home{run}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let cli = |args: &[&str], stdin: &str| {
+            let mut child = Command::new(WARD)
+                .args(args)
+                .env("HOME", &home)
+                .env("XDG_CONFIG_HOME", &home)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let logged_in = cli(
+            &[
+                "login",
+                "--server",
+                &url,
+                "--ca-fingerprint",
+                &fingerprint,
+                "--username",
+                "admin",
+                "--password-stdin",
+            ],
+            &format!("{password}\n"),
+        );
+        assert!(
+            logged_in.status.success(),
+            "{}",
+            String::from_utf8_lossy(&logged_in.stderr)
+        );
+        let mut devices = 0;
+        for _ in 0..100 {
+            let listed = cli(&["devices", "list", "--json"], "");
+            let list: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+            devices = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["online"] == true)
+                .count();
+            if devices == 20 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        assert_eq!(devices, 20, "run {run}: the simulated hospital is online");
+        let stopped = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "run {run}: Ctrl-C stops the demo cleanly: {status}"
+        );
+    }
+}
