@@ -9,7 +9,7 @@ use ward_domain::command::CommandState;
 use ward_store::{Audit, CommandFilter, CommandFinish, CommandQueue, CommandRecord, StoreError, StoreResult};
 
 use crate::rows::parse_field;
-use crate::{SqlStore, conflict_or, corrupt, unavailable};
+use crate::{SqlStore, corrupt, unavailable};
 
 /// Every column but the (possibly large) diagnostics output (a macro so queries stay literals).
 macro_rules! columns {
@@ -46,41 +46,45 @@ fn command_from_row(row: &AnyRow, with_output: bool) -> StoreResult<CommandRecor
     })
 }
 
-/// Inserts one queued command inside a transaction (`NotFound` if its device does not exist).
-pub(crate) async fn insert_command(
+/// Inserts queued commands inside a transaction, many rows per statement. A command whose device
+/// does not exist fails the foreign key: `NotFound`.
+pub(crate) async fn insert_commands(
     conn: &mut sqlx::AnyConnection,
-    command: &CommandRecord,
+    commands: &[CommandRecord],
 ) -> StoreResult<()> {
-    let device = sqlx::query("SELECT id FROM devices WHERE id = $1")
-        .bind(command.device_id.clone())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(unavailable("reading device"))?;
-    if device.is_none() {
-        return Err(StoreError::NotFound(format!("device {}", command.device_id)));
+    for chunk in commands.chunks(crate::ROWS_PER_INSERT) {
+        let sql = crate::multi_row_insert(
+            "INSERT INTO commands (id, device_id, kind, params, not_after_ms, signature, state, \
+             batch_id, created_by, created_ms, detail) VALUES ",
+            11,
+            chunk.len(),
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for command in chunk {
+            query = query
+                .bind(command.id.clone())
+                .bind(command.device_id.clone())
+                .bind(command.kind.as_str())
+                .bind(command.params.clone())
+                .bind(command.not_after_ms)
+                .bind(command.signature.clone())
+                .bind(CommandState::Queued.as_str())
+                .bind(command.batch_id.clone())
+                .bind(command.created_by.clone())
+                .bind(command.created_ms)
+                .bind(command.detail.clone());
+        }
+        query.execute(&mut *conn).await.map_err(|err| {
+            let text = err.to_string().to_lowercase();
+            if text.contains("foreign key") {
+                StoreError::NotFound("a command's device does not exist".into())
+            } else if text.contains("unique") || text.contains("duplicate") {
+                StoreError::Conflict("a command with that id already exists".into())
+            } else {
+                StoreError::Unavailable(format!("queueing commands: {err}"))
+            }
+        })?;
     }
-    sqlx::query(
-        "INSERT INTO commands (id, device_id, kind, params, not_after_ms, signature, state, \
-         batch_id, created_by, created_ms, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(command.id.clone())
-    .bind(command.device_id.clone())
-    .bind(command.kind.as_str())
-    .bind(command.params.clone())
-    .bind(command.not_after_ms)
-    .bind(command.signature.clone())
-    .bind(CommandState::Queued.as_str())
-    .bind(command.batch_id.clone())
-    .bind(command.created_by.clone())
-    .bind(command.created_ms)
-    .bind(command.detail.clone())
-    .execute(&mut *conn)
-    .await
-    .map_err(conflict_or(
-        || format!("command {} already exists", command.id),
-        "queueing command",
-    ))?;
     Ok(())
 }
 
@@ -90,9 +94,7 @@ impl CommandQueue for SqlStore {
         let commands = commands.to_vec();
         self.audited(&audit, move |conn| {
             Box::pin(async move {
-                for command in &commands {
-                    insert_command(conn, command).await?;
-                }
+                insert_commands(conn, &commands).await?;
                 Ok(())
             })
         })

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use ward_domain::incident::IncidentState;
 use ward_store::{Audit, CommandRecord, IncidentRecord, IncidentStore, StoreError, StoreResult};
 
-use crate::commands::insert_command;
+use crate::commands::insert_commands;
 use crate::rows::parse_field;
 use crate::{SqlStore, conflict_or, corrupt, unavailable};
 
@@ -142,9 +142,7 @@ impl IncidentStore for SqlStore {
                         }
                     });
                 }
-                for command in &commands {
-                    insert_command(conn, command).await?;
-                }
+                insert_commands(conn, &commands).await?;
                 Ok(())
             })
         })

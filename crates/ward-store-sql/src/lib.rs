@@ -212,27 +212,37 @@ impl SqlStore {
         audit: &Audit,
     ) -> StoreResult<Vec<AuditEntry>> {
         let mut head = read_head(conn, self.dialect.select_head()).await?;
-        let mut entries = Vec::with_capacity(audit.records.len());
-        for record in &audit.records {
-            let entry = head.append(audit.time_ms, record.clone());
-            sqlx::query(
-                "INSERT INTO audit_entries (seq, time_ms, actor, action, target, outcome, details, source, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(entry.seq as i64)
-            .bind(entry.time_ms)
-            .bind(&entry.record.actor)
-            .bind(&entry.record.action)
-            .bind(&entry.record.target)
-            .bind(entry.record.outcome.as_str())
-            .bind(&entry.record.details)
-            .bind(entry.record.source.clone())
-            .bind(hex::encode(entry.prev_hash))
-            .bind(hex::encode(entry.hash))
-            .execute(&mut *conn)
-            .await
-            .map_err(unavailable("writing the audit log"))?;
-            entries.push(entry);
+        let entries: Vec<AuditEntry> = audit
+            .records
+            .iter()
+            .map(|record| head.append(audit.time_ms, record.clone()))
+            .collect();
+        // Many rows per statement: a containment of thousands of devices writes thousands of
+        // entries, and one round trip per row was most of its time.
+        for chunk in entries.chunks(ROWS_PER_INSERT) {
+            let sql = multi_row_insert(
+                "INSERT INTO audit_entries (seq, time_ms, actor, action, target, outcome, details, source, prev_hash, hash) VALUES ",
+                10,
+                chunk.len(),
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for entry in chunk {
+                query = query
+                    .bind(entry.seq as i64)
+                    .bind(entry.time_ms)
+                    .bind(entry.record.actor.clone())
+                    .bind(entry.record.action.clone())
+                    .bind(entry.record.target.clone())
+                    .bind(entry.record.outcome.as_str())
+                    .bind(entry.record.details.clone())
+                    .bind(entry.record.source.clone())
+                    .bind(hex::encode(entry.prev_hash))
+                    .bind(hex::encode(entry.hash));
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable("writing the audit log"))?;
         }
         sqlx::query("UPDATE audit_head SET size = $1, head_hash = $2, frontier = $3 WHERE id = 1")
             .bind(head.size() as i64)
@@ -271,6 +281,31 @@ async fn read_head(conn: &mut AnyConnection, sql: &'static str) -> StoreResult<A
         frontier,
         head_hash: hash_from_hex(&head_hash)?,
     })
+}
+
+/// Rows per multi-row INSERT (well under SQLite's and PostgreSQL's bind limits).
+pub(crate) const ROWS_PER_INSERT: usize = 100;
+
+/// `prefix` followed by `rows` tuples of `columns` numbered placeholders: `($1, $2), ($3, $4)`.
+/// Only placeholders are generated, never values, so the text is safe to build.
+pub(crate) fn multi_row_insert(prefix: &str, columns: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(prefix.len() + rows * columns * 5);
+    sql.push_str(prefix);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 pub(crate) fn corrupt(err: sqlx::Error) -> StoreError {

@@ -844,6 +844,40 @@ async fn commands(store: &dyn Store) {
         ["c5"],
         "an acknowledged command is redelivered until it finishes"
     );
+
+    // Hundreds at once (an incident's fan-out): every command and audit entry lands, in order.
+    let many: Vec<CommandRecord> = (0..250)
+        .map(|i| sample_command(&format!("bulk-{i:03}"), "cmd-other", CommandKind::Lock, T0 + 1000))
+        .collect();
+    let size = store.head().await.unwrap().size();
+    let records = (0..250)
+        .map(|i| {
+            AuditRecord::new(
+                "user:test",
+                "command.create",
+                format!("command:bulk-{i:03}"),
+                Outcome::Success,
+                serde_json::json!({}),
+            )
+        })
+        .collect();
+    store
+        .create_commands(&many, Audit { time_ms: T0, records })
+        .await
+        .unwrap();
+    assert_eq!(store.head().await.unwrap().size(), size + 250);
+    let pending: Vec<String> = store
+        .pending_commands("cmd-other")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let expected: Vec<String> = (0..250).map(|i| format!("bulk-{i:03}")).collect();
+    assert_eq!(pending, expected);
+    let entries = store.entries(size, 1000, &AuditFilter::default()).await.unwrap();
+    assert_eq!(entries.len(), 250);
+    assert_eq!(entries[249].record.target, "command:bulk-249");
     let report = verify_log(store, SigningKey::from_bytes(&[1; 32]).verifying_key())
         .await
         .unwrap();

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod bench_contain;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -75,6 +76,8 @@ enum BenchCommand {
     Connections(ward_server::bench_devices::ConnectionsArgs),
     /// Command latency: request to the connected device's acknowledgement, durable writes included
     Commands(ward_server::bench_commands::CommandsArgs),
+    /// Containment fan-out: one incident over N simulated devices, contain to every acknowledgement
+    Contain(bench_contain::ContainArgs),
 }
 
 /// Offline verification for `ward audit verify --data-dir/--database`.
@@ -196,6 +199,16 @@ fn main() -> ExitCode {
                 match ward_server::bench_commands::commands(&args, &mut progress).await {
                     Ok(latency) => {
                         println!("commands: request to acknowledgement median {:.2} ms, p99 {:.2} ms (median of {} runs of {} commands)", latency.median_ms, latency.p99_ms, args.runs, args.commands);
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(&err),
+                }
+            }
+            Command::Bench(BenchCommand::Contain(args)) => {
+                let mut progress = |line: &str| eprintln!("{line}");
+                match bench_contain::contain(&args, &mut progress).await {
+                    Ok(result) => {
+                        bench_contain::print(&result, args.json);
                         ExitCode::SUCCESS
                     }
                     Err(err) => fail(&err),
