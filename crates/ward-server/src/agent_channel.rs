@@ -187,15 +187,15 @@ async fn run_session(
     let mut current: Option<Value> = None;
     // Commands pushed on this connection (each is pushed once per connection, again on reconnect
     // until the agent reports a result).
-    let mut pushed = std::collections::HashSet::new();
+    let mut pushed = crate::commands::Pushed::new();
     loop {
         let message = tokio::select! {
             _ = registration.closed.changed() => {
                 let _ = outbound.send(Ok(refusal("revoked", "this device's access was withdrawn"))).await;
                 break;
             }
-            _ = registration.commands.notified(), if greeted => {
-                if crate::commands::deliver(&state, &device_id, &outbound, &mut pushed).await.is_err() {
+            Some(command) = registration.commands.recv(), if greeted => {
+                if crate::commands::push(&state, &command, &outbound, &mut pushed).await.is_err() {
                     break;
                 }
                 continue;
@@ -214,7 +214,17 @@ async fn run_session(
             Ok(Ok(Some(message))) => message,
         };
         let was_greeted = greeted;
-        match handle(&state, &device_id, &leaf, message, &mut greeted, &mut current).await {
+        match handle(
+            &state,
+            &device_id,
+            &leaf,
+            message,
+            &mut greeted,
+            &mut current,
+            &pushed,
+        )
+        .await
+        {
             Ok(Some(reply)) => {
                 if outbound.send(Ok(reply)).await.is_err() {
                     break;
@@ -247,6 +257,7 @@ async fn handle(
     message: AgentMessage,
     greeted: &mut bool,
     current: &mut Option<Value>,
+    pushed: &crate::commands::Pushed,
 ) -> Result<Option<ServerMessage>, ServerMessage> {
     let now = state.now_ms();
     let Some(body) = message.body else {
@@ -278,7 +289,7 @@ async fn handle(
     match body {
         agent_message::Body::Hello(_) => Err(refusal("bad_message", "hello was already sent")),
         agent_message::Body::CommandUpdate(update) => {
-            crate::commands::record_update(state, device_id, leaf, update).await;
+            crate::commands::record_update(state, device_id, leaf, update, pushed).await;
             Ok(None)
         }
         agent_message::Body::Heartbeat(_) => {

@@ -3,10 +3,11 @@
 //! when there are several server nodes.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, watch};
+use ward_store::CommandRecord;
 
 /// Live connections on this node.
 #[derive(Debug, Default)]
@@ -17,13 +18,13 @@ pub struct Channels {
     attempts: Mutex<HashMap<String, Vec<i64>>>,
 }
 
-/// One registered connection: its id, the switch that closes it, and the bell that tells it new
-/// commands are queued.
+/// One registered connection: its id, the switch that closes it, and where new commands for it
+/// are handed over (already stored: the connection only pushes them).
 #[derive(Debug)]
 struct Live {
     connection_id: u64,
     close: watch::Sender<bool>,
-    commands: Arc<Notify>,
+    commands: mpsc::UnboundedSender<CommandRecord>,
 }
 
 /// Connection attempts one device may make per minute.
@@ -33,8 +34,8 @@ pub const MAX_ATTEMPTS_PER_MINUTE: usize = 20;
 pub struct Registration {
     pub connection_id: u64,
     pub closed: watch::Receiver<bool>,
-    /// Notified when commands are queued for the device.
-    pub commands: Arc<Notify>,
+    /// Commands queued for the device while it is connected, in order.
+    pub commands: mpsc::UnboundedReceiver<CommandRecord>,
 }
 
 impl Channels {
@@ -43,11 +44,11 @@ impl Channels {
     pub fn register(&self, device_id: &str) -> Registration {
         let connection_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (close, closed) = watch::channel(false);
-        let commands = Arc::new(Notify::new());
+        let (sender, commands) = mpsc::unbounded_channel();
         let entry = Live {
             connection_id,
             close,
-            commands: commands.clone(),
+            commands: sender,
         };
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = live.insert(device_id.to_owned(), entry) {
@@ -98,14 +99,16 @@ impl Channels {
         }
     }
 
-    /// Tells the device's connection, if it has one here, that commands are waiting. False when
-    /// the device is not connected here (it gets them when it connects).
-    pub fn notify_commands(&self, device_id: &str) -> bool {
-        match self.live.lock().unwrap_or_else(|p| p.into_inner()).get(device_id) {
-            Some(live) => {
-                live.commands.notify_one();
-                true
-            }
+    /// Hands a stored command to its device's connection, if it has one here. False when the
+    /// device is not connected here (it gets the command from the store when it connects).
+    pub fn push(&self, command: &CommandRecord) -> bool {
+        match self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&command.device_id)
+        {
+            Some(live) => live.commands.send(command.clone()).is_ok(),
             None => false,
         }
     }

@@ -2,16 +2,16 @@
 //! are pushed), delivering a device's queue on its stream, recording what the agent reports
 //! (verifying a wipe's signed completion record), and expiring commands nobody picked up.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::mpsc;
 use tonic::Status;
 use ward_domain::audit::{AuditRecord, Outcome};
-use ward_domain::command::{CommandKind, CommandState, WipeProof, device_state_after, sign_command};
+use ward_domain::command::{CommandKind, CommandState, WipeProof, sign_command};
 use ward_proto::agent::{Command, CommandUpdate, ServerMessage, server_message};
-use ward_store::{CommandFinish, CommandRecord};
+use ward_store::{CommandEvent, CommandFinish, CommandRecord};
 
 use crate::state::AppState;
 
@@ -77,13 +77,42 @@ fn to_message(command: &CommandRecord) -> ServerMessage {
     }
 }
 
-/// Pushes the device's pending commands that this connection has not sent yet, in queue order,
-/// and marks the queued ones sent. `Err` when the stream is gone.
+/// Commands pushed on one connection, by id, with their kind (a report about anything else is
+/// not this device's to make).
+pub type Pushed = HashMap<String, CommandKind>;
+
+/// Pushes one command on the stream unless this connection already did, and records it as sent.
+/// `Err` when the stream is gone.
+pub async fn push(
+    state: &AppState,
+    command: &CommandRecord,
+    outbound: &mpsc::Sender<Result<ServerMessage, Status>>,
+    pushed: &mut Pushed,
+) -> Result<(), ()> {
+    if pushed.insert(command.id.clone(), command.kind).is_some() {
+        return Ok(());
+    }
+    outbound.send(Ok(to_message(command))).await.map_err(|_| ())?;
+    if command.state == CommandState::Queued {
+        event(
+            state,
+            CommandEvent::Sent {
+                id: command.id.clone(),
+                time_ms: state.now_ms(),
+            },
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Pushes the device's pending commands (queued, sent, acknowledged but unfinished) in queue
+/// order, when it connects. `Err` when the stream is gone.
 pub async fn deliver(
     state: &AppState,
     device_id: &str,
     outbound: &mpsc::Sender<Result<ServerMessage, Status>>,
-    already_sent: &mut HashSet<String>,
+    pushed: &mut Pushed,
 ) -> Result<(), ()> {
     let pending = match state.store.pending_commands(device_id).await {
         Ok(pending) => pending,
@@ -92,20 +121,47 @@ pub async fn deliver(
             return Ok(());
         }
     };
-    let mut sent = Vec::new();
     for command in &pending {
-        if !already_sent.insert(command.id.clone()) {
-            continue;
-        }
-        outbound.send(Ok(to_message(command))).await.map_err(|_| ())?;
-        if command.state == CommandState::Queued {
-            sent.push(command.id.clone());
-        }
-    }
-    if let Err(err) = state.store.mark_sent(&sent, state.now_ms()).await {
-        tracing::warn!(device = device_id, error = %err, "marking commands sent failed");
+        push(state, command, outbound, pushed).await?;
     }
     Ok(())
+}
+
+/// Hands an event to the writer (waiting when it is behind: back-pressure on the agents).
+async fn event(state: &AppState, event: CommandEvent) {
+    if state.command_events.send(event).await.is_err() {
+        tracing::warn!("the command event writer has stopped");
+    }
+}
+
+/// Most events written in one transaction.
+const MAX_EVENTS: usize = 1024;
+
+/// Group commit for what devices report: one task stores whatever has queued up in a single
+/// transaction (a containment fan-out brings thousands of acknowledgements within milliseconds;
+/// one transaction each made SQLite's single writer the bottleneck). A batch that fails is retried
+/// event by event, so one bad event cannot lose the others.
+pub async fn event_writer(
+    store: std::sync::Arc<dyn ward_store::Store>,
+    mut events: mpsc::Receiver<CommandEvent>,
+) {
+    while let Some(first) = events.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_EVENTS {
+            match events.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        if let Err(err) = store.record_command_events(&batch).await {
+            tracing::warn!(error = %err, events = batch.len(), "storing command events failed; retrying one by one");
+            for event in batch {
+                if let Err(err) = store.record_command_events(std::slice::from_ref(&event)).await {
+                    tracing::warn!(error = %err, "a command event was not stored (the device will report it again)");
+                }
+            }
+        }
+    }
 }
 
 /// Control characters out, length bounded: the detail is shown in the console and the CLI.
@@ -120,7 +176,8 @@ fn clean_detail(text: &str) -> String {
 /// verifies with the public key of the certificate the device is connected with.
 pub fn verify_proof(
     leaf_der: &[u8],
-    command: &CommandRecord,
+    command_id: &str,
+    device_id: &str,
     proof_json: &str,
     signature: &[u8],
 ) -> Result<WipeProof, String> {
@@ -129,7 +186,7 @@ pub fn verify_proof(
     }
     let proof: WipeProof =
         serde_json::from_str(proof_json).map_err(|e| format!("the completion record does not parse: {e}"))?;
-    if proof.command_id != command.id || proof.device_id != command.device_id {
+    if proof.command_id != command_id || proof.device_id != device_id {
         return Err("the completion record names another command or device".into());
     }
     let (_, cert) = x509_parser::parse_x509_certificate(leaf_der)
@@ -143,35 +200,36 @@ pub fn verify_proof(
     Ok(proof)
 }
 
-/// Records an agent's report on one of its commands. Reports about unknown commands, other
-/// devices' commands or finished commands change nothing.
-pub async fn record_update(state: &AppState, device_id: &str, leaf_der: &[u8], update: CommandUpdate) {
+/// Records an agent's report on a command pushed on this connection. Reports about commands this
+/// connection did not push (another device's, unknown ones) change nothing.
+pub async fn record_update(
+    state: &AppState,
+    device_id: &str,
+    leaf_der: &[u8],
+    update: CommandUpdate,
+    pushed: &Pushed,
+) {
     let now = state.now_ms();
+    let Some(kind) = pushed.get(&update.command_id).copied() else {
+        tracing::warn!(
+            device = device_id,
+            command = %clean_detail(&update.command_id),
+            "report about a command this device was not sent"
+        );
+        return;
+    };
     if update.status == "acknowledged" {
-        if let Err(err) = state
-            .store
-            .mark_acknowledged(&update.command_id, device_id, now)
-            .await
-        {
-            tracing::warn!(device = device_id, error = %err, "recording an acknowledgement failed");
-        }
+        event(
+            state,
+            CommandEvent::Acknowledged {
+                id: update.command_id,
+                device_id: device_id.to_owned(),
+                time_ms: now,
+            },
+        )
+        .await;
         return;
     }
-    let command = match state.store.command(&update.command_id).await {
-        Ok(Some(command)) if command.device_id == device_id => command,
-        Ok(_) => {
-            tracing::warn!(
-                device = device_id,
-                command = %clean_detail(&update.command_id),
-                "report about a command this device was not sent"
-            );
-            return;
-        }
-        Err(err) => {
-            tracing::warn!(device = device_id, error = %err, "reading a command failed");
-            return;
-        }
-    };
     let mut detail = clean_detail(&update.detail);
     let mut proof = None;
     let mut proof_signature = None;
@@ -187,8 +245,14 @@ pub async fn record_update(state: &AppState, device_id: &str, leaf_der: &[u8], u
             false
         }
     };
-    if succeeded && command.kind.is_wipe() {
-        match verify_proof(leaf_der, &command, &update.proof_json, &update.proof_signature) {
+    if succeeded && kind.is_wipe() {
+        match verify_proof(
+            leaf_der,
+            &update.command_id,
+            device_id,
+            &update.proof_json,
+            &update.proof_signature,
+        ) {
             Ok(_) => {
                 proof = Some(update.proof_json.clone());
                 proof_signature = Some(hex::encode(&update.proof_signature));
@@ -202,47 +266,42 @@ pub async fn record_update(state: &AppState, device_id: &str, leaf_der: &[u8], u
     let output = (!update.output.is_empty() && update.output.len() <= MAX_OUTPUT_BYTES)
         .then(|| update.output.clone())
         .filter(|text| serde_json::from_str::<serde_json::Value>(text).is_ok());
-    let current = match state.store.device(device_id).await {
-        Ok(Some(device)) => device.state,
-        _ => return,
-    };
-    let finish = CommandFinish {
-        state: if succeeded {
-            CommandState::Succeeded
-        } else {
-            CommandState::Failed
-        },
-        detail: detail.clone(),
-        proof,
-        proof_signature,
-        output,
-        device_state: if succeeded {
-            device_state_after(command.kind, current)
-        } else {
-            None
-        },
+    let state_name = if succeeded {
+        CommandState::Succeeded
+    } else {
+        CommandState::Failed
     };
     let record = AuditRecord::new(
         format!("device:{device_id}"),
         "command.result",
-        format!("command:{}", command.id),
+        format!("command:{}", update.command_id),
         if succeeded {
             Outcome::Success
         } else {
             Outcome::Failure
         },
-        json!({ "device": device_id, "kind": command.kind, "state": finish.state, "detail": detail,
-                "device_state": finish.device_state, "proof": finish.proof.is_some() }),
+        json!({ "device": device_id, "kind": kind, "state": state_name, "detail": detail,
+                "proof": proof.is_some() }),
     );
-    match state
-        .store
-        .finish_command(&command.id, device_id, &finish, state.audit(record))
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => tracing::debug!(command = %command.id, "late report for a finished command ignored"),
-        Err(err) => tracing::warn!(command = %command.id, error = %err, "recording a command result failed"),
-    }
+    let finish = CommandFinish {
+        state: state_name,
+        detail,
+        proof,
+        proof_signature,
+        output,
+        device_state: None,
+    };
+    event(
+        state,
+        CommandEvent::Finished {
+            id: update.command_id,
+            device_id: device_id.to_owned(),
+            kind,
+            finish,
+            audit: state.audit(record),
+        },
+    )
+    .await;
 }
 
 /// How often queued commands are checked for expiry.

@@ -205,6 +205,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (facts_writer, facts_queue) = tokio::sync::mpsc::channel(4096);
+    let (command_events, command_queue) = tokio::sync::mpsc::channel(65_536);
+    let events_task = tokio::spawn(commands::event_writer(store.clone(), command_queue));
     let writer_task = tokio::spawn(agent_channel::facts_writer(store.clone(), facts_queue));
     let ca_fingerprint = keys.ca_fingerprint.clone();
     let ca_cert_pem = keys.ca_cert_pem.clone();
@@ -218,6 +220,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         channels: Default::default(),
         agent_port: agent_addr.port(),
         facts_writer,
+        command_events,
     }));
     let app = api::app(state.clone());
     let serve_task = tokio::spawn(serve::serve(listener, tls, app));
@@ -237,7 +240,14 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         ca_cert_pem,
         state,
         initial_admin,
-        tasks: vec![serve_task, agent_task, checkpoint_task, writer_task, expiry_task],
+        tasks: vec![
+            serve_task,
+            agent_task,
+            checkpoint_task,
+            writer_task,
+            expiry_task,
+            events_task,
+        ],
     })
 }
 

@@ -5,8 +5,11 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use ward_domain::audit::AuditRecord;
-use ward_domain::command::CommandState;
-use ward_store::{Audit, CommandFilter, CommandFinish, CommandQueue, CommandRecord, StoreError, StoreResult};
+use ward_domain::command::{CommandState, device_state_after};
+use ward_domain::device::DeviceState;
+use ward_store::{
+    Audit, CommandEvent, CommandFilter, CommandFinish, CommandQueue, CommandRecord, StoreError, StoreResult,
+};
 
 use crate::rows::parse_field;
 use crate::{SqlStore, corrupt, unavailable};
@@ -275,6 +278,101 @@ impl CommandQueue for SqlStore {
         self.command(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("command {id}")))
+    }
+
+    async fn record_command_events(&self, events: &[CommandEvent]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        // The results' audit entries are appended together at the end, in event order.
+        let mut audits: Vec<&Audit> = Vec::new();
+        for event in events {
+            match event {
+                CommandEvent::Sent { id, time_ms } => {
+                    sqlx::query(
+                        "UPDATE commands SET state = 'sent', sent_ms = $1 WHERE id = $2 AND state = 'queued'",
+                    )
+                    .bind(*time_ms)
+                    .bind(id.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable("marking command sent"))?;
+                }
+                CommandEvent::Acknowledged {
+                    id,
+                    device_id,
+                    time_ms,
+                } => {
+                    sqlx::query(
+                        "UPDATE commands SET state = 'acknowledged', acked_ms = $1, sent_ms = COALESCE(sent_ms, $1) \
+                         WHERE id = $2 AND device_id = $3 AND state IN ('queued', 'sent')",
+                    )
+                    .bind(*time_ms)
+                    .bind(id.clone())
+                    .bind(device_id.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable("acknowledging command"))?;
+                }
+                CommandEvent::Finished {
+                    id,
+                    device_id,
+                    kind,
+                    finish,
+                    audit,
+                } => {
+                    if !matches!(finish.state, CommandState::Succeeded | CommandState::Failed) {
+                        continue;
+                    }
+                    let updated = sqlx::query(
+                        "UPDATE commands SET state = $1, finished_ms = $2, detail = $3, proof = $4, \
+                         proof_signature = $5, output = $6, acked_ms = COALESCE(acked_ms, $2), \
+                         sent_ms = COALESCE(sent_ms, $2) \
+                         WHERE id = $7 AND device_id = $8 AND state IN ('queued', 'sent', 'acknowledged')",
+                    )
+                    .bind(finish.state.as_str())
+                    .bind(audit.time_ms)
+                    .bind(finish.detail.clone())
+                    .bind(finish.proof.clone())
+                    .bind(finish.proof_signature.clone())
+                    .bind(finish.output.clone())
+                    .bind(id.clone())
+                    .bind(device_id.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable("finishing command"))?;
+                    if updated.rows_affected() == 0 {
+                        continue; // late or repeated: nothing changes, nothing is recorded
+                    }
+                    if finish.state == CommandState::Succeeded {
+                        let row = sqlx::query("SELECT state FROM devices WHERE id = $1")
+                            .bind(device_id.clone())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(unavailable("reading device"))?;
+                        if let Some(row) = row {
+                            let current: DeviceState = parse_field(&row, "state")?;
+                            if let Some(next) = device_state_after(*kind, current) {
+                                sqlx::query("UPDATE devices SET state = $1 WHERE id = $2")
+                                    .bind(next.as_str())
+                                    .bind(device_id.clone())
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(unavailable("updating device state"))?;
+                            }
+                        }
+                    }
+                    audits.push(audit);
+                }
+            }
+        }
+        if !audits.is_empty() {
+            self.append_all_in(&mut tx, &audits).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(unavailable("committing command events"))
     }
 
     async fn expire_commands(

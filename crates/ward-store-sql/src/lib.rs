@@ -211,11 +211,21 @@ impl SqlStore {
         conn: &mut AnyConnection,
         audit: &Audit,
     ) -> StoreResult<Vec<AuditEntry>> {
+        self.append_all_in(conn, &[audit]).await
+    }
+
+    /// [`Self::append_in`] for several audits in order (each keeps its own time), reading and
+    /// writing the head once.
+    pub(crate) async fn append_all_in(
+        &self,
+        conn: &mut AnyConnection,
+        audits: &[&Audit],
+    ) -> StoreResult<Vec<AuditEntry>> {
         let mut head = read_head(conn, self.dialect.select_head()).await?;
-        let entries: Vec<AuditEntry> = audit
-            .records
+        let entries: Vec<AuditEntry> = audits
             .iter()
-            .map(|record| head.append(audit.time_ms, record.clone()))
+            .flat_map(|audit| audit.records.iter().map(move |record| (audit.time_ms, record)))
+            .map(|(time_ms, record)| head.append(time_ms, record.clone()))
             .collect();
         // Many rows per statement: a containment of thousands of devices writes thousands of
         // entries, and one round trip per row was most of its time.

@@ -17,9 +17,9 @@ use ward_domain::command::{CommandKind, CommandState};
 use ward_domain::incident::{IncidentState, Severity, Situation};
 
 use crate::{
-    ApiTokenRecord, Audit, AuditFilter, CommandFilter, CommandFinish, CommandRecord, DeviceRecord,
-    EnrollTokenRecord, FactsUpdate, IncidentRecord, SessionRecord, Store, StoreError, TokenScope, UserRecord,
-    verify_log,
+    ApiTokenRecord, Audit, AuditFilter, CommandEvent, CommandFilter, CommandFinish, CommandRecord,
+    DeviceRecord, EnrollTokenRecord, FactsUpdate, IncidentRecord, SessionRecord, Store, StoreError,
+    TokenScope, UserRecord, verify_log,
 };
 
 /// Raw access to the database under test, for simulating an attacker with database access.
@@ -878,6 +878,68 @@ async fn commands(store: &dyn Store) {
     let entries = store.entries(size, 1000, &AuditFilter::default()).await.unwrap();
     assert_eq!(entries.len(), 250);
     assert_eq!(entries[249].record.target, "command:bulk-249");
+
+    // Reported events in one transaction: late, repeated and misaddressed ones change nothing.
+    let size = store.head().await.unwrap().size();
+    let done = CommandFinish {
+        state: CommandState::Succeeded,
+        detail: "locked".into(),
+        proof: None,
+        proof_signature: None,
+        output: None,
+        device_state: None,
+    };
+    let finished = || CommandEvent::Finished {
+        id: "bulk-000".into(),
+        device_id: "cmd-other".into(),
+        kind: CommandKind::Lock,
+        finish: done.clone(),
+        audit: audit("command.result", "command:bulk-000"),
+    };
+    store
+        .record_command_events(&[
+            CommandEvent::Sent {
+                id: "bulk-000".into(),
+                time_ms: T0 + 1,
+            },
+            CommandEvent::Acknowledged {
+                id: "bulk-000".into(),
+                device_id: "cmd-other".into(),
+                time_ms: T0 + 2,
+            },
+            finished(),
+            finished(),
+            CommandEvent::Acknowledged {
+                id: "bulk-001".into(),
+                device_id: "cmd-dev".into(),
+                time_ms: T0 + 3,
+            },
+            CommandEvent::Sent {
+                id: "no-such-command".into(),
+                time_ms: T0,
+            },
+        ])
+        .await
+        .unwrap();
+    let c = store.command("bulk-000").await.unwrap().unwrap();
+    assert_eq!(
+        (c.state, c.sent_ms, c.acked_ms),
+        (CommandState::Succeeded, Some(T0 + 1), Some(T0 + 2))
+    );
+    assert_eq!(
+        store.head().await.unwrap().size(),
+        size + 1,
+        "one result, one entry"
+    );
+    assert_eq!(
+        store.command("bulk-001").await.unwrap().unwrap().state,
+        CommandState::Queued
+    );
+    assert_eq!(
+        store.device("cmd-other").await.unwrap().unwrap().state,
+        DeviceState::Locked
+    );
+    store.record_command_events(&[]).await.unwrap();
     let report = verify_log(store, SigningKey::from_bytes(&[1; 32]).verifying_key())
         .await
         .unwrap();

@@ -179,6 +179,27 @@ pub trait DeviceStore: Send + Sync {
     ) -> StoreResult<()>;
 }
 
+/// Something a device's connection reported about a command, for
+/// [`CommandQueue::record_command_events`].
+#[derive(Debug, Clone)]
+pub enum CommandEvent {
+    /// Pushed on the device's stream.
+    Sent { id: String, time_ms: i64 },
+    Acknowledged {
+        id: String,
+        device_id: String,
+        time_ms: i64,
+    },
+    /// Succeeded or failed; `finish.device_state` is ignored (derived from `kind`).
+    Finished {
+        id: String,
+        device_id: String,
+        kind: ward_domain::command::CommandKind,
+        finish: CommandFinish,
+        audit: Audit,
+    },
+}
+
 /// One device's new facts, for [`DeviceStore::record_facts_batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FactsUpdate {
@@ -221,6 +242,12 @@ pub trait CommandQueue: Send + Sync {
     /// queued → cancelled, atomically with `audit`. `NotFound` if missing; `Conflict` once the
     /// command has been delivered or is over.
     async fn cancel_command(&self, id: &str, audit: Audit) -> StoreResult<CommandRecord>;
+    /// Applies what devices reported, in order, in one transaction (group commit for the agent
+    /// channel): each event as [`CommandQueue::mark_sent`], [`CommandQueue::mark_acknowledged`] or
+    /// [`CommandQueue::finish_command`] would — a finished command's device state is derived here
+    /// from its kind and the device's current state, and its audit entries are written only when
+    /// the command was still pending. Events that no longer apply change nothing.
+    async fn record_command_events(&self, events: &[CommandEvent]) -> StoreResult<()>;
     /// Queued or sent commands whose not-after has passed at `now_ms` → expired, each with the
     /// audit record `record` makes for it, in one transaction. Returns them.
     async fn expire_commands(

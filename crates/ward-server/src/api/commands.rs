@@ -199,7 +199,7 @@ pub async fn create(
         .store
         .create_commands(std::slice::from_ref(&command), state.audit(record))
         .await?;
-    state.channels.notify_commands(&id);
+    state.channels.push(&command);
     Ok((StatusCode::CREATED, axum::Json(command_view(&command))))
 }
 
@@ -314,7 +314,7 @@ pub async fn bulk(
     };
     state.store.create_commands(&commands, audit).await?;
     for command in &commands {
-        state.channels.notify_commands(&command.device_id);
+        state.channels.push(command);
     }
     response.batch_id = Some(batch_id);
     response.command_ids = commands.into_iter().map(|c| c.id).collect();

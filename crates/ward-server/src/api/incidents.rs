@@ -379,10 +379,13 @@ pub async fn contain(
         .update_incident(&incident, expected, &commands, audit)
         .await
         .map_err(conflict)?;
-    for (device, _, _) in &planned.devices {
-        state.channels.notify_commands(&device.id);
+    // The answer is the state at "go" (everything queued); reading it after the push would make
+    // the request compete with the acknowledgements it set off.
+    let started = status(&state, &incident).await?;
+    for command in &commands {
+        state.channels.push(command);
     }
-    Ok(axum::Json(status(&state, &incident).await?))
+    Ok(axum::Json(started))
 }
 
 /// Progress and time-to-contain.
@@ -515,8 +518,8 @@ pub async fn lift(
         )
         .await
         .map_err(conflict)?;
-    for device in by_device.keys() {
-        state.channels.notify_commands(device);
+    for command in &commands {
+        state.channels.push(command);
     }
     Ok(axum::Json(status(&state, &incident).await?))
 }
