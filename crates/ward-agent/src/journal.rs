@@ -56,7 +56,6 @@ pub struct Known {
 }
 
 struct Inner {
-    file: File,
     lines: usize,
     commands: HashMap<String, Known>,
 }
@@ -116,11 +115,7 @@ impl Journal {
         }
         Ok(Journal {
             path: path.to_owned(),
-            inner: Mutex::new(Inner {
-                file,
-                lines,
-                commands,
-            }),
+            inner: Mutex::new(Inner { lines, commands }),
         })
     }
 
@@ -135,8 +130,11 @@ impl Journal {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
         line.push('\n');
-        inner.file.write_all(line.as_bytes())?;
-        inner.file.sync_data()?;
+        // Opened per entry rather than held: commands are rare, and the simulator runs thousands
+        // of agents in one process, where a held file each would exhaust the open-file limit.
+        let mut file = open_append(&self.path)?;
+        file.write_all(line.as_bytes())?;
+        file.sync_data()?;
         inner.lines += 1;
         apply(&mut inner.commands, entry);
         if inner.lines >= COMPACT_AT {
@@ -176,7 +174,6 @@ impl Journal {
         }
         file.sync_all()?;
         std::fs::rename(&temp, &self.path)?;
-        inner.file = open_append(&self.path)?;
         inner.lines = lines;
         Ok(())
     }

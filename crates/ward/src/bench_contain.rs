@@ -23,6 +23,60 @@ pub struct ContainArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    /// Run the server in this process instead of as a child `ward server` (at most ~9 000
+    /// devices then: the server's and the devices' sockets share one open-file limit)
+    #[arg(long)]
+    pub in_process: bool,
+}
+
+enum Served {
+    InProcess(ward_server::Server),
+    Child(std::process::Child),
+}
+
+/// Starts `ward server` as a child process on free loopback ports; returns it with its URL, CA
+/// fingerprint and the admin's one-time password.
+async fn spawn_server(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(std::process::Child, String, String, String)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--agent-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("WARD_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let (url, fingerprint, password) = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let (mut url, mut fingerprint, mut password) = (String::new(), String::new(), String::new());
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("Ward server listening on ") {
+                url = rest.trim().to_owned();
+            } else if let Some(rest) = line.strip_prefix("CA fingerprint (SHA-256): ") {
+                fingerprint = rest.trim().to_owned();
+            } else if let Some(rest) = line.trim().strip_prefix("password: ") {
+                password = rest.trim().to_owned();
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        (url, fingerprint, password)
+    })
+    .await?;
+    if password.is_empty() {
+        bail!("the server did not start");
+    }
+    Ok((child, url, fingerprint, password))
 }
 
 /// What one run measured.
@@ -47,18 +101,33 @@ pub async fn contain(
     // The simulated devices' journals go to memory when it can: on a real fleet every device
     // fsyncs its own disk in parallel; here a thousand would queue on this machine's one disk and
     // measure the disk, not Ward.
-    // The server's database stays on disk.
+    let dir = tempfile::tempdir()?;
+    let (server, url, fingerprint, ca_pem, one_time) = if args.in_process {
+        let mut config = Config::for_data_dir(&dir.path().join("server"));
+        config.heartbeat_ms = 30_000;
+        let server = ward_server::start(config).await?;
+        let (_, one_time) = server.initial_admin.clone().context("no initial admin")?;
+        let (url, fingerprint, ca) = (
+            server.url(),
+            server.ca_fingerprint.clone(),
+            server.ca_cert_pem.clone(),
+        );
+        (Served::InProcess(server), url, fingerprint, ca, one_time)
+    } else {
+        let (child, url, fingerprint, one_time) = spawn_server(&dir.path().join("server")).await?;
+        let ca =
+            std::fs::read_to_string(dir.path().join("server/ca.crt")).context("reading the server's CA")?;
+        (Served::Child(child), url, fingerprint, ca, one_time)
+    };
+    // The simulated devices' journals go to memory when it can: on a real fleet every device
+    // fsyncs its own disk in parallel; here thousands would queue on this machine's one disk and
+    // measure the disk, not Ward. The server's database stays on disk.
     let fleet_dir = match std::path::Path::new("/dev/shm") {
         shm if shm.is_dir() => tempfile::tempdir_in(shm)?,
         _ => tempfile::tempdir()?,
     };
-    let dir = tempfile::tempdir()?;
-    let mut config = Config::for_data_dir(&dir.path().join("server"));
-    config.heartbeat_ms = 30_000;
-    let server = ward_server::start(config).await?;
-    let (username, one_time) = server.initial_admin.clone().context("no initial admin")?;
-    let url = server.url();
-    let client = Client::new(&url, &Trust::CaPem(server.ca_cert_pem.clone()))?;
+    let client = Client::new(&url, &Trust::CaPem(ca_pem))?;
+    let username = "admin".to_owned();
     let login = |password: String| LoginRequest {
         username: username.clone(),
         password,
@@ -81,7 +150,7 @@ pub async fn contain(
     let options = ward_sim::SimOptions {
         server: url,
         token,
-        ca_fingerprint: server.ca_fingerprint.clone(),
+        ca_fingerprint: fingerprint,
         devices: args.devices,
         dir: fleet_dir.path().join("fleet"),
         concurrency: 16,
@@ -139,7 +208,13 @@ pub async fn contain(
     };
     let wall_ms = go.elapsed().as_millis();
     drop(fleet);
-    server.shutdown().await;
+    match server {
+        Served::InProcess(server) => server.shutdown().await,
+        Served::Child(mut child) => {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
     let t = &status.time_to_contain;
     Ok(ContainResult {
         devices: args.devices,
