@@ -379,13 +379,29 @@ pub async fn contain(
         .update_incident(&incident, expected, &commands, audit)
         .await
         .map_err(conflict)?;
-    // The answer is the state at "go" (everything queued); reading it after the push would make
-    // the request compete with the acknowledgements it set off.
-    let started = status(&state, &incident).await?;
+    // Push first: every millisecond here is time-to-contain. The answer is the state at "go",
+    // known without reading anything back (everything queued).
     for command in &commands {
         state.channels.push(command);
     }
-    Ok(axum::Json(started))
+    let offline: u64 = planned
+        .devices
+        .iter()
+        .filter(|(_, view, _)| !view.online)
+        .map(|(_, _, plan)| plan.actions.len() as u64)
+        .sum();
+    Ok(axum::Json(IncidentStatus {
+        incident_id: incident.id.clone(),
+        state: incident.state.to_string(),
+        contain: ward_proto::ProgressView {
+            commands: commands.len() as u64,
+            outstanding: commands.len() as u64,
+            offline,
+            ..Default::default()
+        },
+        time_to_contain: ward_proto::LatenciesView::default(),
+        lift: ward_proto::ProgressView::default(),
+    }))
 }
 
 /// Progress and time-to-contain.
