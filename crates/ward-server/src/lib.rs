@@ -11,6 +11,7 @@ pub mod caller;
 pub mod channels;
 pub mod commands;
 pub mod config;
+pub mod enroll_writer;
 pub mod error;
 pub mod incidents;
 pub mod keys;
@@ -206,6 +207,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (facts_writer, facts_queue) = tokio::sync::mpsc::channel(4096);
     let (command_events, command_queue) = tokio::sync::mpsc::channel(65_536);
+    let (enrollments, enroll_queue) = tokio::sync::mpsc::channel(4096);
+    let enroll_task = tokio::spawn(enroll_writer::run(store.clone(), enroll_queue));
     let events_task = tokio::spawn(commands::event_writer(store.clone(), command_queue));
     let writer_task = tokio::spawn(agent_channel::facts_writer(store.clone(), facts_queue));
     let ca_fingerprint = keys.ca_fingerprint.clone();
@@ -221,6 +224,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         agent_port: agent_addr.port(),
         facts_writer,
         command_events,
+        enrollments,
     }));
     let app = api::app(state.clone());
     let serve_task = tokio::spawn(serve::serve(listener, tls, app));
@@ -247,6 +251,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             writer_task,
             expiry_task,
             events_task,
+            enroll_task,
         ],
     })
 }

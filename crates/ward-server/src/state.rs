@@ -49,6 +49,8 @@ pub struct Inner {
     pub agent_port: u16,
     /// Queue to the task that stores device facts in batches.
     pub facts_writer: tokio::sync::mpsc::Sender<ward_store::FactsUpdate>,
+    /// Queue to the task that stores enrollments in batches.
+    pub enrollments: tokio::sync::mpsc::Sender<crate::enroll_writer::Submission>,
     /// Queue to the task that stores what devices report about commands, in batches.
     pub command_events: tokio::sync::mpsc::Sender<ward_store::CommandEvent>,
 }

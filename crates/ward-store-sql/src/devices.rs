@@ -5,12 +5,40 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use ward_domain::device::DeviceState;
 use ward_store::{
-    Audit, DeviceRecord, DeviceStore, EnrollTokenRecord, EnrollTokenStore, FactsUpdate, StoreError,
-    StoreResult,
+    Audit, DeviceRecord, DeviceStore, EnrollTokenRecord, EnrollTokenStore, FactsUpdate, NewEnrollment,
+    StoreError, StoreResult,
 };
 
 use crate::rows::{flag, parse_field};
 use crate::{SqlStore, bool_int, conflict_or, corrupt, unavailable};
+
+/// Inserts a device row inside a transaction.
+async fn insert_device(conn: &mut sqlx::AnyConnection, device: &DeviceRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO devices (id, site, class, criticality, phi, hostname, state, cert_fingerprint, \
+         cert_not_after_ms, enroll_token_id, enrolled_ms, last_seen_ms, facts, facts_updated_ms, allow_full_wipe) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(device.id.clone())
+    .bind(device.site.as_str())
+    .bind(device.class.as_str())
+    .bind(device.criticality.as_str())
+    .bind(bool_int(device.phi))
+    .bind(device.hostname.clone())
+    .bind(device.state.as_str())
+    .bind(device.cert_fingerprint.clone())
+    .bind(device.cert_not_after_ms)
+    .bind(device.enroll_token_id.clone())
+    .bind(device.enrolled_ms)
+    .bind(device.last_seen_ms)
+    .bind(device.facts.clone())
+    .bind(device.facts_updated_ms)
+    .bind(bool_int(device.allow_full_wipe))
+    .execute(&mut *conn)
+    .await
+    .map_err(conflict_or(|| format!("device {} already exists", device.id), "enrolling device"))?;
+    Ok(())
+}
 
 fn token_from_row(row: &AnyRow) -> StoreResult<EnrollTokenRecord> {
     Ok(EnrollTokenRecord {
@@ -153,35 +181,50 @@ impl DeviceStore for SqlStore {
                 .await
                 .map_err(unavailable("using enrollment token"))?;
                 if taken.rows_affected() == 0 {
-                    return Err(StoreError::Conflict(format!("enrollment token {token_id} cannot be used")));
+                    return Err(StoreError::Conflict(format!(
+                        "enrollment token {token_id} cannot be used"
+                    )));
                 }
-                sqlx::query(
-                    "INSERT INTO devices (id, site, class, criticality, phi, hostname, state, cert_fingerprint, \
-                     cert_not_after_ms, enroll_token_id, enrolled_ms, last_seen_ms, facts, facts_updated_ms, allow_full_wipe) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                )
-                .bind(device.id.clone())
-                .bind(device.site.as_str())
-                .bind(device.class.as_str())
-                .bind(device.criticality.as_str())
-                .bind(bool_int(device.phi))
-                .bind(device.hostname)
-                .bind(device.state.as_str())
-                .bind(device.cert_fingerprint)
-                .bind(device.cert_not_after_ms)
-                .bind(device.enroll_token_id)
-                .bind(device.enrolled_ms)
-                .bind(device.last_seen_ms)
-                .bind(device.facts)
-                .bind(device.facts_updated_ms)
-                .bind(bool_int(device.allow_full_wipe))
-                .execute(&mut *conn)
-                .await
-                .map_err(conflict_or(|| format!("device {} already exists", device.id), "enrolling device"))?;
+                insert_device(conn, &device).await?;
                 Ok(())
             })
         })
         .await
+    }
+
+    async fn enroll_devices(&self, batch: &[NewEnrollment]) -> StoreResult<Vec<StoreResult<()>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        let mut audits = Vec::new();
+        for item in batch {
+            let taken = sqlx::query(
+                "UPDATE enroll_tokens SET uses = uses + 1 \
+                 WHERE id = $1 AND revoked_ms IS NULL AND expires_ms > $2 AND uses < max_uses",
+            )
+            .bind(item.token_id.clone())
+            .bind(item.audit.time_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("using enrollment token"))?;
+            if taken.rows_affected() == 0 {
+                results.push(Err(StoreError::Conflict(format!(
+                    "enrollment token {} cannot be used",
+                    item.token_id
+                ))));
+                continue;
+            }
+            insert_device(&mut tx, &item.device).await?;
+            audits.push(&item.audit);
+            results.push(Ok(()));
+        }
+        if !audits.is_empty() {
+            self.append_all_in(&mut tx, &audits).await?;
+        }
+        tx.commit().await.map_err(unavailable("committing enrollments"))?;
+        Ok(results)
     }
 
     async fn device(&self, id: &str) -> StoreResult<Option<DeviceRecord>> {

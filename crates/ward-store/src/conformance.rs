@@ -18,8 +18,8 @@ use ward_domain::incident::{IncidentState, Severity, Situation};
 
 use crate::{
     ApiTokenRecord, Audit, AuditFilter, CommandEvent, CommandFilter, CommandFinish, CommandRecord,
-    DeviceRecord, EnrollTokenRecord, FactsUpdate, IncidentRecord, SessionRecord, Store, StoreError,
-    TokenScope, UserRecord, verify_log,
+    DeviceRecord, EnrollTokenRecord, FactsUpdate, IncidentRecord, NewEnrollment, SessionRecord, Store,
+    StoreError, TokenScope, UserRecord, verify_log,
 };
 
 /// Raw access to the database under test, for simulating an attacker with database access.
@@ -82,6 +82,7 @@ pub async fn run_all(store: &dyn Store, tamper: &dyn Tamper) {
     enrollment_and_devices(store).await;
     commands(store).await;
     incidents(store).await;
+    enrollment_batches(store).await;
     audit_listing(store).await;
     audit_fails_closed(store, tamper).await;
     tampering_is_detected(store, tamper).await;
@@ -1055,6 +1056,41 @@ async fn incidents(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.list_incidents().await.unwrap().len(), 2);
+}
+
+async fn enrollment_batches(store: &dyn Store) {
+    let token = sample_enroll_token("batch-token", "st-marys/icu", 2);
+    store
+        .create_enroll_token(&token, audit("enroll_token.create", "enroll_token:batch-token"))
+        .await
+        .unwrap();
+    let size = store.head().await.unwrap().size();
+    let batch: Vec<NewEnrollment> = ["b1", "b2", "b3"]
+        .iter()
+        .map(|id| NewEnrollment {
+            token_id: "batch-token".into(),
+            device: sample_device(id, &token),
+            audit: audit("device.enroll", &format!("device:{id}")),
+        })
+        .collect();
+    let results = store.enroll_devices(&batch).await.unwrap();
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[2], Err(StoreError::Conflict(_))),
+        "the token had two uses: {results:?}"
+    );
+    assert!(store.device("b2").await.unwrap().is_some());
+    assert!(
+        store.device("b3").await.unwrap().is_none(),
+        "the refused item wrote nothing"
+    );
+    assert_eq!(
+        store.head().await.unwrap().size(),
+        size + 2,
+        "one audit entry per enrolled device"
+    );
+    assert_eq!(store.enroll_token("batch-token").await.unwrap().unwrap().uses, 2);
+    assert!(store.enroll_devices(&[]).await.unwrap().is_empty());
 }
 
 async fn audit_listing(store: &dyn Store) {

@@ -153,6 +153,11 @@ pub trait DeviceStore: Send + Sync {
     /// `Conflict` if the token has no use left, is revoked or has expired at `audit.time_ms` (two
     /// devices racing for the last use: exactly one wins).
     async fn enroll_device(&self, token_id: &str, device: &DeviceRecord, audit: Audit) -> StoreResult<()>;
+    /// Several enrollments in one transaction (group commit for the enrollment writer), in order,
+    /// each as [`DeviceStore::enroll_device`] would: an item whose token has no use left gets
+    /// `Conflict` and writes nothing (not even its audit entry) while the others proceed. When the
+    /// transaction itself fails, every item gets that error.
+    async fn enroll_devices(&self, batch: &[NewEnrollment]) -> StoreResult<Vec<StoreResult<()>>>;
     async fn device(&self, id: &str) -> StoreResult<Option<DeviceRecord>>;
     /// Devices ordered by site then hostname; retired ones only when asked.
     async fn list_devices(&self, include_retired: bool) -> StoreResult<Vec<DeviceRecord>>;
@@ -198,6 +203,14 @@ pub enum CommandEvent {
         finish: CommandFinish,
         audit: Audit,
     },
+}
+
+/// One enrollment, for [`DeviceStore::enroll_devices`].
+#[derive(Debug, Clone)]
+pub struct NewEnrollment {
+    pub token_id: String,
+    pub device: DeviceRecord,
+    pub audit: Audit,
 }
 
 /// One device's new facts, for [`DeviceStore::record_facts_batch`].

@@ -269,11 +269,12 @@ pub async fn enroll(
                 "certificate": issued.fingerprint }),
     )
     .with_source(source.clone());
-    match state
-        .store
-        .enroll_device(&token.id, &device, Audit::one(now, record))
-        .await
-    {
+    let enrollment = ward_store::NewEnrollment {
+        token_id: token.id.clone(),
+        device,
+        audit: Audit::one(now, record),
+    };
+    match crate::enroll_writer::submit(&state.enrollments, enrollment).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             state.store.append(state.audit(refuse("used up"))).await?;
