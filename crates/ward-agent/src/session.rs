@@ -38,6 +38,15 @@ pub struct RunOptions {
     pub synthetic_facts: Option<Arc<Facts>>,
 }
 
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What sessions share for the life of the process.
 struct Shared {
     runner: Arc<Runner>,
@@ -116,7 +125,11 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
         Ok(None) => {}
         Err(why) => eprintln!("ward-agent: re-applying the quarantine failed: {why}"),
     }
-    tokio::spawn(offline_guard(runner.clone(), last_contact_path(&state)));
+    // Stops with this future (a simulator aborts its devices' `run`).
+    let _guard = AbortOnDrop(tokio::spawn(offline_guard(
+        runner.clone(),
+        last_contact_path(&state),
+    )));
     let shared = Shared {
         runner,
         executing: Arc::new(tokio::sync::Mutex::new(())),

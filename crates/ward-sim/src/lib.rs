@@ -37,6 +37,8 @@ pub struct SimOptions {
     pub concurrency: usize,
     /// Prefix of hostnames, so several simulators can share a server.
     pub prefix: String,
+    /// Devices per second that drop their connection and reconnect (0: none).
+    pub churn: f64,
 }
 
 /// One kind of device in the hospital profile.
@@ -272,7 +274,9 @@ fn minimal_facts(hostname: &str) -> Facts {
 
 /// A running simulated fleet; dropping it disconnects every device.
 pub struct Fleet {
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+    churn: Option<JoinHandle<()>>,
+    restarts: Arc<std::sync::atomic::AtomicUsize>,
     /// (hostname, state directory) of each device.
     pub devices: Vec<(String, PathBuf)>,
 }
@@ -280,11 +284,16 @@ pub struct Fleet {
 impl Fleet {
     /// How many devices run.
     pub fn len(&self) -> usize {
-        self.tasks.len()
+        self.devices.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.devices.is_empty()
+    }
+
+    /// How many times churn has restarted a device's connection.
+    pub fn restarts(&self) -> usize {
+        self.restarts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The sandbox records of one device (what it was told to do).
@@ -295,7 +304,10 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        if let Some(churn) = &self.churn {
+            churn.abort();
+        }
+        for task in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             task.abort();
         }
     }
@@ -386,6 +398,7 @@ pub async fn start(options: &SimOptions, progress: &mut (dyn FnMut(&str) + Send)
     devices.sort_by_key(|(i, _, _)| *i);
     progress(&format!("{} devices enrolled; connecting", devices.len()));
     let mut tasks = Vec::new();
+    let mut runs = Vec::new();
     for (i, hostname, state_dir) in &devices {
         let run = RunOptions {
             state_dir: state_dir.clone(),
@@ -400,16 +413,52 @@ pub async fn start(options: &SimOptions, progress: &mut (dyn FnMut(&str) + Send)
             mode: Mode::Sandbox(state_dir.join("sandbox")),
             synthetic_facts: Some(Arc::new(facts(*i, hostname))),
         };
-        tasks.push(tokio::spawn(async move {
-            if let Err(err) = ward_agent::session::run(run).await {
-                eprintln!("ward sim: a device stopped: {err}");
-            }
-        }));
+        runs.push(run.clone());
+        tasks.push(spawn_device(run));
     }
+    let tasks = Arc::new(std::sync::Mutex::new(tasks));
+    let restarts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let churn = (options.churn > 0.0 && !runs.is_empty())
+        .then(|| tokio::spawn(churn(tasks.clone(), runs, options.churn, restarts.clone())));
     Ok(Fleet {
         tasks,
+        churn,
+        restarts,
         devices: devices.into_iter().map(|(_, h, d)| (h, d)).collect(),
     })
+}
+
+fn spawn_device(run: RunOptions) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(err) = ward_agent::session::run(run).await {
+            eprintln!("ward sim: a device stopped: {err}");
+        }
+    })
+}
+
+/// Churn: `rate` devices per second, picked at random, drop their connection and start again (as
+/// a device does after a reboot or losing Wi-Fi), so the server sees reconnects all the time.
+async fn churn(
+    tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+    runs: Vec<RunOptions>,
+    rate: f64,
+    restarts: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let mut carry = 0.0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        carry += rate;
+        let now = carry.floor() as usize;
+        carry -= now as f64;
+        let mut tasks = tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..now {
+            let index = rand::random_range(0..runs.len());
+            tasks[index].abort();
+            tasks[index] = spawn_device(runs[index].clone());
+            restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// The devices the profile gives per class, for summaries: (class, count).

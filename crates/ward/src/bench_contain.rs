@@ -155,6 +155,7 @@ pub async fn contain(
         dir: fleet_dir.path().join("fleet"),
         concurrency: 16,
         prefix: String::new(),
+        churn: 0.0,
     };
     let fleet = ward_sim::start(&options, progress)
         .await

@@ -54,6 +54,9 @@ pub struct SimArgs {
     /// Hostname prefix, so several simulators can share a server
     #[arg(long, default_value = "")]
     pub prefix: String,
+    /// Devices per second that drop their connection and reconnect, picked at random
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    pub churn: f64,
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -79,6 +82,7 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<()> {
         dir: args.dir,
         concurrency: args.concurrency,
         prefix: args.prefix,
+        churn: args.churn,
     };
     let fleet = ward_sim::start(&options, &mut |line| eprintln!("{line}"))
         .await
@@ -170,6 +174,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         dir: args.data_dir.join("fleet"),
         concurrency: 16,
         prefix: String::new(),
+        churn: 0.0,
     };
     eprintln!("starting a simulated hospital of {} devices ...", args.devices);
     let fleet = ward_sim::start(&options, &mut |line| eprintln!("  {line}"))

@@ -8,13 +8,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use ward_sim::{SimOptions, sandbox_records};
 
-struct Api {
-    http: reqwest::Client,
-    url: String,
+pub struct Api {
+    pub http: reqwest::Client,
+    pub url: String,
 }
 
 impl Api {
-    async fn call(
+    pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -34,17 +34,17 @@ impl Api {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         self.call(reqwest::Method::POST, path, token, Some(body)).await
     }
 
-    async fn get(&self, path: &str, token: &str) -> Value {
+    pub async fn get(&self, path: &str, token: &str) -> Value {
         let (status, body) = self.call(reqwest::Method::GET, path, token, None).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
         body
     }
 
-    async fn login(&self, username: &str, password: &str) -> String {
+    pub async fn login(&self, username: &str, password: &str) -> String {
         let (status, body) = self
             .post(
                 "/auth/cli-login",
@@ -56,7 +56,7 @@ impl Api {
         body["secret"].as_str().unwrap().to_owned()
     }
 
-    async fn wait(&self, what: &str, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait(&self, what: &str, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let body = self.get(path, token).await;
@@ -72,7 +72,7 @@ impl Api {
 const DEVICES: usize = 220;
 
 /// An HTTPS client that trusts only the server's CA.
-fn client_for(ca_pem: &str) -> reqwest::Client {
+pub fn client_for(ca_pem: &str) -> reqwest::Client {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -128,6 +128,7 @@ async fn a_breach_is_contained_across_a_simulated_hospital_and_reported() {
         dir: dir.path().join("fleet"),
         concurrency: 8,
         prefix: String::new(),
+        churn: 0.0,
     };
     let fleet = ward_sim::start(&options, &mut |line| eprintln!("{line}"))
         .await

@@ -2,4 +2,5 @@
 //! over it end to end.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod churn;
 mod incident;

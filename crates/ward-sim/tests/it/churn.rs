@@ -1,0 +1,74 @@
+//! Churn: simulated devices that keep dropping and re-opening their connection come back online,
+//! and the server keeps serving them.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use ward_sim::SimOptions;
+
+use crate::incident::{Api, client_for};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churning_devices_reconnect_and_stay_managed() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ward_server::config::Config::for_data_dir(&dir.path().join("server"));
+    config.heartbeat_ms = 1_000;
+    let server = ward_server::start(config).await.unwrap();
+    let (_, password) = server.initial_admin.clone().unwrap();
+    let api = Api {
+        http: client_for(&server.ca_cert_pem),
+        url: server.url(),
+    };
+    let admin = api.login("admin", &password).await;
+    let (status, _) = api
+        .post(
+            "/auth/password",
+            &admin,
+            json!({"current_password": password, "new_password": "simulated admin 1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let options = SimOptions {
+        server: server.url(),
+        token: admin.clone(),
+        ca_fingerprint: server.ca_fingerprint.clone(),
+        devices: 12,
+        dir: dir.path().join("fleet"),
+        concurrency: 4,
+        prefix: "churn-".into(),
+        churn: 4.0,
+    };
+    let fleet = ward_sim::start(&options, &mut |_| {}).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        fleet.restarts() >= 8,
+        "devices were restarted: {}",
+        fleet.restarts()
+    );
+    let devices = api
+        .wait("every churning device online", "/devices", &admin, |d| {
+            d.as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["online"] == true)
+                .count()
+                == 12
+        })
+        .await;
+    assert!(
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["hostname"].as_str().unwrap().starts_with("churn-"))
+    );
+    let connects = api.get("/audit?action=device.connect&limit=1000", &admin).await;
+    assert!(
+        connects["entries"].as_array().unwrap().is_empty(),
+        "no connection was refused: {connects}"
+    );
+    drop(fleet);
+    server.shutdown().await;
+}
