@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench_contain;
+mod bench_mqtt;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -78,6 +79,8 @@ enum BenchCommand {
     Commands(ward_server::bench_commands::CommandsArgs),
     /// Containment fan-out: one incident over N simulated devices, contain to every acknowledgement
     Contain(bench_contain::ContainArgs),
+    /// Baseline: a local MQTT broker delivering one QoS 1 message to N subscribers
+    MqttBaseline(bench_mqtt::MqttArgs),
 }
 
 /// Offline verification for `ward audit verify --data-dir/--database`.
@@ -199,6 +202,18 @@ fn main() -> ExitCode {
                 match ward_server::bench_commands::commands(&args, &mut progress).await {
                     Ok(latency) => {
                         println!("commands: request to acknowledgement median {:.2} ms, p99 {:.2} ms (median of {} runs of {} commands)", latency.median_ms, latency.p99_ms, args.runs, args.commands);
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(&err),
+                }
+            }
+            Command::Bench(BenchCommand::MqttBaseline(args)) => {
+                let mut progress = |line: &str| eprintln!("{line}");
+                match bench_mqtt::baseline(&args, &mut progress).await {
+                    Ok(r) => {
+                        println!("| subscribers | received | lost | p50 ms | p99 ms | max ms |");
+                        println!("|---:|---:|---:|---:|---:|---:|");
+                        println!("| {} | {} | {} | {:.1} | {:.1} | {:.1} |", r.subscribers, r.received, r.lost, r.p50_ms, r.p99_ms, r.max_ms);
                         ExitCode::SUCCESS
                     }
                     Err(err) => fail(&err),
