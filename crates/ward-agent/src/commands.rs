@@ -244,6 +244,15 @@ impl Runner {
                 let result = self.diagnostics(&job, now_ms);
                 return self.finish(&job.id, result, now_ms);
             }
+            CommandKind::ApplySettings => {
+                let result =
+                    crate::settings::apply(&self.mode, tools, &self.state.0, &job.id, &job.params, now_ms)
+                        .map(|summary| Done {
+                            detail: summary,
+                            ..Done::default()
+                        });
+                return self.finish(&job.id, result, now_ms);
+            }
         };
         let result = self.carry_out(&job, &plan, now_ms);
         // Quarantine state lives beside the journal so a restart re-applies it.
@@ -438,7 +447,9 @@ impl Runner {
     /// (and quarantine, if configured) once for this offline period. Journaled under
     /// `self-lock-<last contact>` so restarts do not repeat it.
     pub fn check_offline(&self, now_ms: i64, last_contact_ms: i64) -> Option<String> {
-        let hours = self.config.offline_lock_hours?;
+        let hours = crate::settings::applied(&self.state.0)
+            .and_then(|applied| applied.settings.offline_lock_hours)
+            .or(self.config.offline_lock_hours)?;
         if now_ms - last_contact_ms < i64::from(hours) * 3_600_000 {
             return None;
         }

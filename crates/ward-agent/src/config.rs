@@ -44,6 +44,7 @@ pub struct Tools {
     pub wall: PathBuf,
     pub cryptsetup: PathBuf,
     pub journalctl: PathBuf,
+    pub dconf: PathBuf,
 }
 
 impl Default for Tools {
@@ -55,6 +56,7 @@ impl Default for Tools {
             wall: "wall".into(),
             cryptsetup: "cryptsetup".into(),
             journalctl: "journalctl".into(),
+            dconf: "dconf".into(),
         }
     }
 }

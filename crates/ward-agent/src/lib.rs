@@ -12,5 +12,6 @@ pub mod facts;
 pub mod identity;
 pub mod journal;
 pub mod session;
+pub mod settings;
 
 pub use facts::{CollectOptions, Facts, FactsDiff, apply, collect, diff, flatten};

@@ -171,16 +171,32 @@ fn message(body: agent_message::Body) -> AgentMessage {
     AgentMessage { body: Some(body) }
 }
 
+/// How often facts are collected: a policy's `report_interval_seconds` when one was applied,
+/// else the command line's.
+fn facts_interval(options: &RunOptions) -> Duration {
+    crate::settings::applied(&options.state_dir)
+        .and_then(|applied| applied.settings.report_interval_seconds)
+        .map(|seconds| Duration::from_secs(seconds.into()))
+        .unwrap_or(options.facts_interval)
+}
+
 /// Collects facts off the async runtime (collectors read files and may run commands).
 async fn collect_facts(options: &RunOptions) -> Result<Facts, Ended> {
-    if let Some(facts) = &options.synthetic_facts {
-        return Ok(facts.as_ref().clone());
-    }
-    let root = options.facts_root.clone();
-    let options = CollectOptions::for_root(&root);
-    tokio::task::spawn_blocking(move || facts::collect(&root, &options))
-        .await
-        .map_err(|err| Ended::Lost(format!("collecting facts failed: {err}")))
+    let mut facts = if let Some(facts) = &options.synthetic_facts {
+        facts.as_ref().clone()
+    } else {
+        let root = options.facts_root.clone();
+        let collect = CollectOptions::for_root(&root);
+        tokio::task::spawn_blocking(move || facts::collect(&root, &collect))
+            .await
+            .map_err(|err| Ended::Lost(format!("collecting facts failed: {err}")))?
+    };
+    let installed: Option<Vec<String>> = facts
+        .packages
+        .as_ref()
+        .map(|packages| packages.items.iter().map(|p| p.name.clone()).collect());
+    facts.settings = crate::settings::state(&options.mode, &options.state_dir, installed.as_deref());
+    Ok(facts)
 }
 
 /// Runs accepted commands one at a time, sending each result on the stream. A result that cannot
@@ -196,7 +212,12 @@ fn spawn_worker(
     tokio::spawn(async move {
         while let Some(job) = queue.recv().await {
             let _turn = executing.lock().await;
-            let lost_mode = job.kind() == ward_domain::command::CommandKind::LostMode;
+            // Lost mode and new settings change what the device reports: send it at once.
+            let lost_mode = matches!(
+                job.kind(),
+                ward_domain::command::CommandKind::LostMode
+                    | ward_domain::command::CommandKind::ApplySettings
+            );
             let runner = runner.clone();
             let update = match tokio::task::spawn_blocking(move || runner.execute(job, wall_clock_ms())).await
             {
@@ -317,7 +338,8 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
     }
     let mut heartbeats = tokio::time::interval(heartbeat);
     heartbeats.tick().await;
-    let mut recollect = tokio::time::interval(options.facts_interval);
+    let mut interval = facts_interval(options);
+    let mut recollect = tokio::time::interval(interval);
     recollect.tick().await;
     let mut seq = 0u64;
     let (inventory_now, mut inventory_wanted) = mpsc::channel::<()>(1);
@@ -332,6 +354,12 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
                 };
                 if sender.send(full(&last_sent)).await.is_err() {
                     return Ended::Lost("stream closed".into());
+                }
+                // Settings may have changed the report interval.
+                if facts_interval(options) != interval {
+                    interval = facts_interval(options);
+                    recollect = tokio::time::interval(interval);
+                    recollect.tick().await;
                 }
             }
             _ = heartbeats.tick() => {

@@ -27,6 +27,8 @@ string_enum!(
         CollectDiagnostics => "collect-diagnostics",
         /// Lock, show a message and report where the device is.
         LostMode => "lost-mode",
+        /// Enforce the settings the policies in scope ask for (sent by the policy engine).
+        ApplySettings => "apply-settings",
     }
 );
 
@@ -151,6 +153,7 @@ pub fn validate_params(kind: CommandKind, params: &Value) -> Result<Value, Valid
         CommandKind::LostMode => &["text"],
         CommandKind::WipeFull => &["confirm_hostname"],
         CommandKind::CollectDiagnostics => &["max_bytes"],
+        CommandKind::ApplySettings => &["settings", "digest"],
         _ => &[],
     };
     if let Some(unknown) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -205,6 +208,25 @@ pub fn validate_params(kind: CommandKind, params: &Value) -> Result<Value, Valid
                     })?,
             };
             out.insert("max_bytes".into(), max.into());
+        }
+        CommandKind::ApplySettings => {
+            let settings: crate::policy::Settings = object
+                .get("settings")
+                .cloned()
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|err| ValidationError::new("settings", err.to_string()))?
+                .unwrap_or_default();
+            if let Some(problem) = settings.validate().into_iter().next() {
+                return Err(ValidationError::new("settings", problem.to_string()));
+            }
+            let digest = crate::policy::settings_digest(&settings);
+            out.insert(
+                "settings".into(),
+                serde_json::to_value(&settings)
+                    .map_err(|err| ValidationError::new("settings", err.to_string()))?,
+            );
+            out.insert("digest".into(), digest.into());
         }
         _ => {}
     }

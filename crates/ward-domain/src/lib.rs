@@ -8,6 +8,7 @@ pub mod command;
 pub mod device;
 pub mod incident;
 pub mod merkle;
+pub mod policy;
 pub mod selector;
 pub mod site;
 

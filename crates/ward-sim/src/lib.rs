@@ -268,6 +268,7 @@ fn minimal_facts(hostname: &str) -> Facts {
         network: None,
         screen_lock: None,
         time_sync: None,
+        settings: None,
         errors: Vec::new(),
     }
 }

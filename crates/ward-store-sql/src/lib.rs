@@ -8,6 +8,7 @@
 mod commands;
 mod devices;
 mod incidents;
+mod policies;
 mod rows;
 
 use std::str::FromStr;

@@ -16,10 +16,13 @@ use ward_domain::device::{Criticality, DeviceClass, DeviceState};
 use ward_domain::command::{CommandKind, CommandState};
 use ward_domain::incident::{IncidentState, Severity, Situation};
 
+use ward_domain::policy::{CheckStatus, RemediationAction};
+
 use crate::{
     ApiTokenRecord, Audit, AuditFilter, CommandEvent, CommandFilter, CommandFinish, CommandRecord,
-    DeviceRecord, EnrollTokenRecord, FactsUpdate, IncidentRecord, NewEnrollment, SessionRecord, Store,
-    StoreError, TokenScope, UserRecord, verify_log,
+    ComplianceKey, ComplianceRecord, DeviceRecord, EnrollTokenRecord, FactsUpdate, GroupRecord,
+    IncidentRecord, NewEnrollment, PolicyVersionRecord, RemediationRecord, SessionRecord, Store, StoreError,
+    TokenScope, UserRecord, verify_log,
 };
 
 /// Raw access to the database under test, for simulating an attacker with database access.
@@ -82,6 +85,7 @@ pub async fn run_all(store: &dyn Store, tamper: &dyn Tamper) {
     enrollment_and_devices(store).await;
     commands(store).await;
     incidents(store).await;
+    policies(store).await;
     enrollment_batches(store).await;
     audit_listing(store).await;
     audit_fails_closed(store, tamper).await;
@@ -1056,6 +1060,228 @@ async fn incidents(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.list_incidents().await.unwrap().len(), 2);
+}
+
+fn policy_version(name: &str, version: i64, removed: bool) -> PolicyVersionRecord {
+    PolicyVersionRecord {
+        name: name.into(),
+        version,
+        source: if removed {
+            String::new()
+        } else {
+            format!("# {HOSTILE}\nname: {name}\n")
+        },
+        spec: format!("{{\"name\":\"{name}\",\"v\":{version}}}"),
+        removed,
+        created_ms: T0 + version,
+        created_by: "user:test".into(),
+    }
+}
+
+async fn policies(store: &dyn Store) {
+    // Versions: applied atomically, all or none.
+    let size = store.head().await.unwrap().size();
+    store
+        .apply_policies(
+            &[
+                policy_version("encryption", 1, false),
+                policy_version("usb", 1, false),
+            ],
+            audit("policy.apply", "policies"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.head().await.unwrap().size(),
+        size + 1,
+        "one audit entry per apply"
+    );
+    let err = store
+        .apply_policies(
+            &[
+                policy_version("firewall", 1, false),
+                policy_version("usb", 1, false),
+            ],
+            audit("policy.apply", "policies"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        store.policy_versions(Some("firewall")).await.unwrap(),
+        vec![],
+        "a failed apply writes nothing"
+    );
+    store
+        .apply_policies(
+            &[
+                policy_version("encryption", 2, false),
+                policy_version("usb", 2, true),
+            ],
+            audit("policy.apply", "policies"),
+        )
+        .await
+        .unwrap();
+    let current = store.current_policies().await.unwrap();
+    assert_eq!(
+        current,
+        vec![policy_version("encryption", 2, false)],
+        "removed policies are not current"
+    );
+    let history = store.policy_versions(Some("usb")).await.unwrap();
+    assert_eq!(
+        history,
+        vec![policy_version("usb", 1, false), policy_version("usb", 2, true)]
+    );
+    assert_eq!(store.policy_versions(None).await.unwrap().len(), 4);
+
+    // Compliance: upsert, replace, remove.
+    let result = |device: &str, check: &str, status: CheckStatus, since: i64| ComplianceRecord {
+        device_id: device.into(),
+        policy: "encryption".into(),
+        check_id: check.into(),
+        status,
+        since_ms: since,
+        evaluated_ms: since + 5,
+        policy_version: 2,
+    };
+    store
+        .record_compliance(
+            &[
+                result("d1", "root", CheckStatus::Fail, T0),
+                result("d2", "root", CheckStatus::Pass, T0),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    store
+        .record_compliance(
+            &[result("d1", "root", CheckStatus::Pass, T0 + 10)],
+            &[ComplianceKey {
+                device_id: "d2".into(),
+                policy: "encryption".into(),
+                check_id: "root".into(),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.compliance(None).await.unwrap(),
+        vec![result("d1", "root", CheckStatus::Pass, T0 + 10)]
+    );
+    assert_eq!(store.compliance(Some("d2")).await.unwrap(), vec![]);
+    let many: Vec<ComplianceRecord> = (0..250)
+        .map(|i| result(&format!("bulk-{i:03}"), "root", CheckStatus::Unknown, T0))
+        .collect();
+    store.record_compliance(&many, &[]).await.unwrap();
+    assert_eq!(store.compliance(None).await.unwrap().len(), 251);
+
+    // Remediation: once per lapse, with its command and audit entry.
+    let remediation = RemediationRecord {
+        device_id: "cmd-dev".into(),
+        policy: "encryption".into(),
+        failing_since_ms: T0,
+        action: RemediationAction::Quarantine,
+        command_id: Some("rem-1".into()),
+        time_ms: T0 + 100,
+    };
+    let command = sample_command("rem-1", "cmd-dev", CommandKind::Quarantine, T0 + 100_000);
+    let size = store.head().await.unwrap().size();
+    assert!(
+        store
+            .record_remediation(
+                &remediation,
+                std::slice::from_ref(&command),
+                audit("policy.remediate", "device:cmd-dev")
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.head().await.unwrap().size(), size + 1);
+    assert!(store.command("rem-1").await.unwrap().is_some());
+    let again = sample_command("rem-2", "cmd-dev", CommandKind::Quarantine, T0 + 100_000);
+    assert!(
+        !store
+            .record_remediation(
+                &remediation,
+                &[again],
+                audit("policy.remediate", "device:cmd-dev")
+            )
+            .await
+            .unwrap(),
+        "the same lapse is remediated once"
+    );
+    assert!(
+        store.command("rem-2").await.unwrap().is_none(),
+        "nothing written the second time"
+    );
+    assert_eq!(store.head().await.unwrap().size(), size + 1);
+    assert_eq!(store.remediations().await.unwrap(), vec![remediation]);
+
+    // Settings sent.
+    let first = sample_command("set-1", "cmd-dev", CommandKind::ApplySettings, T0 + 100_000);
+    store
+        .record_device_settings(
+            &[("cmd-dev".into(), "aaaa".into())],
+            &[first],
+            audit("policy.settings", "devices"),
+        )
+        .await
+        .unwrap();
+    let second = sample_command("set-2", "cmd-dev", CommandKind::ApplySettings, T0 + 100_000);
+    store
+        .record_device_settings(
+            &[("cmd-dev".into(), "bbbb".into())],
+            &[second],
+            audit("policy.settings", "devices"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.device_settings().await.unwrap(),
+        vec![("cmd-dev".to_string(), "bbbb".to_string())]
+    );
+    let err = store
+        .record_device_settings(
+            &[("nope".into(), "cccc".into())],
+            &[sample_command("set-3", "nope", CommandKind::ApplySettings, T0)],
+            audit("policy.settings", "devices"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    // Groups.
+    let group = GroupRecord {
+        name: "icu-workstations".into(),
+        selector: "site within \"st-marys/icu\"".into(),
+        description: HOSTILE.into(),
+        created_ms: T0,
+        updated_ms: T0,
+    };
+    store
+        .put_group(&group, audit("group.put", "group:icu"))
+        .await
+        .unwrap();
+    let mut changed = group.clone();
+    changed.selector = "class = \"workstation\"".into();
+    changed.updated_ms = T0 + 1;
+    store
+        .put_group(&changed, audit("group.put", "group:icu"))
+        .await
+        .unwrap();
+    assert_eq!(store.groups().await.unwrap(), vec![changed]);
+    store
+        .delete_group("icu-workstations", audit("group.delete", "group:icu"))
+        .await
+        .unwrap();
+    let err = store
+        .delete_group("icu-workstations", audit("group.delete", "group:icu"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.groups().await.unwrap(), vec![]);
 }
 
 async fn enrollment_batches(store: &dyn Store) {

@@ -12,8 +12,9 @@ use ward_domain::device::DeviceState;
 use ward_domain::site::{Site, SiteSlug};
 
 pub use records::{
-    ApiTokenRecord, AuditFilter, CommandFilter, CommandFinish, CommandRecord, DeviceRecord,
-    EnrollTokenRecord, IncidentRecord, SessionRecord, TokenScope, UserRecord,
+    ApiTokenRecord, AuditFilter, CommandFilter, CommandFinish, CommandRecord, ComplianceKey,
+    ComplianceRecord, DeviceRecord, EnrollTokenRecord, GroupRecord, IncidentRecord, PolicyVersionRecord,
+    RemediationRecord, SessionRecord, TokenScope, UserRecord,
 };
 pub use verify::{VERIFY_PAGE, verify_log};
 
@@ -291,6 +292,54 @@ pub trait IncidentStore: Send + Sync {
     ) -> StoreResult<()>;
 }
 
+/// Policies (every version kept), compliance results, remediations, the settings last sent to
+/// each device, and dynamic groups.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// Stores new versions of several policies atomically with `audit`: all or none. `Conflict` if
+    /// a (name, version) exists (someone else applied first).
+    async fn apply_policies(&self, versions: &[PolicyVersionRecord], audit: Audit) -> StoreResult<()>;
+    /// Every version of `name` (or of all policies), by name then version.
+    async fn policy_versions(&self, name: Option<&str>) -> StoreResult<Vec<PolicyVersionRecord>>;
+    /// The newest version of each policy that is not removed, by name.
+    async fn current_policies(&self) -> StoreResult<Vec<PolicyVersionRecord>>;
+    /// Compliance results of one device (or all), by device, policy, check.
+    async fn compliance(&self, device_id: Option<&str>) -> StoreResult<Vec<ComplianceRecord>>;
+    /// Inserts or replaces `upserts` and deletes `removals`, in one transaction. Device-derived
+    /// state, not an admin action: not audited (the policy change or the facts are the record).
+    async fn record_compliance(
+        &self,
+        upserts: &[ComplianceRecord],
+        removals: &[ComplianceKey],
+    ) -> StoreResult<()>;
+    /// Every remediation started.
+    async fn remediations(&self) -> StoreResult<Vec<RemediationRecord>>;
+    /// Records a remediation and queues its commands atomically with `audit`. False, and nothing
+    /// written, when this lapse was already remediated.
+    async fn record_remediation(
+        &self,
+        remediation: &RemediationRecord,
+        commands: &[CommandRecord],
+        audit: Audit,
+    ) -> StoreResult<bool>;
+    /// (device id, digest) of the settings last sent to each device.
+    async fn device_settings(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Records the settings digests sent and queues the apply-settings commands (one per device,
+    /// `commands[i]` for `digests[i]`) atomically with `audit`.
+    async fn record_device_settings(
+        &self,
+        digests: &[(String, String)],
+        commands: &[CommandRecord],
+        audit: Audit,
+    ) -> StoreResult<()>;
+    /// Creates or replaces a group.
+    async fn put_group(&self, group: &GroupRecord, audit: Audit) -> StoreResult<()>;
+    /// `NotFound` if missing.
+    async fn delete_group(&self, name: &str, audit: Audit) -> StoreResult<()>;
+    /// All groups by name.
+    async fn groups(&self) -> StoreResult<Vec<GroupRecord>>;
+}
+
 /// Everything the server needs from storage.
 pub trait Store:
     UserStore
@@ -302,6 +351,7 @@ pub trait Store:
     + DeviceStore
     + CommandQueue
     + IncidentStore
+    + PolicyStore
 {
     /// A short name for logs and `/health`: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

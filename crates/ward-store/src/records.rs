@@ -239,3 +239,66 @@ pub struct IncidentRecord {
     pub report: Option<String>,
     pub created_ms: i64,
 }
+
+/// One applied version of a policy. A removal is a version too (`removed`, empty source), so the
+/// history shows when and by whom a policy was withdrawn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVersionRecord {
+    pub name: String,
+    /// 1, 2, ... per name.
+    pub version: i64,
+    /// The YAML text as applied.
+    pub source: String,
+    /// The parsed policy as canonical JSON (what the engine runs).
+    pub spec: String,
+    pub removed: bool,
+    pub created_ms: i64,
+    /// The account that applied it (`user:NAME`).
+    pub created_by: String,
+}
+
+/// The result of one check of one policy on one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComplianceRecord {
+    pub device_id: String,
+    pub policy: String,
+    pub check_id: String,
+    pub status: ward_domain::policy::CheckStatus,
+    /// When the status last changed.
+    pub since_ms: i64,
+    /// When it was last evaluated.
+    pub evaluated_ms: i64,
+    pub policy_version: i64,
+}
+
+/// Identifies a compliance result, for removing it (the policy or check is gone, or no longer
+/// applies to the device).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ComplianceKey {
+    pub device_id: String,
+    pub policy: String,
+    pub check_id: String,
+}
+
+/// A remediation started for a device that stayed non-compliant with a policy past its grace
+/// period; one per (device, policy, failing since), so it runs once per lapse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemediationRecord {
+    pub device_id: String,
+    pub policy: String,
+    pub failing_since_ms: i64,
+    pub action: ward_domain::policy::RemediationAction,
+    /// The command it queued, if any.
+    pub command_id: Option<String>,
+    pub time_ms: i64,
+}
+
+/// A dynamic group: a named selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub name: String,
+    pub selector: String,
+    pub description: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}

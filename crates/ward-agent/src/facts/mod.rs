@@ -65,6 +65,10 @@ pub struct Facts {
     pub network: Option<Network>,
     pub screen_lock: Option<ScreenLock>,
     pub time_sync: Option<TimeSync>,
+    /// The settings policies pushed and whether they still hold (filled in by the session, which
+    /// knows the state directory; absent until settings were applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::settings::SettingsState>,
     /// What went wrong, per collector, in collection order.
     pub errors: Vec<CollectorError>,
 }
@@ -215,6 +219,7 @@ pub fn collect(root: &Path, options: &CollectOptions) -> Facts {
         network,
         screen_lock,
         time_sync,
+        settings: None,
         errors: cx.errors,
     }
 }

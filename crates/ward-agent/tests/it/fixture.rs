@@ -266,3 +266,40 @@ fn facts_survive_a_json_round_trip() {
     let json = serde_json::to_string(&facts).unwrap();
     assert_eq!(serde_json::from_str::<Facts>(&json).unwrap(), facts);
 }
+
+/// Every field a complete fact report carries is known to the policy language's schema, with a
+/// matching type: otherwise a policy could not name it (or would compare it wrongly).
+#[test]
+fn every_reported_field_is_in_the_policy_schema() {
+    use ward_domain::policy::schema::{FieldType, field_type};
+    let mut facts = ws01();
+    facts.settings = Some(ward_agent::settings::SettingsState {
+        digest: s("abc"),
+        applied_at: s("2026-11-28T00:00:00Z"),
+        drift: vec![s("usb_storage_blocked")],
+        denied_packages: vec![s("telnetd")],
+    });
+    let value = serde_json::to_value(&facts).unwrap();
+    let mut pending = vec![(String::from("facts"), &value)];
+    let mut seen = 0;
+    while let Some((path, value)) = pending.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                pending.extend(map.iter().map(|(key, value)| (format!("{path}.{key}"), value)))
+            }
+            serde_json::Value::Array(items) => pending.extend(items.iter().map(|item| (path.clone(), item))),
+            serde_json::Value::Null => {}
+            leaf => {
+                seen += 1;
+                let kind = field_type(&path).unwrap_or_else(|| panic!("{path} is not in the policy schema"));
+                let fits = match leaf {
+                    serde_json::Value::Bool(_) => kind == FieldType::Bool,
+                    serde_json::Value::Number(_) => kind == FieldType::Number,
+                    _ => kind != FieldType::Bool && kind != FieldType::Number,
+                };
+                assert!(fits, "{path}: schema says {kind:?}, the agent reports {leaf}");
+            }
+        }
+    }
+    assert!(seen > 40, "the fixture reports most fields ({seen})");
+}

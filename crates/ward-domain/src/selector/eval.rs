@@ -10,8 +10,8 @@ use super::{CmpOp, Comparison, Expr, Literal, Predicate};
 /// The truth of a condition: comparisons against a field the device does not report are
 /// `Unknown`, `not Unknown` stays `Unknown`, and only `True` selects the device (SQL's rule for
 /// NULL). That way a negation never sweeps in devices about which nothing is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Truth {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Truth {
     False,
     Unknown,
     True,

@@ -68,6 +68,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use error::{SelectorError, caret_line};
+pub use eval::Truth;
 pub use version::version_cmp;
 
 use error::{Failure, push_escaped};
@@ -223,6 +224,13 @@ impl Selector {
     /// (a comparison on a missing field that the rest does not decide) is not selected.
     pub fn matches(&self, subject: &serde_json::Value) -> bool {
         eval::evaluate(&self.expr, subject) == eval::Truth::True
+    }
+
+    /// The three-valued truth of the selector for `subject`: `Unknown` when the fields it needs
+    /// are missing and the rest does not decide (a policy check reports that as "unknown", not as
+    /// a pass or a failure).
+    pub fn evaluate(&self, subject: &serde_json::Value) -> Truth {
+        eval::evaluate(&self.expr, subject)
     }
 
     /// The dotted field paths the selector reads, each once, in order of first use; for
