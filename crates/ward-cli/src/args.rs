@@ -68,6 +68,15 @@ pub enum AdminCommand {
     /// Declare, contain, lift and report breaches
     #[command(subcommand, alias = "incidents")]
     Incident(crate::incidents::IncidentCommand),
+    /// Apply, list, show and diff security policies (YAML, versioned)
+    #[command(subcommand, alias = "policies")]
+    Policy(crate::policies::PolicyCommand),
+    /// Compliance summaries and per-device results
+    #[command(subcommand)]
+    Compliance(crate::policies::ComplianceCommand),
+    /// Dynamic groups: named selectors usable anywhere as `groups = "NAME"`
+    #[command(subcommand, alias = "groups")]
+    Group(crate::policies::GroupCommand),
 }
 
 const LOGIN_EXAMPLES: &str = "\

@@ -51,6 +51,9 @@ pub(crate) async fn execute(
         AdminCommand::Devices(command) => crate::devices::devices(global, command, &out).await,
         AdminCommand::Commands(command) => crate::actions::commands(global, command, &out).await,
         AdminCommand::Incident(command) => crate::incidents::incident(global, command, &out).await,
+        AdminCommand::Policy(command) => crate::policies::policy(global, command, &out).await,
+        AdminCommand::Compliance(command) => crate::policies::compliance(global, command, &out).await,
+        AdminCommand::Group(command) => crate::policies::group(global, command, &out).await,
     }
 }
 

@@ -12,6 +12,7 @@ mod devices;
 mod error;
 mod incidents;
 mod output;
+mod policies;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

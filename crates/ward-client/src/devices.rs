@@ -72,7 +72,7 @@ impl Client {
 }
 
 /// Query pairs, leaving out what is unset.
-fn device_query(query: &DeviceQuery) -> Vec<(&'static str, String)> {
+pub(crate) fn device_query(query: &DeviceQuery) -> Vec<(&'static str, String)> {
     let mut pairs = Vec::new();
     if let Some(filter) = &query.filter {
         pairs.push(("filter", filter.clone()));

@@ -7,6 +7,7 @@ mod devices;
 mod enroll;
 mod error;
 mod incidents;
+mod policies;
 mod tls;
 
 use std::time::Duration;

@@ -50,7 +50,14 @@ impl Role {
             Role::Admin => true,
             Role::Security => matches!(
                 permission,
-                ViewSites | ViewUsers | ViewAudit | ManageOwnCredentials | ViewDevices | ManageDevices
+                ViewSites
+                    | ViewUsers
+                    | ViewAudit
+                    | ManageOwnCredentials
+                    | ViewDevices
+                    | ManageDevices
+                    | ViewPolicies
+                    | ManagePolicies
             ),
             Role::Operator => matches!(
                 permission,
@@ -60,12 +67,16 @@ impl Role {
                     | ViewDevices
                     | ManageDevices
                     | ManageEnrollment
+                    | ViewPolicies
             ),
-            Role::Helpdesk => matches!(permission, ViewSites | ManageOwnCredentials | ViewDevices),
+            Role::Helpdesk => matches!(
+                permission,
+                ViewSites | ManageOwnCredentials | ViewDevices | ViewPolicies
+            ),
             Role::Auditor => {
                 matches!(
                     permission,
-                    ViewSites | ViewUsers | ViewAudit | ManageOwnCredentials | ViewDevices
+                    ViewSites | ViewUsers | ViewAudit | ManageOwnCredentials | ViewDevices | ViewPolicies
                 )
             }
         }
@@ -108,6 +119,10 @@ pub enum Permission {
     ManageDevices,
     /// Create and revoke enrollment tokens.
     ManageEnrollment,
+    /// Read policies, compliance and groups.
+    ViewPolicies,
+    /// Apply policies and edit groups (fleet-wide: needs an unrestricted site scope too).
+    ManagePolicies,
 }
 
 /// The sites an account may act on: all of them, or the listed sites and everything beneath them.

@@ -2,6 +2,7 @@
 //! The server, the client and the CLI all speak these; the OpenAPI document is generated from them.
 
 mod error;
+mod policies;
 
 /// The agent channel (gRPC), generated from `proto/ward/agent/v1/agent.proto`.
 #[cfg(feature = "agent")]
@@ -14,6 +15,7 @@ pub mod agent {
 }
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use policies::*;
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -414,6 +416,11 @@ pub struct DeviceView {
     pub certificate_expires_at: String,
     /// Current facts as the device reported them (bounded and sanitised by the agent and server).
     pub facts: serde_json::Value,
+    /// The dynamic groups the device is in.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub compliance: ComplianceBrief,
 }
 
 /// One change to a device's facts.

@@ -367,6 +367,7 @@ const MAX_BATCH: usize = 512;
 pub async fn facts_writer(
     store: std::sync::Arc<dyn ward_store::Store>,
     mut updates: mpsc::Receiver<FactsUpdate>,
+    policy_work: mpsc::Sender<crate::policies::Work>,
 ) {
     while let Some(first) = updates.recv().await {
         let mut batch = vec![first];
@@ -378,6 +379,13 @@ pub async fn facts_writer(
         }
         if let Err(err) = store.record_facts_batch(&batch).await {
             tracing::warn!(error = %err, updates = batch.len(), "storing facts failed");
+            continue;
+        }
+        // Stored: the policy engine re-evaluates these devices (never waiting on it; when it is
+        // behind it evaluates everything once instead).
+        let ids: Vec<String> = batch.into_iter().map(|u| u.device_id).collect();
+        if policy_work.try_send(crate::policies::Work::Devices(ids)).is_err() {
+            let _ = policy_work.try_send(crate::policies::Work::All);
         }
     }
 }

@@ -68,6 +68,25 @@ struct FileConfig {
     auth: FileAuth,
     #[serde(default)]
     audit: FileAudit,
+    #[serde(default)]
+    policy: FilePolicy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePolicy {
+    remediation_check_seconds: Option<u64>,
+    #[serde(default)]
+    webhooks: Vec<FileWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebhook {
+    url: String,
+    /// The HMAC key, or (better) `secret_file`.
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +167,38 @@ impl Default for AuditConfig {
     }
 }
 
+/// Where compliance changes are posted, and the key their HMAC-SHA256 signature uses.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The policy engine's cadence and webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// How often devices past their grace period are looked for.
+    pub remediation_interval_ms: i64,
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            remediation_interval_ms: 60_000,
+            webhooks: Vec::new(),
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -173,6 +224,7 @@ pub struct Config {
     pub heartbeat_ms: i64,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
+    pub policy: PolicyConfig,
 }
 
 /// A configuration value that cannot be used.
@@ -207,6 +259,7 @@ impl Config {
             heartbeat_ms: ward_domain::device::HEARTBEAT_INTERVAL_MS,
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
+            policy: PolicyConfig::default(),
         }
     }
 
@@ -365,6 +418,53 @@ impl Config {
         if !(1..=24 * 60).contains(&checkpoint_minutes) {
             return Err(invalid("audit.checkpoint_minutes", "must be between 1 and 1440"));
         }
+        let remediation_seconds = file.policy.remediation_check_seconds.unwrap_or(60);
+        if !(1..=3600).contains(&remediation_seconds) {
+            return Err(invalid(
+                "policy.remediation_check_seconds",
+                "must be between 1 and 3600",
+            ));
+        }
+        let mut webhooks = Vec::new();
+        for hook in file.policy.webhooks {
+            let url = reqwest::Url::parse(&hook.url)
+                .map_err(|err| invalid("policy.webhooks.url", format!("{:?}: {err}", hook.url)))?;
+            if !matches!(url.scheme(), "https" | "http") {
+                return Err(invalid("policy.webhooks.url", "must be an http or https URL"));
+            }
+            if url.scheme() == "http"
+                && !url.host_str().is_some_and(|h| {
+                    h == "localhost"
+                        || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                        || h == "[::1]"
+                })
+            {
+                return Err(invalid(
+                    "policy.webhooks.url",
+                    "plain http is only allowed to a loopback address",
+                ));
+            }
+            let secret = match (hook.secret, hook.secret_file) {
+                (Some(secret), None) => secret,
+                (None, Some(path)) => read_secret_file("policy.webhooks.secret_file", &path)?,
+                _ => {
+                    return Err(invalid(
+                        "policy.webhooks",
+                        "give exactly one of secret and secret_file",
+                    ));
+                }
+            };
+            if secret.len() < 16 {
+                return Err(invalid(
+                    "policy.webhooks.secret",
+                    "must be at least 16 characters",
+                ));
+            }
+            webhooks.push(WebhookConfig {
+                url: hook.url,
+                secret,
+            });
+        }
         Ok(Self {
             listen,
             agent_listen,
@@ -385,6 +485,10 @@ impl Config {
             audit: AuditConfig {
                 checkpoint_every,
                 checkpoint_interval_ms: checkpoint_minutes as i64 * 60_000,
+            },
+            policy: PolicyConfig {
+                remediation_interval_ms: remediation_seconds as i64 * 1000,
+                webhooks,
             },
         })
     }

@@ -16,8 +16,10 @@ pub mod error;
 pub mod incidents;
 pub mod keys;
 pub mod offline;
+pub mod policies;
 pub mod serve;
 pub mod state;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -210,7 +212,17 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let (enrollments, enroll_queue) = tokio::sync::mpsc::channel(4096);
     let enroll_task = tokio::spawn(enroll_writer::run(store.clone(), enroll_queue));
     let events_task = tokio::spawn(commands::event_writer(store.clone(), command_queue));
-    let writer_task = tokio::spawn(agent_channel::facts_writer(store.clone(), facts_queue));
+    let (policy_work, policy_queue) = tokio::sync::mpsc::channel(4096);
+    let writer_task = tokio::spawn(agent_channel::facts_writer(
+        store.clone(),
+        facts_queue,
+        policy_work.clone(),
+    ));
+    let policy = Arc::new(
+        policies::Engine::load(store.as_ref())
+            .await
+            .context("loading policies")?,
+    );
     let ca_fingerprint = keys.ca_fingerprint.clone();
     let ca_cert_pem = keys.ca_cert_pem.clone();
     let state = AppState(Arc::new(Inner {
@@ -225,6 +237,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         facts_writer,
         command_events,
         enrollments,
+        policy,
+        policy_work,
     }));
     let app = api::app(state.clone());
     let serve_task = tokio::spawn(serve::serve(listener, tls, app));
@@ -236,6 +250,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     });
     let checkpoint_task = tokio::spawn(checkpointer(state.clone()));
     let expiry_task = tokio::spawn(commands::expirer(state.clone()));
+    let policy_task = tokio::spawn(policies::run(state.clone(), policy_queue));
     Ok(Server {
         addr,
         agent_addr,
@@ -252,6 +267,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             expiry_task,
             events_task,
             enroll_task,
+            policy_task,
         ],
     })
 }

@@ -53,6 +53,10 @@ pub struct Inner {
     pub enrollments: tokio::sync::mpsc::Sender<crate::enroll_writer::Submission>,
     /// Queue to the task that stores what devices report about commands, in batches.
     pub command_events: tokio::sync::mpsc::Sender<ward_store::CommandEvent>,
+    /// The policy engine (compiled policies, groups, compliance cache).
+    pub policy: Arc<crate::policies::Engine>,
+    /// Queue to the background policy evaluator.
+    pub policy_work: tokio::sync::mpsc::Sender<crate::policies::Work>,
 }
 
 impl std::ops::Deref for AppState {

@@ -290,7 +290,16 @@ pub fn check_status(truth: Truth) -> CheckStatus {
 fn compile_expr(text: &str, at: &str, problem: &mut impl FnMut(String, String)) -> Option<Selector> {
     match Selector::parse(text) {
         Ok(selector) => {
-            let found = schema::check_selector(&selector);
+            let mut found = schema::check_selector(&selector);
+            if let Some(field) = selector
+                .fields()
+                .into_iter()
+                .find(|f| f.starts_with("compliance"))
+            {
+                found.push(format!(
+                    "`{field}` is the result of policies; a policy cannot depend on it"
+                ));
+            }
             if found.is_empty() {
                 Some(selector)
             } else {

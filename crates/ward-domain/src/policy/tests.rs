@@ -158,6 +158,15 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
+fn policies_cannot_depend_on_compliance() {
+    let found = problems(spec("compliance.status = \"compliant\"", &[("a", "phi = true")]));
+    assert_eq!(
+        found,
+        vec!["scope: `compliance.status` is the result of policies; a policy cannot depend on it"]
+    );
+}
+
+#[test]
 fn duplicate_checks_and_empty_policies_are_refused() {
     let found = problems(spec("phi = true", &[("a", "phi = true"), ("a", "phi = false")]));
     assert_eq!(found, vec!["checks[1].id: check `a` is defined twice"]);

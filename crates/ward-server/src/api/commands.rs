@@ -65,6 +65,11 @@ fn check_request(
     clinician: Option<&ClinicianConfirmation>,
 ) -> ApiResult<Checked> {
     let kind: CommandKind = kind.parse()?;
+    if kind == CommandKind::ApplySettings {
+        return Err(ApiError::invalid(
+            "kind: apply-settings is sent by the policy engine; change a policy instead",
+        ));
+    }
     let params = validate_params(kind, params)?;
     let expires_ms = parse_duration_ms(expires.unwrap_or(DEFAULT_EXPIRES))?;
     let clinician = match clinician {

@@ -30,6 +30,8 @@ pub fn device_view(device: &DeviceRecord, now_ms: i64, heartbeat_ms: i64) -> Dev
         enrolled_at: rfc3339(device.enrolled_ms),
         certificate_expires_at: rfc3339(device.cert_not_after_ms),
         facts: serde_json::from_str(&device.facts).unwrap_or(Value::Null),
+        groups: Vec::new(),
+        compliance: Default::default(),
     }
 }
 
@@ -54,7 +56,8 @@ pub(crate) async fn select_records(
         .into_iter()
         .filter(|d| caller.user.sites.covers(&d.site))
         .map(|d| {
-            let view = device_view(&d, now, state.config.heartbeat_ms);
+            let mut view = device_view(&d, now, state.config.heartbeat_ms);
+            state.policy.annotate(&mut view);
             (d, view)
         })
         .filter(|(_, view)| selector.as_ref().is_none_or(|s| s.matches(&subject(view))))
@@ -123,7 +126,11 @@ pub async fn show(
     state.store.append(state.audit(record)).await?;
     let history = state.store.facts_history(&id, 50).await?;
     Ok(axum::Json(DeviceDetail {
-        device: device_view(&device, state.now_ms(), state.config.heartbeat_ms),
+        device: {
+            let mut view = device_view(&device, state.now_ms(), state.config.heartbeat_ms);
+            state.policy.annotate(&mut view);
+            view
+        },
         history: history
             .into_iter()
             .map(|(time_ms, change)| FactsChangeView {
@@ -156,7 +163,9 @@ async fn change_state(
     if !new_state.may_connect() {
         state.channels.disconnect(id);
     }
-    Ok(device_view(&device, state.now_ms(), state.config.heartbeat_ms))
+    let mut view = device_view(&device, state.now_ms(), state.config.heartbeat_ms);
+    state.policy.annotate(&mut view);
+    Ok(view)
 }
 
 /// Revoke a device: its live connection is closed at once and its certificate refused from now on.

@@ -8,6 +8,7 @@ pub(crate) mod devices;
 mod enroll;
 mod extract;
 mod incidents;
+mod policies;
 mod sites;
 mod tokens;
 mod users;
@@ -37,9 +38,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Ward API", description = "Device management and breach containment for healthcare. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"}}` with the stable codes of docs/errors.md."),
-    paths(sites::show, sites::update, sites::delete),
+    paths(sites::show, sites::update, sites::delete, policies::apply),
     components(schemas(ErrorBody, ErrorDetail, ward_proto::ErrorCode)),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "sites"), (name = "audit"), (name = "enrollment"), (name = "devices"), (name = "commands"), (name = "incidents"))
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "sites"), (name = "audit"), (name = "enrollment"), (name = "devices"), (name = "commands"), (name = "incidents"), (name = "policies"))
 )]
 struct ApiDoc;
 
@@ -110,6 +111,14 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(incidents::lift))
         .routes(routes!(incidents::close))
         .routes(routes!(incidents::show_report))
+        .routes(routes!(policies::list))
+        .routes(routes!(policies::show))
+        .routes(routes!(policies::history))
+        .routes(routes!(policies::diff))
+        .routes(routes!(policies::device_compliance))
+        .routes(routes!(policies::summary))
+        .routes(routes!(policies::list_groups))
+        .routes(routes!(policies::put_group, policies::delete_group))
         .split_for_parts();
     // Site slugs contain a '/', so their routes are a wildcard; documented above as `{slug}`.
     let router = router
@@ -117,7 +126,12 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             "/sites/{*slug}",
             get(sites::show).patch(sites::update).delete(sites::delete),
         )
-        .route("/ca.pem", get(ca_pem));
+        .route("/ca.pem", get(ca_pem))
+        // Policy sets may be larger than other requests; documented above.
+        .route(
+            "/policies/apply",
+            axum::routing::post(policies::apply).layer(DefaultBodyLimit::max(policies::MAX_APPLY_BYTES)),
+        );
     (router, openapi)
 }
 
