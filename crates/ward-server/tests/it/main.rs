@@ -9,3 +9,4 @@ mod commands;
 mod flows;
 mod incidents;
 mod kit;
+mod policies;
