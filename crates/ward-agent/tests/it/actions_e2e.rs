@@ -333,3 +333,147 @@ fn commands_survive_kills_and_restarts_and_run_exactly_once() {
         "{failed}"
     );
 }
+
+/// Policies through the `ward` CLI and a real agent in the sandbox: the dry run changes nothing,
+/// apply pushes the settings, the agent writes them (under the sandbox root), reports what it
+/// applied and a denied package it has, and when someone removes the USB block the drift is
+/// reported and the device turns non-compliant.
+#[test]
+fn policy_settings_reach_a_real_agent_and_drift_is_reported() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&data.path().join("server"));
+    server.post("/sites", json!({"slug": "general", "name": "General"}));
+    let state = enroll(
+        &server,
+        &data.path().join("agent"),
+        "workstation",
+        "ws-pol",
+        false,
+    );
+    let sandbox = data.path().join("sandbox");
+    let config = data.path().join("agent.toml");
+    write_config(&config, "");
+    let fixture = crate::fixture_root("ws01");
+    let mut command = Command::new(AGENT);
+    command
+        .args(["run", "--facts-interval", "1", "--state-dir", &state, "--config"])
+        .arg(&config)
+        .arg("--sandbox")
+        .arg(&sandbox)
+        .arg("--facts-root")
+        .arg(&fixture);
+    let _agent = Proc(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let device = device_id(&server, "ws-pol");
+
+    let policies = data.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("hardening.yaml"),
+        "name: hardening\nscope: 'class = \"workstation\"'\nchecks:\n  - id: settings-held\n    expr: 'facts.settings.drift != \"usb_storage_blocked\"'\n  - id: no-openssl\n    expr: 'facts.settings.denied_packages != \"openssl\"'\nsettings:\n  usb_storage_blocked: true\n  screen_lock_timeout_seconds: 300\n  packages:\n    denied: [openssl]\n",
+    )
+    .unwrap();
+    let home = data.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(ward_binary())
+            .args([
+                "--server",
+                &server.url,
+                "--token",
+                &server.token,
+                "--ca-fingerprint",
+                &server.fingerprint,
+            ])
+            .args(args)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", &home)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let dir = policies.to_str().unwrap();
+    let dry = cli(&["policy", "apply", "-f", dir, "--dry-run"]);
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        text.contains("added") && text.contains("hardening") && text.contains("dry run"),
+        "{text}"
+    );
+    assert_eq!(server.get("/policies"), json!([]), "the dry run stored nothing");
+
+    let applied = cli(&["policy", "apply", "-f", dir, "--json"]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let applied: Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert_eq!(applied["versions"], json!([{"name": "hardening", "version": 1}]));
+
+    // The agent applies the settings in its sandbox root and reports them.
+    let root = sandbox.join("root");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let compliance = loop {
+        let compliance = server.get(&format!("/devices/{device}/compliance"));
+        let reported = server.get(&format!("/devices/{device}"));
+        if reported["device"]["facts"]["settings"]["digest"].is_string() && compliance["status"] != "unknown"
+        {
+            break compliance;
+        }
+        assert!(Instant::now() < deadline, "settings never reported: {reported}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let usb = std::fs::read_to_string(root.join("etc/modprobe.d/ward-usb-storage.conf")).unwrap();
+    assert!(usb.contains("install usb-storage /bin/false"));
+    let lock = std::fs::read_to_string(root.join("etc/dconf/db/local.d/00-ward-screen-lock")).unwrap();
+    assert!(lock.contains("idle-delay=uint32 300"));
+    // The fixture has openssl installed: reported, not removed.
+    assert_eq!(compliance["status"], "non_compliant", "{compliance}");
+    let failing: Vec<&str> = compliance["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "fail")
+        .map(|r| r["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(failing, vec!["no-openssl"]);
+    let shown = cli(&["compliance", "show", &device]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("no-openssl"));
+
+    // Someone removes the USB block: the next collection reports the drift.
+    std::fs::remove_file(root.join("etc/modprobe.d/ward-usb-storage.conf")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let compliance = server.get(&format!("/devices/{device}/compliance"));
+        let drift = compliance["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["check"] == "settings-held" && r["status"] == "fail");
+        if drift {
+            break;
+        }
+        assert!(Instant::now() < deadline, "drift never reported: {compliance}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let summary = cli(&["compliance", "summary", "--json"]);
+    let summary: Value = serde_json::from_slice(&summary.stdout).unwrap();
+    assert_eq!(summary["total"]["non_compliant"], 1);
+    let history = cli(&["policy", "history", "hardening"]);
+    assert!(String::from_utf8_lossy(&history.stdout).contains("user:admin"));
+    let bad = cli(&[
+        "policy",
+        "apply",
+        "-f",
+        data.path().join("missing").to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing"));
+}
