@@ -4,9 +4,11 @@
 pub mod agent_channel;
 pub mod api;
 pub mod auth;
+pub mod baseline;
 pub mod bench;
 pub mod bench_commands;
 pub mod bench_devices;
+pub mod bench_policy;
 pub mod caller;
 pub mod channels;
 pub mod commands;

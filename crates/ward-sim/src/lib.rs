@@ -241,11 +241,18 @@ pub fn facts(i: usize, hostname: &str) -> Facts {
         },
         "firewall": {"active": !i.is_multiple_of(11), "backends": []},
         "listening": null,
-        "usb_storage": [],
+        "usb_storage": if i.is_multiple_of(17) {
+            json!([{"bus_id": "1-1", "vendor_id": "0781", "product_id": "5581", "manufacturer": "SanDisk",
+                    "product": "Ultra", "serial": null}])
+        } else {
+            json!([])
+        },
         "packages": null,
         "network": null,
-        "screen_lock": null,
-        "time_sync": null,
+        "screen_lock": {"source": "dconf", "lock_enabled": !i.is_multiple_of(19),
+                        "idle_delay_seconds": if i.is_multiple_of(5) { 900 } else { 300 },
+                        "lock_delay_seconds": 0, "locked_keys": []},
+        "time_sync": {"synchronized": !i.is_multiple_of(13), "services": [{"name": "systemd-timesyncd", "synchronized": !i.is_multiple_of(13)}]},
         "errors": [],
     });
     serde_json::from_value(value).unwrap_or_else(|_| minimal_facts(hostname))
@@ -484,4 +491,31 @@ pub fn sandbox_records(dir: &std::path::Path) -> Vec<Value> {
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .filter_map(|t| serde_json::from_str(&t).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The simulated facts must decode into the agent's types (a mistake would silently fall
+    /// back to the minimal facts and the demo would show nothing to comply with).
+    #[test]
+    fn simulated_facts_are_complete_and_varied() {
+        let facts: Vec<Facts> = (0..40).map(|i| facts(i, "h")).collect();
+        assert!(
+            facts
+                .iter()
+                .all(|f| f.os.is_some() && f.screen_lock.is_some() && f.time_sync.is_some())
+        );
+        assert!(
+            facts
+                .iter()
+                .any(|f| f.usb_storage.as_ref().is_some_and(|u| !u.is_empty()))
+        );
+        assert!(
+            facts
+                .iter()
+                .any(|f| f.firewall.as_ref().is_some_and(|fw| !fw.active))
+        );
+    }
 }

@@ -166,6 +166,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         })
         .await
         .context("logging in as the demo admin")?;
+    let admin = client.clone().with_token(token.secret.clone());
     let options = ward_sim::SimOptions {
         server: url.clone(),
         token: token.secret,
@@ -180,6 +181,22 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let fleet = ward_sim::start(&options, &mut |line| eprintln!("  {line}"))
         .await
         .map_err(anyhow::Error::msg)?;
+    if server.initial_admin.is_some() {
+        // First run: the shipped healthcare baseline, so compliance has something to show.
+        let applied = admin
+            .apply_policies(&ward_proto::ApplyPoliciesRequest {
+                files: ward_server::baseline::files(),
+                dry_run: false,
+                prune: false,
+            })
+            .await
+            .context("applying the baseline policies")?;
+        eprintln!(
+            "applied the healthcare baseline: {} policies; {} devices changed compliance",
+            applied.versions.len(),
+            applied.compliance_changes_total
+        );
+    }
     eprintln!();
     eprintln!(
         "Ward demo is running ({} simulated devices, data in {}).",
@@ -196,6 +213,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         server.ca_fingerprint
     );
     eprintln!("  ward devices list --filter 'criticality = \"life-sustaining\"'");
+    eprintln!("  ward compliance summary");
+    eprintln!("  ward devices list --filter 'compliance.status = \"non_compliant\" and phi = true'");
     eprintln!("  ward incident declare --title 'Ransomware in ED' --scope 'site within \"st-marys/ed\"'");
     eprintln!();
     eprintln!("Ctrl-C stops the demo; the next `ward demo` resumes it (`--fresh` starts over).");

@@ -81,6 +81,8 @@ enum BenchCommand {
     Contain(bench_contain::ContainArgs),
     /// Baseline: a local MQTT broker delivering one QoS 1 message to N subscribers
     MqttBaseline(bench_mqtt::MqttArgs),
+    /// Policy evaluation rate: device x check evaluations per second over a simulated fleet
+    Policy(ward_server::bench_policy::PolicyBenchArgs),
 }
 
 /// Offline verification for `ward audit verify --data-dir/--database`.
@@ -162,6 +164,26 @@ fn main() -> ExitCode {
                         println!("| append, one transaction per entry | {:.0} |", result.append_per_request_per_s);
                         println!("| verify, reading from the store | {:.0} |", result.verify_from_store_per_s);
                         println!("| verify, entries in memory | {:.0} |", result.verify_in_memory_per_s);
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(&err),
+                }
+            }
+            Command::Bench(BenchCommand::Policy(args)) => {
+                let mut progress = |line: &str| eprintln!("{line}");
+                match ward_server::bench_policy::run(&args, &mut progress) {
+                    Ok(result) if args.json => {
+                        println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
+                        ExitCode::SUCCESS
+                    }
+                    Ok(r) => {
+                        println!("| policy evaluation ({} devices, {} policies, {:.1} checks/device, median of {} runs) | |", r.devices, r.policies, r.checks_per_device, r.runs);
+                        println!("|---|---:|");
+                        println!("| evaluations/s, {} threads | {:.0} |", r.threads, r.evaluations_per_s);
+                        println!("| evaluations/s, one thread | {:.0} |", r.evaluations_per_s_one_thread);
+                        println!("| whole fleet re-evaluated, {} threads | {:.3} s |", r.threads, r.fleet_seconds);
+                        println!("| devices/s incl. building subjects, one thread | {:.0} |", r.devices_per_s_with_subjects);
+                        println!("| checks failing | {:.1} % |", r.non_compliant_percent);
                         ExitCode::SUCCESS
                     }
                     Err(err) => fail(&err),

@@ -4,11 +4,11 @@
 mod audit;
 mod auth;
 mod commands;
-pub(crate) mod devices;
+pub mod devices;
 mod enroll;
 mod extract;
 mod incidents;
-mod policies;
+pub mod policies;
 mod sites;
 mod tokens;
 mod users;
