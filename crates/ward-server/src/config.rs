@@ -613,6 +613,48 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_are_checked() {
+        let ok = load(
+            ServerArgs::default(),
+            "[policy]\nremediation_check_seconds = 5\n[[policy.webhooks]]\nurl = \"https://siem.example/ward\"\nsecret = \"0123456789abcdef\"\n[[policy.webhooks]]\nurl = \"http://127.0.0.1:9000/h\"\nsecret = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.policy.webhooks.len(), 2);
+        assert_eq!(ok.policy.remediation_interval_ms, 5000);
+        assert!(
+            !format!("{:?}", ok.policy).contains("0123456789abcdef"),
+            "secrets stay out of logs"
+        );
+        for (file, key) in [
+            (
+                "[[policy.webhooks]]\nurl = \"http://siem.example/x\"\nsecret = \"0123456789abcdef\"",
+                "policy.webhooks.url",
+            ),
+            (
+                "[[policy.webhooks]]\nurl = \"ftp://x/\"\nsecret = \"0123456789abcdef\"",
+                "policy.webhooks.url",
+            ),
+            (
+                "[[policy.webhooks]]\nurl = \"not a url\"\nsecret = \"0123456789abcdef\"",
+                "policy.webhooks.url",
+            ),
+            (
+                "[[policy.webhooks]]\nurl = \"https://x/\"\nsecret = \"short\"",
+                "policy.webhooks.secret",
+            ),
+            ("[[policy.webhooks]]\nurl = \"https://x/\"", "policy.webhooks"),
+            (
+                "[policy]\nremediation_check_seconds = 0",
+                "policy.remediation_check_seconds",
+            ),
+            ("[policy]\nremediate = 1", "config"),
+        ] {
+            let err = load(ServerArgs::default(), file).unwrap_err();
+            assert_eq!(err.key, key, "{file:?}: {err}");
+        }
+    }
+
+    #[test]
     fn plaintext_on_loopback_is_allowed() {
         let args = ServerArgs {
             listen: Some("127.0.0.1:8080".into()),
