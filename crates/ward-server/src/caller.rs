@@ -58,9 +58,15 @@ pub fn source_of(parts: &Parts) -> Option<String> {
         .map(|addr| addr.0.ip().to_string())
 }
 
-/// Paths an account that must change its password may still use.
-/// (Relative to the API prefix, which the nested router strips.)
-const PASSWORD_CHANGE_PATHS: [&str; 3] = ["/auth/password", "/auth/whoami", "/auth/logout"];
+/// Paths an account that must change its password may still use: the API's (relative to its
+/// prefix, which the nested router strips) and the console's password and logout pages.
+const PASSWORD_CHANGE_PATHS: [&str; 5] = [
+    "/auth/password",
+    "/auth/whoami",
+    "/auth/logout",
+    "/password",
+    "/logout",
+];
 
 /// Splits `ward_<32 hex id>_<secret>`.
 pub fn parse_token(text: &str) -> Option<(&str, &str)> {

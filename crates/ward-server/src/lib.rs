@@ -13,6 +13,7 @@ pub mod caller;
 pub mod channels;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod enroll_writer;
 pub mod error;
 pub mod incidents;

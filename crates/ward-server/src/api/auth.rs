@@ -223,8 +223,27 @@ pub async fn login(
     Source(source): Source,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
-    let auth = authenticate(&state, &request, &source).await?;
-    store_factor_use(&state, &auth, &source).await?;
+    let (cookie_value, user) = open_session(&state, &request, &source).await?;
+    let body = LoginResponse {
+        user: user_view(&user),
+        idle_timeout_seconds: (state.config.auth.idle_timeout_ms / 1000) as u64,
+    };
+    Ok((
+        [(header::SET_COOKIE, session_cookie(&cookie_value))],
+        axum::Json(body),
+    )
+        .into_response())
+}
+
+/// Checks the credentials and creates a session (audited); returns the cookie value to set and
+/// the user. Shared by the API's and the console's login.
+pub(crate) async fn open_session(
+    state: &AppState,
+    request: &LoginRequest,
+    source: &Option<String>,
+) -> ApiResult<(String, UserRecord)> {
+    let auth = authenticate(state, request, source).await?;
+    store_factor_use(state, &auth, source).await?;
     let now = state.now_ms();
     let cookie_value = random_secret(state.entropy.as_ref(), 32);
     let session = SessionRecord {
@@ -235,7 +254,7 @@ pub async fn login(
         expires_ms: now + state.config.auth.session_max_ms,
         source: source.clone(),
     };
-    let records = success_records(&auth, &source, json!({ "via": "session" }));
+    let records = success_records(&auth, source, json!({ "via": "session" }));
     state
         .store
         .create_session(
@@ -246,17 +265,18 @@ pub async fn login(
             },
         )
         .await?;
-    let cookie = Cookie::build((SESSION_COOKIE, cookie_value))
+    Ok((cookie_value, auth.user))
+}
+
+/// The `Set-Cookie` value of a session: HttpOnly, SameSite=Strict, Secure, whole site.
+pub(crate) fn session_cookie(value: &str) -> String {
+    Cookie::build((SESSION_COOKIE, value.to_owned()))
         .http_only(true)
         .secure(true)
         .same_site(SameSite::Strict)
         .path("/")
-        .build();
-    let body = LoginResponse {
-        user: user_view(&auth.user),
-        idle_timeout_seconds: (state.config.auth.idle_timeout_ms / 1000) as u64,
-    };
-    Ok(([(header::SET_COOKIE, cookie.to_string())], axum::Json(body)).into_response())
+        .build()
+        .to_string()
 }
 
 /// Log in from the CLI or a script: returns a new API token (shown once).

@@ -1,17 +1,17 @@
 //! The REST API under `/api/v1`, its OpenAPI document (generated from the handlers' annotations)
 //! and the cross-cutting middleware: request ids in logs and error bodies, metrics, body limits.
 
-mod audit;
-mod auth;
-mod commands;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod commands;
 pub mod devices;
-mod enroll;
-mod extract;
-mod incidents;
+pub(crate) mod enroll;
+pub(crate) mod extract;
+pub(crate) mod incidents;
 pub mod policies;
-mod sites;
-mod tokens;
-mod users;
+pub(crate) mod sites;
+pub(crate) mod tokens;
+pub(crate) mod users;
 mod views;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -149,6 +149,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest(API_PREFIX, api.fallback(not_found))
         .route("/metrics", get(metrics))
+        .merge(crate::console::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(request_context))

@@ -6,6 +6,7 @@
 
 mod agent;
 mod commands;
+mod console;
 mod flows;
 mod incidents;
 mod kit;

@@ -19,15 +19,15 @@ use crate::kit::{Backend, Kit};
 const SECRET: &str = "webhook secret 0123456789";
 
 /// A connected device that records the commands it gets and reports them done.
-struct Device {
-    id: String,
+pub struct Device {
+    pub id: String,
     sender: mpsc::Sender<AgentMessage>,
     commands: Arc<Mutex<Vec<(String, Value)>>>,
     _task: tokio::task::JoinHandle<()>,
 }
 
 impl Device {
-    async fn connect(kit: &Kit, enrolled: Enrolled) -> Device {
+    pub async fn connect(kit: &Kit, enrolled: Enrolled) -> Device {
         let mut client = channel(kit, &enrolled.key_pem, &enrolled.cert_pem).await.unwrap();
         let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
         assert!(matches!(
@@ -70,7 +70,7 @@ impl Device {
         }
     }
 
-    async fn report(&self, facts: Value) {
+    pub async fn report(&self, facts: Value) {
         self.sender
             .send(msg(agent_message::Body::Inventory(Inventory {
                 facts_json: facts.to_string(),
@@ -79,7 +79,7 @@ impl Device {
             .unwrap();
     }
 
-    fn got(&self, kind: &str) -> Vec<Value> {
+    pub fn got(&self, kind: &str) -> Vec<Value> {
         self.commands
             .lock()
             .unwrap()

@@ -1,0 +1,583 @@
+//! The web console over real HTTPS, as a browser without script would use it: login with TOTP,
+//! cookies and security headers, CSRF on every change, hostile device data shown as text, role
+//! checks enforced by the server, idle logoff, and the incident flow from declare to report with
+//! two people.
+
+use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use ward_domain::clock::Clock;
+
+use crate::agent::{enroll, setup_sites, token};
+use crate::kit::{Backend, Kit};
+use crate::policies::Device;
+
+/// Form encoding (application/x-www-form-urlencoded).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => (b as char).to_string(),
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+
+/// A cookie-keeping HTTPS client that does not follow redirects.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The CSRF token of the page's forms.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF token");
+        let rest = &self.body[at + 19..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+
+    /// No script anywhere, no inline styles (the CSP would block them anyway).
+    fn assert_safe(&self) {
+        assert!(!self.body.contains("<script"), "a console page has a script");
+        assert!(
+            !self.body.contains(" style="),
+            "a console page has an inline style"
+        );
+        assert_eq!(
+            self.headers.get("content-security-policy").unwrap(),
+            ward_server::console::CSP
+        );
+        assert_eq!(self.headers.get("x-frame-options").unwrap(), "DENY");
+        assert_eq!(self.headers.get("cache-control").unwrap(), "no-store");
+    }
+}
+
+impl Browser {
+    fn new(kit: &Kit) -> Browser {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(kit.server.ca_cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Browser {
+            http: reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: kit.server.url(),
+            cookie: None,
+        }
+    }
+
+    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(cookie) = &self.cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        if let Some(form) = form {
+            let body: Vec<String> = form
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect();
+            request = request
+                .header("origin", &self.base)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.join("&"));
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        if let Some(set) = headers.get(SET_COOKIE).and_then(|v| v.to_str().ok()) {
+            let pair = set.split(';').next().unwrap().to_owned();
+            self.cookie = if pair.ends_with('=') { None } else { Some(pair) };
+        }
+        Page {
+            status,
+            headers,
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.send(Method::POST, path, Some(form)).await
+    }
+
+    async fn login(&mut self, username: &str, password: &str, code: &str) -> Page {
+        self.post(
+            "/login",
+            &[("username", username), ("password", password), ("code", code)],
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    setup_sites(&kit).await;
+    let stations = token(
+        &kit,
+        json!({"site": "st-marys/icu", "class": "workstation", "phi": true, "uses": 5}),
+    )
+    .await;
+    let hostile = enroll(&kit, &stations, HOSTILE)
+        .await
+        .map_err(|r| r.body)
+        .unwrap();
+    let device = Device::connect(&kit, hostile).await;
+    device
+        .report(
+            json!({"hostname": HOSTILE, "os": {"id": "debian", "pretty_name": "<script>alert(2)</script>"}}),
+        )
+        .await;
+    let mut browser = Browser::new(&kit);
+
+    // Not logged in: every page sends to the login page.
+    for path in ["/", "/devices", "/incidents", "/audit", "/admin"] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(page.location(), "/login");
+    }
+    let login = browser.get("/login").await;
+    assert_eq!(login.status, StatusCode::OK);
+    login.assert_safe();
+    assert!(login.body.contains("<label for=\"password\">"));
+
+    // Wrong password: the page says so, and it is audited.
+    let wrong = browser.login("admin", "nope", "").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("wrong username or password"));
+    assert!(browser.cookie.is_none());
+
+    // TOTP on: the code is asked for, then accepted.
+    let enrol = kit.admin(Method::POST, "/auth/totp/enrol", None).await;
+    let secret = totp_rs::Secret::try_from_base32(enrol.body["secret"].as_str().unwrap())
+        .unwrap()
+        .as_ref()
+        .to_vec();
+    let code = ward_server::auth::totp_now(&secret, kit.clock.now_ms());
+    kit.admin(Method::POST, "/auth/totp/confirm", Some(json!({"code": code})))
+        .await;
+    let no_code = browser.login("admin", "admin password 123", "").await;
+    assert_eq!(no_code.status, StatusCode::UNAUTHORIZED);
+    assert!(no_code.body.contains("needs a TOTP code"), "{}", no_code.body);
+    assert!(no_code.body.contains("required autofocus"));
+    kit.clock.advance_ms(30_000);
+    let code = ward_server::auth::totp_now(&secret, kit.clock.now_ms());
+    let ok = browser.login("admin", "admin password 123", &code).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    assert_eq!(ok.location(), "/");
+    let cookie = ok.headers.get(SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+
+    // Every page renders, safely.
+    for path in [
+        "/",
+        "/devices",
+        "/incidents",
+        "/policies",
+        "/audit",
+        "/audit?verify=true",
+        "/admin",
+        "/password",
+    ] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        page.assert_safe();
+    }
+    let verified = browser.get("/audit?verify=true").await;
+    assert!(
+        verified.body.contains("id=\"verify-result\">Verified"),
+        "{}",
+        verified.body
+    );
+
+    // Device data is text, never markup.
+    let list = browser.get("/devices").await;
+    assert!(
+        list.body.contains("&#60;img src=x onerror=alert(1)&#62;"),
+        "{}",
+        list.body
+    );
+    assert!(!list.body.contains(HOSTILE));
+    for _ in 0..50 {
+        let detail = browser.get(&format!("/devices/{}", device.id)).await;
+        if detail.body.contains("alert(2)") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let detail = browser.get(&format!("/devices/{}", device.id)).await;
+    detail.assert_safe();
+    assert!(detail.body.contains("&#60;script&#62;alert(2)&#60;/script&#62;"));
+    assert!(!detail.body.contains(HOSTILE));
+
+    // A bad selector is shown inline, with where it went wrong.
+    let bad = browser.get("/devices?filter=site%20%3D").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.body.contains("role=\"alert\"") && bad.body.contains("expected"),
+        "{}",
+        bad.body
+    );
+    assert!(bad.body.contains("aria-invalid=\"true\""));
+    let sorted = browser.get("/devices?sort=site&desc=true&page=99").await;
+    assert_eq!(sorted.status, StatusCode::OK);
+
+    // Changes need the session's CSRF token.
+    let confirm = browser
+        .get(&format!("/devices/{}/confirm?kind=lock", device.id))
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    let csrf = confirm.csrf();
+    let path = format!("/devices/{}/commands", device.id);
+    for forged in ["", "0000000000000000000000000000000000000000"] {
+        let refused = browser.post(&path, &[("csrf", forged), ("kind", "lock")]).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    }
+    assert!(device.got("lock").is_empty(), "no forged command got through");
+    let queued = browser.post(&path, &[("csrf", &csrf), ("kind", "lock")]).await;
+    assert_eq!(queued.status, StatusCode::SEE_OTHER, "{}", queued.body);
+    assert!(
+        queued
+            .location()
+            .starts_with(&format!("/devices/{}?msg=", device.id))
+    );
+    let shown = browser.get(queued.location()).await;
+    assert!(shown.body.contains("lock queued"), "{}", shown.body);
+    let created = kit.audit("command.create").await;
+    assert!(
+        created
+            .iter()
+            .any(|e| e["actor"].as_str().unwrap().starts_with("user:admin"))
+    );
+    // A message needs its text; the error comes back on the confirm page.
+    let empty = browser
+        .post(&path, &[("csrf", &csrf), ("kind", "message"), ("text", "  ")])
+        .await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(empty.body.contains("role=\"alert\""));
+    let unknown = browser
+        .get(&format!("/devices/{}/confirm?kind=explode", device.id))
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Helpdesk: sees devices, gets no action buttons, and the server refuses the action anyway.
+    kit.user("helen", "helpdesk", &[]).await;
+    let mut helpdesk = Browser::new(&kit);
+    assert_eq!(
+        helpdesk.login("helen", "user password 123", "").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = helpdesk.get(&format!("/devices/{}", device.id)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        !page.body.contains("/confirm?kind="),
+        "no action buttons for helpdesk"
+    );
+    assert!(!page.body.contains("href=\"/admin\""));
+    let csrf = page.csrf();
+    let refused = helpdesk.post(&path, &[("csrf", &csrf), ("kind", "lock")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(helpdesk.get("/admin").await.status, StatusCode::FORBIDDEN);
+    // Another session's token is no good either.
+    let cross = helpdesk
+        .post(
+            &path,
+            &[("csrf", &browser.get("/devices").await.csrf()), ("kind", "lock")],
+        )
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+
+    // Logout ends the session.
+    let csrf = helpdesk.get("/").await.csrf();
+    let out = helpdesk.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.location(), "/login");
+    assert_eq!(helpdesk.get("/").await.location(), "/login");
+
+    // Idle logoff.
+    kit.clock.advance_ms(16 * 60_000);
+    let idle = browser.get("/devices").await;
+    assert_eq!(idle.status, StatusCode::SEE_OTHER);
+    assert_eq!(idle.location(), "/login");
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn a_one_time_password_is_changed_first() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let created = kit
+        .admin(
+            Method::POST,
+            "/users",
+            Some(json!({"username": "olga", "role": "operator"})),
+        )
+        .await;
+    let one_time = created.body["initial_password"].as_str().unwrap().to_owned();
+    let mut browser = Browser::new(&kit);
+    let login = browser.login("olga", &one_time, "").await;
+    assert_eq!(login.location(), "/password");
+    assert_eq!(browser.get("/devices").await.location(), "/password");
+    let form = browser.get("/password").await;
+    assert!(form.body.contains("one-time password"));
+    let csrf = form.csrf();
+    let mismatch = browser
+        .post(
+            "/password",
+            &[
+                ("csrf", &csrf),
+                ("current_password", &one_time),
+                ("new_password", "a new password 1"),
+                ("repeat_password", "another one 123"),
+            ],
+        )
+        .await;
+    assert_eq!(mismatch.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let short = browser
+        .post(
+            "/password",
+            &[
+                ("csrf", &csrf),
+                ("current_password", &one_time),
+                ("new_password", "short"),
+                ("repeat_password", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let changed = browser
+        .post(
+            "/password",
+            &[
+                ("csrf", &csrf),
+                ("current_password", &one_time),
+                ("new_password", "olga's own password"),
+                ("repeat_password", "olga's own password"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.location(), "/");
+    assert_eq!(browser.get("/devices").await.status, StatusCode::OK);
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn the_incident_flow_from_declare_to_report_with_two_people() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    setup_sites(&kit).await;
+    let stations = token(
+        &kit,
+        json!({"site": "st-marys/icu", "class": "workstation", "phi": true, "uses": 5}),
+    )
+    .await;
+    let pumps = token(
+        &kit,
+        json!({"site": "st-marys/icu", "class": "medical", "criticality": "life-sustaining", "phi": true, "uses": 5}),
+    )
+    .await;
+    let ws = Device::connect(
+        &kit,
+        enroll(&kit, &stations, "ws-1").await.map_err(|r| r.body).unwrap(),
+    )
+    .await;
+    let pump = Device::connect(
+        &kit,
+        enroll(&kit, &pumps, "pump-1").await.map_err(|r| r.body).unwrap(),
+    )
+    .await;
+    kit.user("sam", "security", &[]).await;
+    let mut admin = Browser::new(&kit);
+    assert_eq!(
+        admin.login("admin", "admin password 123", "").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let mut security = Browser::new(&kit);
+    assert_eq!(
+        security.login("sam", "user password 123", "").await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    // Declare, with a bad scope first.
+    let csrf = admin.get("/incidents").await.csrf();
+    let bad = admin
+        .post(
+            "/incidents",
+            &[
+                ("csrf", &csrf),
+                ("title", "Ransomware in ICU"),
+                ("scope", "site within"),
+                ("severity", "critical"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("id=\"declare-error\""));
+    assert!(
+        bad.body.contains("value=\"Ransomware in ICU\""),
+        "the form keeps what was typed"
+    );
+    let declared = admin
+        .post(
+            "/incidents",
+            &[
+                ("csrf", &csrf),
+                ("title", "Ransomware in ICU <b>"),
+                ("scope", "site within \"st-marys/icu\""),
+                ("severity", "critical"),
+                ("situation", "breach"),
+            ],
+        )
+        .await;
+    assert_eq!(declared.status, StatusCode::SEE_OTHER, "{}", declared.body);
+    let url = declared.location().to_owned();
+    let id = url.trim_start_matches("/incidents/").to_owned();
+
+    // The preview puts clinical impact first.
+    let page = admin.get(&url).await;
+    page.assert_safe();
+    let impact = page.body.find("Clinical impact first").unwrap();
+    let devices = page.body.find("Devices and actions").unwrap();
+    assert!(impact < devices);
+    assert!(page.body.contains("<strong>1</strong> life-sustaining"));
+    assert!(page.body.contains("Ransomware in ICU &#60;b&#62;"));
+
+    // The declarer may not approve; the second person does, and contains.
+    let approve = format!("{url}/approve");
+    let refused = admin.post(&approve, &[("csrf", &csrf)]).await;
+    let shown = admin.get(refused.location()).await;
+    assert!(
+        shown.body.contains("refused: the declarer may not approve"),
+        "{}",
+        shown.body
+    );
+    let sec_csrf = security.get(&url).await.csrf();
+    let approved = security.post(&approve, &[("csrf", &sec_csrf)]).await;
+    assert!(
+        security
+            .get(approved.location())
+            .await
+            .body
+            .contains("id=\"incident-state\">approved")
+    );
+    let contained = security
+        .post(&format!("{url}/contain"), &[("csrf", &sec_csrf)])
+        .await;
+    assert!(
+        contained.location().contains("containment%20started"),
+        "{}",
+        contained.location()
+    );
+    let mut done = false;
+    for _ in 0..100 {
+        let page = security.get(&url).await;
+        if page.body.contains("outstanding (0 offline)") && page.body.contains(" 0 outstanding") {
+            done = true;
+            assert!(
+                !page.body.contains("http-equiv=\"refresh\""),
+                "no refresh once done"
+            );
+            break;
+        }
+        assert!(
+            page.body.contains("http-equiv=\"refresh\""),
+            "live progress while containing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(done, "containment never completed");
+    assert!(!ws.got("quarantine").is_empty());
+    assert!(!pump.got("quarantine").is_empty());
+    assert!(pump.got("shutdown").is_empty(), "the pump is only isolated");
+
+    // Lift, close, report.
+    let lifted = admin.post(&format!("{url}/lift"), &[("csrf", &csrf)]).await;
+    assert!(lifted.location().contains("lifting"), "{}", lifted.location());
+    let bad_close = admin
+        .post(
+            &format!("{url}/close"),
+            &[
+                ("csrf", &csrf),
+                ("nature", "x"),
+                ("contact_point", "dpo"),
+                ("likely_consequences", "y"),
+                ("data_subjects", "many"),
+            ],
+        )
+        .await;
+    assert!(
+        admin
+            .get(bad_close.location())
+            .await
+            .body
+            .contains("data_subjects: a whole number")
+    );
+    let closed = admin
+        .post(
+            &format!("{url}/close"),
+            &[
+                ("csrf", &csrf),
+                ("nature", "Ransomware encrypted two ICU workstations"),
+                ("contact_point", "dpo@st-marys.example"),
+                ("likely_consequences", "Delayed care; no evidence of exfiltration"),
+                ("data_subjects", "120"),
+                ("records", "400"),
+            ],
+        )
+        .await;
+    assert!(
+        admin
+            .get(closed.location())
+            .await
+            .body
+            .contains("id=\"incident-state\">closed")
+    );
+    let report = admin.get(&format!("{url}/report")).await;
+    assert_eq!(report.status, StatusCode::OK);
+    report.assert_safe();
+    assert!(report.body.contains("Ransomware encrypted two ICU workstations"));
+    assert!(report.body.contains("dpo@st-marys.example"));
+    let audit = kit.audit("incident.approve").await;
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["actor"].as_str().unwrap().starts_with("user:sam") && e["outcome"] == "success")
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["actor"].as_str().unwrap().starts_with("user:admin") && e["outcome"] == "denied")
+    );
+    let _ = id;
+    kit.finish().await;
+}
