@@ -10,7 +10,7 @@
 //!   derived from the server's audit key, checked in constant time (beside SameSite=Strict and the
 //!   Origin check every cookie-authenticated request already gets);
 //! - **headers**: a Content-Security-Policy without any script source, `frame-ancestors 'none'`,
-//!   `nosniff`, `no-referrer` and `no-store` on every console response.
+//!   `nosniff`, `same-origin` referrers (with `no-referrer`, browsers send `Origin: null` on form posts, which the Origin check refuses) and `no-store` on every console response.
 
 mod pages;
 
@@ -72,7 +72,7 @@ async fn headers(request: Request, next: Next) -> Response {
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));

@@ -1019,6 +1019,7 @@ pub struct AuditParams {
 #[template(path = "audit.html")]
 struct AuditPageView {
     nav: Nav,
+    latest: bool,
     entries: Vec<AuditEntryView>,
     actor: String,
     action: String,
@@ -1033,8 +1034,23 @@ pub async fn audit(
     Query(params): Query<AuditParams>,
 ) -> Page {
     let option = |text: &str| (!text.trim().is_empty()).then(|| text.trim().to_owned());
+    let unfiltered =
+        params.actor.trim().is_empty() && params.action.trim().is_empty() && params.target.trim().is_empty();
+    // Unfiltered and without a position: the newest 100 entries, newest first.
+    let latest = unfiltered && params.after.is_none();
+    let after = if latest {
+        let size = state
+            .store
+            .recorded_size()
+            .await
+            .map_err(ApiError::from)?
+            .unwrap_or(0);
+        Some(size.saturating_sub(100))
+    } else {
+        params.after
+    };
     let query = AuditQuery {
-        after: params.after,
+        after,
         limit: Some(100),
         actor: option(&params.actor),
         action: option(&params.action),
@@ -1052,9 +1068,14 @@ pub async fn audit(
     } else {
         None
     };
+    let mut entries = page.entries;
+    if latest {
+        entries.reverse();
+    }
     Ok(render(&AuditPageView {
         nav: Nav::new(&session, "audit"),
-        entries: page.entries,
+        latest,
+        entries,
         actor: params.actor,
         action: params.action,
         target: params.target,
