@@ -358,6 +358,21 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
         let message = reply.body["error"]["message"].as_str().unwrap();
         assert!(message.contains(expected), "{text}: {message}");
     }
+    // A scope that matches nothing is a warning, not an error.
+    let nothing =
+        "name: ghosts\nscope: 'site within \"nowhere\"'\nchecks:\n  - id: a\n    expr: 'phi = true'\n";
+    let warned = kit
+        .admin(
+            Method::POST,
+            "/policies/apply",
+            Some(json!({"files": files(&[("ghosts.yaml", nothing)]), "dry_run": true})),
+        )
+        .await;
+    assert_eq!(warned.status, StatusCode::OK, "{:?}", warned.body);
+    assert_eq!(
+        warned.body["warnings"],
+        json!(["policy `ghosts`: its scope matches no device"])
+    );
     let empty = kit
         .admin(Method::POST, "/policies/apply", Some(json!({"files": []})))
         .await;
