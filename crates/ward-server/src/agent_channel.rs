@@ -297,13 +297,20 @@ async fn handle(
             Ok(None)
         }
         agent_message::Body::Inventory(inventory) => {
-            let facts = parse_facts(&inventory.facts_json).map_err(|why| refusal("bad_message", why))?;
+            let (facts, clean) =
+                parse_facts_keeping_text(&inventory.facts_json).map_err(|why| refusal("bad_message", why))?;
+            let text = clean.then_some(inventory.facts_json);
             let old = match current.take() {
                 Some(old) => old,
                 None => current_facts(state, device_id).await,
             };
             let change = json_diff(&old, &facts);
-            store_facts(state, device_id, &facts, &change, now).await;
+            if is_empty_diff(&change) {
+                // The same facts again (a reconnect sends everything): the device was heard from.
+                let _ = state.store.record_seen(device_id, now).await;
+            } else {
+                store_facts(state, device_id, &facts, text, &change, now).await;
+            }
             *current = Some(facts);
             Ok(None)
         }
@@ -316,7 +323,7 @@ async fn handle(
                 Ok(facts) => {
                     let facts = sanitise(facts);
                     let change = json_diff(&old, &facts);
-                    store_facts(state, device_id, &facts, &change, now).await;
+                    store_facts(state, device_id, &facts, None, &change, now).await;
                     *current = Some(facts);
                     Ok(None)
                 }
@@ -337,8 +344,15 @@ async fn current_facts(state: &AppState, device_id: &str) -> Value {
 }
 
 /// Hands new facts to the writer task (waiting when it is behind: back-pressure on the agents).
-async fn store_facts(state: &AppState, device_id: &str, facts: &Value, change: &Value, now: i64) {
-    let text = facts.to_string();
+async fn store_facts(
+    state: &AppState,
+    device_id: &str,
+    facts: &Value,
+    text: Option<String>,
+    change: &Value,
+    now: i64,
+) {
+    let text = text.unwrap_or_else(|| facts.to_string());
     if text.len() > MAX_FACTS_BYTES {
         tracing::warn!(
             device = device_id,
@@ -391,12 +405,22 @@ pub async fn facts_writer(
 }
 
 /// Facts must be a JSON object no larger than the limit; strings in it are bounded and cleaned.
+#[cfg(test)]
 fn parse_facts(text: &str) -> Result<Value, String> {
+    parse_facts_keeping_text(text).map(|(value, _)| value)
+}
+
+/// [`parse_facts`], also saying whether `text` was clean already (nothing cut or removed), in which
+/// case it can be stored as it came instead of serialising the parsed value again.
+fn parse_facts_keeping_text(text: &str) -> Result<(Value, bool), String> {
     if text.len() > MAX_FACTS_BYTES {
         return Err(format!("facts larger than {MAX_FACTS_BYTES} bytes"));
     }
     match serde_json::from_str::<Value>(text) {
-        Ok(value @ Value::Object(_)) => Ok(sanitise(value)),
+        Ok(mut value @ Value::Object(_)) => {
+            let changed = sanitise_in_place(&mut value);
+            Ok((value, !changed))
+        }
         Ok(_) => Err("facts must be a JSON object".into()),
         Err(err) => Err(format!("facts are not valid JSON: {err}")),
     }
@@ -409,17 +433,48 @@ const MAX_FACT_ITEMS: usize = 20_000;
 
 /// Device-reported data is hostile: strip control characters, bound strings and lists. HTML is
 /// kept as text; whoever displays it escapes it.
-pub fn sanitise(value: Value) -> Value {
+pub fn sanitise(mut value: Value) -> Value {
+    let _ = sanitise_in_place(&mut value);
+    value
+}
+
+/// [`sanitise`] without rebuilding what is already clean (nearly everything): a full report is
+/// tens of thousands of strings, and copying each one was most of the cost of ingesting it.
+/// Returns whether anything changed.
+fn sanitise_in_place(value: &mut Value) -> bool {
     match value {
-        Value::String(text) => Value::String(clean_string(&text)),
-        Value::Array(items) => Value::Array(items.into_iter().take(MAX_FACT_ITEMS).map(sanitise).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(key, inner)| (clean_string(&key), sanitise(inner)))
-                .collect(),
-        ),
-        other => other,
+        Value::String(text) => {
+            let dirty = needs_cleaning(text);
+            if dirty {
+                *text = clean_string(text);
+            }
+            dirty
+        }
+        Value::Array(items) => {
+            let long = items.len() > MAX_FACT_ITEMS;
+            items.truncate(MAX_FACT_ITEMS);
+            items
+                .iter_mut()
+                .fold(long, |changed, item| sanitise_in_place(item) | changed)
+        }
+        Value::Object(map) => {
+            let dirty_keys = map.keys().any(|key| needs_cleaning(key));
+            if dirty_keys {
+                let old = std::mem::take(map);
+                *map = old
+                    .into_iter()
+                    .map(|(key, inner)| (clean_string(&key), inner))
+                    .collect();
+            }
+            map.values_mut()
+                .fold(dirty_keys, |changed, inner| sanitise_in_place(inner) | changed)
+        }
+        _ => false,
     }
+}
+
+fn needs_cleaning(text: &str) -> bool {
+    text.len() > MAX_FACT_STRING || text.chars().any(char::is_control)
 }
 
 fn clean_string(text: &str) -> String {
@@ -455,18 +510,71 @@ fn flatten(value: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
     }
 }
 
-/// What changed between two facts documents: `{"changed": {path: value}, "removed": [path]}`.
+/// What changed between two facts documents: `{"changed": {path: value}, "removed": [path]}`, with
+/// dotted paths to leaves (arrays and empty objects are leaves). Walks both documents together and
+/// only flattens where they differ, so a large report with one changed value costs a comparison,
+/// not two full flattenings.
 pub fn json_diff(old: &Value, new: &Value) -> Value {
-    let (mut before, mut after) = (BTreeMap::new(), BTreeMap::new());
-    flatten(old, "", &mut before);
-    flatten(new, "", &mut after);
-    let changed: Map<String, Value> = after
-        .iter()
-        .filter(|(k, v)| before.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let removed: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    let mut changed = Map::new();
+    let mut removed = Vec::new();
+    diff_into(old, new, "", &mut changed, &mut removed);
+    removed.sort();
     json!({ "changed": changed, "removed": removed })
+}
+
+/// Whether a diff from [`json_diff`] records no change.
+fn is_empty_diff(diff: &Value) -> bool {
+    diff["changed"].as_object().is_none_or(Map::is_empty)
+        && diff["removed"].as_array().is_none_or(Vec::is_empty)
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn diff_into(
+    old: &Value,
+    new: &Value,
+    prefix: &str,
+    changed: &mut Map<String, Value>,
+    removed: &mut Vec<String>,
+) {
+    if old == new {
+        return;
+    }
+    match (old, new) {
+        (Value::Object(before), Value::Object(after)) if !before.is_empty() && !after.is_empty() => {
+            for (key, value) in after {
+                let path = join(prefix, key);
+                match before.get(key) {
+                    Some(previous) => diff_into(previous, value, &path, changed, removed),
+                    None => {
+                        let mut leaves = BTreeMap::new();
+                        flatten(value, &path, &mut leaves);
+                        changed.extend(leaves);
+                    }
+                }
+            }
+            for (key, value) in before {
+                if !after.contains_key(key) {
+                    let mut leaves = BTreeMap::new();
+                    flatten(value, &join(prefix, key), &mut leaves);
+                    removed.extend(leaves.into_keys());
+                }
+            }
+        }
+        _ => {
+            let (mut before, mut after) = (BTreeMap::new(), BTreeMap::new());
+            flatten(old, prefix, &mut before);
+            flatten(new, prefix, &mut after);
+            removed.extend(before.keys().filter(|k| !after.contains_key(*k)).cloned());
+            changed.extend(after.into_iter().filter(|(k, v)| before.get(k) != Some(v)));
+        }
+    }
 }
 
 /// Applies an agent's diff (same shape as [`json_diff`]) to the current facts.
@@ -556,6 +664,41 @@ mod tests {
             "cannot descend into a number"
         );
         assert!(apply_diff(&old, "not json").is_err());
+    }
+
+    /// The diff as first written: flatten both documents completely and compare.
+    fn naive_diff(old: &Value, new: &Value) -> Value {
+        let (mut before, mut after) = (BTreeMap::new(), BTreeMap::new());
+        flatten(old, "", &mut before);
+        flatten(new, "", &mut after);
+        let changed: Map<String, Value> = after
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let removed: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+        json!({ "changed": changed, "removed": removed })
+    }
+
+    #[test]
+    fn the_walking_diff_equals_the_full_flattening() {
+        let documents = [
+            json!({}),
+            json!({"a": 1}),
+            json!({"a": {"b": 1, "c": [1, 2]}, "d": "x"}),
+            json!({"a": {"b": 2, "c": [1, 2, 3]}, "e": {}}),
+            json!({"a": {}, "d": "x", "f": {"g": {"h": null}}}),
+            json!({"a": [], "d": {"x": 1}, "f": {"g": {"h": 1, "i": 2}}}),
+            json!({"a": 5, "d": null}),
+            json!({"packages": {"items": [{"name": "a"}, {"name": "b"}]}, "report": 1}),
+            json!({"packages": {"items": [{"name": "a"}, {"name": "b"}]}, "report": 2}),
+        ];
+        for old in &documents {
+            for new in &documents {
+                assert_eq!(json_diff(old, new), naive_diff(old, new), "{old} -> {new}");
+                assert_eq!(is_empty_diff(&json_diff(old, new)), old == new, "{old} -> {new}");
+            }
+        }
     }
 
     #[test]

@@ -498,8 +498,28 @@ async fn queue_settings(state: &AppState, out: &[(DeviceRecord, Settings, String
 /// Evaluates the given devices (or all) now and stores what changed.
 pub async fn evaluate_now(state: &AppState, work: &Work) -> StoreResult<EvalOutcome> {
     let _turn = state.policy.turn.lock().await;
-    let devices = load_devices(state, work).await?;
     let snapshot = state.policy.snapshot();
+    if snapshot.policies.is_empty() {
+        // Nothing to evaluate: only devices that still carry results (a policy was removed) or
+        // settings need a visit, to clear them.
+        let work = {
+            let cache = state.policy.cache();
+            let stale = |id: &String| cache.results.contains_key(id) || cache.settings_sent.contains_key(id);
+            match work {
+                Work::Devices(ids) => Work::Devices(ids.iter().filter(|id| stale(id)).cloned().collect()),
+                Work::All if cache.results.is_empty() && cache.settings_sent.is_empty() => {
+                    Work::Devices(Vec::new())
+                }
+                Work::All => Work::All,
+            }
+        };
+        if matches!(&work, Work::Devices(ids) if ids.is_empty()) {
+            return Ok(EvalOutcome::default());
+        }
+        let devices = load_devices(state, &work).await?;
+        return evaluate_devices(state, &snapshot, &devices, true).await;
+    }
+    let devices = load_devices(state, work).await?;
     evaluate_devices(state, &snapshot, &devices, true).await
 }
 

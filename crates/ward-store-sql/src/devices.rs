@@ -13,7 +13,7 @@ use crate::rows::{flag, parse_field};
 use crate::{SqlStore, bool_int, conflict_or, corrupt, unavailable};
 
 /// Inserts a device row inside a transaction.
-async fn insert_device(conn: &mut sqlx::AnyConnection, device: &DeviceRecord) -> StoreResult<()> {
+pub(crate) async fn insert_device(conn: &mut sqlx::AnyConnection, device: &DeviceRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO devices (id, site, class, criticality, phi, hostname, state, cert_fingerprint, \
          cert_not_after_ms, enroll_token_id, enrolled_ms, last_seen_ms, facts, facts_updated_ms, allow_full_wipe) \
@@ -298,8 +298,19 @@ impl DeviceStore for SqlStore {
         if updates.is_empty() {
             return Ok(());
         }
+        // Several reports of one device in one batch: only the last one's facts survive the
+        // transaction, so only it is written (a full report is tens of KiB); every change still
+        // goes to the history, in order, many rows per statement.
+        let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (index, update) in updates.iter().enumerate() {
+            last.insert(update.device_id.as_str(), index);
+        }
         let mut tx = self.begin().await?;
-        for update in updates {
+        let mut known: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for (index, update) in updates.iter().enumerate() {
+            if last.get(update.device_id.as_str()) != Some(&index) {
+                continue;
+            }
             let result = sqlx::query(
                 "UPDATE devices SET facts = $1, facts_updated_ms = $2, last_seen_ms = $2 WHERE id = $3",
             )
@@ -309,13 +320,28 @@ impl DeviceStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable("storing facts"))?;
-            if result.rows_affected() == 0 {
-                continue;
+            if result.rows_affected() > 0 {
+                known.insert(update.device_id.as_str());
             }
-            sqlx::query("INSERT INTO device_facts_history (device_id, time_ms, change) VALUES ($1, $2, $3)")
-                .bind(update.device_id.clone())
-                .bind(update.time_ms)
-                .bind(update.change.clone())
+        }
+        let history: Vec<&FactsUpdate> = updates
+            .iter()
+            .filter(|u| known.contains(u.device_id.as_str()))
+            .collect();
+        for chunk in history.chunks(crate::ROWS_PER_INSERT) {
+            let sql = crate::multi_row_insert(
+                "INSERT INTO device_facts_history (device_id, time_ms, change) VALUES ",
+                3,
+                chunk.len(),
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for update in chunk {
+                query = query
+                    .bind(update.device_id.clone())
+                    .bind(update.time_ms)
+                    .bind(update.change.clone());
+            }
+            query
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable("storing facts history"))?;

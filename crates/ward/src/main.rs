@@ -4,6 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: the server builds and drops large JSON trees for
+/// every inventory report, and glibc's malloc spent a quarter of the ingest time on them
+/// (`ward bench ingest`, see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench_contain;
 mod bench_mqtt;
 mod demo;
