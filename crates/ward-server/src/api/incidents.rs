@@ -90,6 +90,9 @@ async fn load(
         .ok_or_else(|| ApiError::not_found(format!("incident {id:?}")))
 }
 
+/// Commands stored and pushed together when a containment is resumed.
+const CONTAIN_CHUNK: usize = 500;
+
 fn conflict(err: StoreError) -> ApiError {
     match err {
         StoreError::Conflict(why) => ApiError::new(ErrorCode::Conflict, why),
@@ -313,18 +316,22 @@ pub async fn contain(
     )
     .await?;
     let expected = incident.state;
-    if !matches!(expected, IncidentState::Declared | IncidentState::Approved) {
+    let resuming = expected == IncidentState::Containing;
+    if !matches!(
+        expected,
+        IncidentState::Declared | IncidentState::Approved | IncidentState::Containing
+    ) {
         return Err(ApiError::new(
             ErrorCode::Conflict,
-            format!("incident {id} is {expected}: containment has already started"),
+            format!("incident {id} is {expected}: containment is over"),
         ));
     }
-    if let Some(clinician) = &request.clinician {
+    if !resuming && let Some(clinician) = &request.clinician {
         incident.clinician = Some(clinician_json(clinician)?);
     }
     let planned = plan_incident(&state, &caller, &incident).await?;
     let shown = preview(&incident, &planned);
-    if shown.needs_second_approval && expected != IncidentState::Approved {
+    if !resuming && shown.needs_second_approval && expected != IncidentState::Approved {
         let reason = format!(
             "a second approver (security or admin, not the declarer) must approve first: {}",
             shown.approval_reasons.join("; ")
@@ -339,19 +346,33 @@ pub async fn contain(
             )
             .await);
     }
-    let go = state.now_ms();
     let batch = contain_batch(&id);
+    // Resuming (a fan-out interrupted by a crash, or asked again): only what is not queued yet.
+    let existing: std::collections::HashSet<(String, ward_domain::command::CommandKind)> = if resuming {
+        batch_commands(&state, &batch)
+            .await?
+            .into_iter()
+            .map(|c| (c.device_id, c.kind))
+            .collect()
+    } else {
+        Default::default()
+    };
+    let go = if resuming {
+        incident.contain_ms.unwrap_or_else(|| state.now_ms())
+    } else {
+        state.now_ms()
+    };
     let actor = caller.actor();
-    let mut commands = Vec::new();
-    let mut records = vec![caller.record(
-        "incident.contain",
-        &target(&id),
-        Outcome::Success,
-        json!({ "devices": planned.devices.len(), "actions": shown.actions, "withheld": shown.needs_clinician,
-                "clinician": incident.clinician.as_deref().and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok()) }),
-    )];
-    for (device, _, plan) in &planned.devices {
-        for kind in &plan.actions {
+    let pairs: Vec<(&ward_store::DeviceRecord, ward_domain::command::CommandKind)> = planned
+        .devices
+        .iter()
+        .flat_map(|(device, _, plan)| plan.actions.iter().map(move |kind| (device, *kind)))
+        .filter(|(device, kind)| !existing.contains(&(device.id.clone(), *kind)))
+        .collect();
+    let sign_chunk = |chunk: &[(&ward_store::DeviceRecord, ward_domain::command::CommandKind)]| {
+        let mut commands = Vec::with_capacity(chunk.len());
+        let mut records = Vec::with_capacity(chunk.len());
+        for (device, kind) in chunk {
             let command = build(
                 &state,
                 &device.id,
@@ -370,20 +391,68 @@ pub async fn contain(
             ));
             commands.push(command);
         }
+        (commands, records)
+    };
+    // The whole fan-out is one transaction with the incident's change of state, pushed as soon as
+    // it commits. (Committing and pushing it in chunks was measured: at 10 000 devices the p99
+    // doubled, because each chunk's commit queued behind the acknowledgements of the previous
+    // ones on SQLite's single writer.) If the server stops before the commit nothing was sent;
+    // `contain` on a containing incident queues whatever is missing (devices that entered the
+    // scope since, or commands lost any other way), in chunks, without duplicating.
+    let (first, rest) = if resuming {
+        (&pairs[..0], &pairs[..])
+    } else {
+        (&pairs[..], &pairs[..0])
+    };
+    let mut queued = 0usize;
+    if !resuming {
+        let (commands, mut records) = sign_chunk(first);
+        records.insert(
+            0,
+            caller.record(
+                "incident.contain",
+                &target(&id),
+                Outcome::Success,
+                json!({ "devices": planned.devices.len(), "actions": shown.actions, "withheld": shown.needs_clinician,
+                        "commands": pairs.len(),
+                        "clinician": incident.clinician.as_deref().and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok()) }),
+            ),
+        );
+        incident.state = IncidentState::Containing;
+        incident.contain_ms = Some(go);
+        let audit = Audit { time_ms: go, records };
+        state
+            .store
+            .update_incident(&incident, expected, &commands, audit)
+            .await
+            .map_err(conflict)?;
+        // Push first: every millisecond here is time-to-contain.
+        for command in &commands {
+            state.channels.push(command);
+        }
+        queued += commands.len();
+    } else {
+        let record = caller.record(
+            "incident.contain_resumed",
+            &target(&id),
+            Outcome::Success,
+            json!({ "missing_commands": pairs.len() }),
+        );
+        state.store.append(state.audit(record)).await?;
     }
-    incident.state = IncidentState::Containing;
-    incident.contain_ms = Some(go);
-    let audit = Audit { time_ms: go, records };
-    state
-        .store
-        .update_incident(&incident, expected, &commands, audit)
-        .await
-        .map_err(conflict)?;
-    // Push first: every millisecond here is time-to-contain. The answer is the state at "go",
-    // known without reading anything back (everything queued).
-    for command in &commands {
-        state.channels.push(command);
+    for chunk in rest.chunks(CONTAIN_CHUNK) {
+        let (commands, records) = sign_chunk(chunk);
+        let audit = Audit {
+            time_ms: state.now_ms(),
+            records,
+        };
+        state.store.create_commands(&commands, audit).await?;
+        for command in &commands {
+            state.channels.push(command);
+        }
+        queued += commands.len();
     }
+    let commands_total = if resuming { existing.len() + queued } else { queued };
     let offline: u64 = planned
         .devices
         .iter()
@@ -394,8 +463,8 @@ pub async fn contain(
         incident_id: incident.id.clone(),
         state: incident.state.to_string(),
         contain: ward_proto::ProgressView {
-            commands: commands.len() as u64,
-            outstanding: commands.len() as u64,
+            commands: commands_total as u64,
+            outstanding: queued as u64,
             offline,
             ..Default::default()
         },

@@ -261,8 +261,32 @@ async fn an_incident_is_declared_previewed_approved_contained_lifted_closed_and_
     let again = kit
         .admin(Method::POST, &format!("/incidents/{id}/contain"), Some(json!({})))
         .await;
-    assert_eq!(again.code(), "conflict", "double contain");
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "contain again resumes: {:?}",
+        again.body
+    );
+    assert_eq!(
+        again.body["contain"]["outstanding"], 0,
+        "nothing was missing, nothing is queued twice"
+    );
     let done = wait_status(&kit, &id, |s| s["contain"]["outstanding"] == 2).await;
+    // A fan-out interrupted half-way (simulated: the offline station's commands never stored)
+    // is completed by asking again, without duplicating what exists.
+    let store = kit.raw_store().await;
+    store
+        .execute_unchecked(&format!(
+            "DELETE FROM commands WHERE state = 'queued' AND batch_id = 'incident:{id}'"
+        ))
+        .await
+        .unwrap();
+    let resumed = kit
+        .admin(Method::POST, &format!("/incidents/{id}/contain"), Some(json!({})))
+        .await;
+    assert_eq!(resumed.body["contain"]["outstanding"], 2, "{:?}", resumed.body);
+    assert_eq!(resumed.body["contain"]["commands"], 3 + 4 + 28 + 2);
+    assert_eq!(kit.audit("incident.contain_resumed").await.len(), 2);
     // 3 pumps × quarantine, 2 scanners × (quarantine + shutdown), 14 stations/tablets × (lock + quarantine),
     // and the offline station's two, which wait for it.
     assert_eq!(done["contain"]["commands"], 3 + 4 + 28 + 2);
