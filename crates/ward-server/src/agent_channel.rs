@@ -344,7 +344,7 @@ async fn current_facts(state: &AppState, device_id: &str) -> Value {
 }
 
 /// Hands new facts to the writer task (waiting when it is behind: back-pressure on the agents).
-async fn store_facts(
+pub(crate) async fn store_facts(
     state: &AppState,
     device_id: &str,
     facts: &Value,
@@ -640,6 +640,8 @@ pub async fn serve(
         .tls_config(tls)?
         .timeout(Duration::from_secs(3600 * 24 * 365))
         .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        // An agent holds one stream; a few more are room for a reconnect overlapping.
+        .max_concurrent_streams(Some(4))
         .add_service(service(state))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
         .await
