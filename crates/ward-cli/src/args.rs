@@ -77,6 +77,9 @@ pub enum AdminCommand {
     /// Dynamic groups: named selectors usable anywhere as `groups = "NAME"`
     #[command(subcommand, alias = "groups")]
     Group(crate::policies::GroupCommand),
+    /// Provision and list LwM2M endpoints (constrained devices over CoAP)
+    #[command(subcommand)]
+    Lwm2m(crate::lwm2m::Lwm2mCommand),
 }
 
 const LOGIN_EXAMPLES: &str = "\

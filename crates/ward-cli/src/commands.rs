@@ -54,6 +54,7 @@ pub(crate) async fn execute(
         AdminCommand::Policy(command) => crate::policies::policy(global, command, &out).await,
         AdminCommand::Compliance(command) => crate::policies::compliance(global, command, &out).await,
         AdminCommand::Group(command) => crate::policies::group(global, command, &out).await,
+        AdminCommand::Lwm2m(command) => crate::lwm2m::lwm2m(global, command, &out).await,
     }
 }
 

@@ -11,6 +11,7 @@ mod config;
 mod devices;
 mod error;
 mod incidents;
+mod lwm2m;
 mod output;
 mod policies;
 

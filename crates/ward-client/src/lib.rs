@@ -7,6 +7,7 @@ mod devices;
 mod enroll;
 mod error;
 mod incidents;
+mod lwm2m;
 mod policies;
 mod tls;
 

@@ -298,13 +298,18 @@ impl Query {
     }
 }
 
-fn parse_endpoint(ep: &str) -> Result<String, RegistrationError> {
-    let ok = !ep.is_empty()
+/// Whether `ep` is an endpoint name this crate accepts: 1..=[`MAX_ENDPOINT_LEN`] characters of
+/// ASCII letters, digits and `-._~:@+` (what the gateway lets an admin provision).
+pub fn is_valid_endpoint(ep: &str) -> bool {
+    !ep.is_empty()
         && ep.len() <= MAX_ENDPOINT_LEN
         && ep
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~:@+".contains(&b));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~:@+".contains(&b))
+}
+
+fn parse_endpoint(ep: &str) -> Result<String, RegistrationError> {
+    if is_valid_endpoint(ep) {
         Ok(ep.to_owned())
     } else {
         Err(RegistrationError::BadEndpoint(ep.to_owned()))

@@ -2,6 +2,7 @@
 //! The server, the client and the CLI all speak these; the OpenAPI document is generated from them.
 
 mod error;
+mod lwm2m;
 mod policies;
 
 /// The agent channel (gRPC), generated from `proto/ward/agent/v1/agent.proto`.
@@ -15,6 +16,7 @@ pub mod agent {
 }
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use lwm2m::*;
 pub use policies::*;
 
 use serde::{Deserialize, Serialize};

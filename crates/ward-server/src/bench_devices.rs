@@ -375,6 +375,8 @@ pub async fn connections(args: &ConnectionsArgs, progress: &mut dyn FnMut(&str))
             "127.0.0.1:0",
             "--agent-listen",
             "127.0.0.1:0",
+            "--lwm2m-listen",
+            "off",
             "--insecure-http",
             "--data-dir",
         ])

@@ -93,6 +93,12 @@ pub async fn push(
         return Ok(());
     }
     outbound.send(Ok(to_message(command))).await.map_err(|_| ())?;
+    record_sent(state, command).await;
+    Ok(())
+}
+
+/// Records that a command reached its device (queued → sent; other states are left alone).
+pub async fn record_sent(state: &AppState, command: &CommandRecord) {
     if command.state == CommandState::Queued {
         event(
             state,
@@ -103,7 +109,83 @@ pub async fn push(
         )
         .await;
     }
-    Ok(())
+}
+
+/// Records that the device accepted a command.
+pub async fn record_acknowledged(state: &AppState, device_id: &str, command_id: &str) {
+    event(
+        state,
+        CommandEvent::Acknowledged {
+            id: command_id.to_owned(),
+            device_id: device_id.to_owned(),
+            time_ms: state.now_ms(),
+        },
+    )
+    .await;
+}
+
+/// How a command ended, as the device (or the gateway speaking for it) reports it.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub succeeded: bool,
+    /// Shown to admins; cleaned and bounded here.
+    pub detail: String,
+    /// A verified wipe completion record and its hex signature.
+    pub proof: Option<(String, String)>,
+    /// A diagnostics bundle (JSON text).
+    pub output: Option<String>,
+}
+
+/// Records a command's result with its `command.result` audit entry, the same for every channel
+/// a device is managed through.
+pub async fn record_finished(
+    state: &AppState,
+    device_id: &str,
+    command_id: &str,
+    kind: CommandKind,
+    outcome: Report,
+) {
+    let detail = clean_detail(&outcome.detail);
+    let state_name = if outcome.succeeded {
+        CommandState::Succeeded
+    } else {
+        CommandState::Failed
+    };
+    let (proof, proof_signature) = match outcome.proof {
+        Some((proof, signature)) => (Some(proof), Some(signature)),
+        None => (None, None),
+    };
+    let record = AuditRecord::new(
+        format!("device:{device_id}"),
+        "command.result",
+        format!("command:{command_id}"),
+        if outcome.succeeded {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        },
+        json!({ "device": device_id, "kind": kind, "state": state_name, "detail": detail,
+                "proof": proof.is_some() }),
+    );
+    let finish = CommandFinish {
+        state: state_name,
+        detail,
+        proof,
+        proof_signature,
+        output: outcome.output,
+        device_state: None,
+    };
+    event(
+        state,
+        CommandEvent::Finished {
+            id: command_id.to_owned(),
+            device_id: device_id.to_owned(),
+            kind,
+            finish,
+            audit: state.audit(record),
+        },
+    )
+    .await;
 }
 
 /// Pushes the device's pending commands (queued, sent, acknowledged but unfinished) in queue
@@ -209,7 +291,6 @@ pub async fn record_update(
     update: CommandUpdate,
     pushed: &Pushed,
 ) {
-    let now = state.now_ms();
     let Some(kind) = pushed.get(&update.command_id).copied() else {
         tracing::warn!(
             device = device_id,
@@ -219,15 +300,7 @@ pub async fn record_update(
         return;
     };
     if update.status == "acknowledged" {
-        event(
-            state,
-            CommandEvent::Acknowledged {
-                id: update.command_id,
-                device_id: device_id.to_owned(),
-                time_ms: now,
-            },
-        )
-        .await;
+        record_acknowledged(state, device_id, &update.command_id).await;
         return;
     }
     let mut detail = clean_detail(&update.detail);
@@ -266,42 +339,13 @@ pub async fn record_update(
     let output = (!update.output.is_empty() && update.output.len() <= MAX_OUTPUT_BYTES)
         .then(|| update.output.clone())
         .filter(|text| serde_json::from_str::<serde_json::Value>(text).is_ok());
-    let state_name = if succeeded {
-        CommandState::Succeeded
-    } else {
-        CommandState::Failed
-    };
-    let record = AuditRecord::new(
-        format!("device:{device_id}"),
-        "command.result",
-        format!("command:{}", update.command_id),
-        if succeeded {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        },
-        json!({ "device": device_id, "kind": kind, "state": state_name, "detail": detail,
-                "proof": proof.is_some() }),
-    );
-    let finish = CommandFinish {
-        state: state_name,
+    let outcome = Report {
+        succeeded,
         detail,
-        proof,
-        proof_signature,
+        proof: proof.zip(proof_signature),
         output,
-        device_state: None,
     };
-    event(
-        state,
-        CommandEvent::Finished {
-            id: update.command_id,
-            device_id: device_id.to_owned(),
-            kind,
-            finish,
-            audit: state.audit(record),
-        },
-    )
-    .await;
+    record_finished(state, device_id, &update.command_id, kind, outcome).await;
 }
 
 /// How often queued commands are checked for expiry.

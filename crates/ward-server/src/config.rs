@@ -45,6 +45,9 @@ pub struct ServerArgs {
     /// Do not create the first admin account on first start (use `ward admin create`).
     #[arg(long, env = "WARD_NO_INITIAL_ADMIN")]
     pub no_initial_admin: bool,
+    /// UDP address of the LwM2M gateway, or `off` [default: 127.0.0.1:5683].
+    #[arg(long, env = "WARD_LWM2M_LISTEN")]
+    pub lwm2m_listen: Option<String>,
 }
 
 /// The config file's shape. Unknown keys are errors, so a typo is never silently ignored.
@@ -70,6 +73,18 @@ struct FileConfig {
     audit: FileAudit,
     #[serde(default)]
     policy: FilePolicy,
+    #[serde(default)]
+    lwm2m: FileLwm2m,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLwm2m {
+    listen: Option<String>,
+    allow_plain_udp: Option<bool>,
+    auto_create: Option<bool>,
+    auto_create_site: Option<String>,
+    queue_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -199,6 +214,47 @@ impl Default for PolicyConfig {
     }
 }
 
+/// The LwM2M gateway (`docs/lwm2m.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lwm2mConfig {
+    /// UDP address; `None` when the gateway is off.
+    pub listen: Option<SocketAddr>,
+    /// Plain UDP (no DTLS) on a non-loopback address was explicitly allowed.
+    pub allow_plain_udp: bool,
+    /// Unknown endpoints are created (quarantined, in `auto_create_site`) instead of refused.
+    pub auto_create: bool,
+    /// Where auto-created endpoints go; required when `auto_create` is on.
+    pub auto_create_site: Option<ward_domain::site::SiteSlug>,
+    /// How long a request for a queue-mode device waits for the device's next Update.
+    pub queue_timeout_ms: i64,
+    /// How long a queue-mode device listens after a Register or Update (LwM2M: the client's
+    /// MAX_TRANSMIT_WAIT, 93 s with RFC 7252 timing).
+    pub queue_awake_ms: u64,
+    /// CoAP ACK_TIMEOUT (RFC 7252: 2 s); tests shrink it so an unanswered request fails fast.
+    pub ack_timeout_ms: u64,
+    /// How often registrations are checked for an expired lifetime.
+    pub sweep_interval_ms: u64,
+    /// Most registrations one source address may attempt per minute.
+    pub max_registrations_per_minute: usize,
+}
+
+impl Lwm2mConfig {
+    /// Defaults with the given address.
+    pub fn with_listen(listen: Option<SocketAddr>) -> Self {
+        Self {
+            listen,
+            allow_plain_udp: false,
+            auto_create: false,
+            auto_create_site: None,
+            queue_timeout_ms: 3_600_000,
+            queue_awake_ms: 93_000,
+            ack_timeout_ms: 2000,
+            sweep_interval_ms: 1000,
+            max_registrations_per_minute: 120,
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -225,6 +281,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub audit: AuditConfig,
     pub policy: PolicyConfig,
+    pub lwm2m: Lwm2mConfig,
 }
 
 /// A configuration value that cannot be used.
@@ -260,6 +317,7 @@ impl Config {
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
             policy: PolicyConfig::default(),
+            lwm2m: Lwm2mConfig::with_listen(Some(SocketAddr::from(([127, 0, 0, 1], 0)))),
         }
     }
 
@@ -465,6 +523,7 @@ impl Config {
                 secret,
             });
         }
+        let lwm2m = lwm2m_config(args, file.lwm2m)?;
         Ok(Self {
             listen,
             agent_listen,
@@ -490,6 +549,7 @@ impl Config {
                 remediation_interval_ms: remediation_seconds as i64 * 1000,
                 webhooks,
             },
+            lwm2m,
         })
     }
 
@@ -500,6 +560,69 @@ impl Config {
             None => ward_store_sql::sqlite_url_for(&self.data_dir.join("ward.db")),
         }
     }
+}
+
+/// The `[lwm2m]` section and `--lwm2m-listen`, validated.
+fn lwm2m_config(args: &ServerArgs, file: FileLwm2m) -> Result<Lwm2mConfig, ConfigError> {
+    let listen_text = args
+        .lwm2m_listen
+        .clone()
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:5683".into());
+    let listen = if listen_text == "off" {
+        None
+    } else {
+        Some(listen_text.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "lwm2m.listen",
+                format!("{listen_text:?} is not an IP:port address or \"off\""),
+            )
+        })?)
+    };
+    let allow_plain_udp = file.allow_plain_udp.unwrap_or(false);
+    // DTLS is not implemented yet: everything is plain UDP, which only a loopback address (or an
+    // operator who says the network protects it) may carry.
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+        && !allow_plain_udp
+    {
+        return Err(invalid(
+            "lwm2m.allow_plain_udp",
+            format!(
+                "LwM2M over plain UDP (no DTLS) is only allowed on a loopback address, not {}; \
+                 set allow_plain_udp = true only on an isolated device network",
+                addr.ip()
+            ),
+        ));
+    }
+    let auto_create = file.auto_create.unwrap_or(false);
+    let auto_create_site = match file.auto_create_site {
+        Some(text) => Some(
+            ward_domain::site::SiteSlug::parse(&text)
+                .map_err(|err| invalid("lwm2m.auto_create_site", err.reason))?,
+        ),
+        None => None,
+    };
+    if auto_create && auto_create_site.is_none() {
+        return Err(invalid(
+            "lwm2m.auto_create_site",
+            "required when auto_create is on (the site unknown endpoints are put in)",
+        ));
+    }
+    let queue_timeout = file.queue_timeout_seconds.unwrap_or(3600);
+    if !(10..=7 * 86_400).contains(&queue_timeout) {
+        return Err(invalid(
+            "lwm2m.queue_timeout_seconds",
+            "must be between 10 and 604800",
+        ));
+    }
+    Ok(Lwm2mConfig {
+        allow_plain_udp,
+        auto_create,
+        auto_create_site,
+        queue_timeout_ms: queue_timeout as i64 * 1000,
+        ..Lwm2mConfig::with_listen(listen)
+    })
 }
 
 fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
@@ -648,6 +771,56 @@ mod tests {
                 "policy.remediation_check_seconds",
             ),
             ("[policy]\nremediate = 1", "config"),
+        ] {
+            let err = load(ServerArgs::default(), file).unwrap_err();
+            assert_eq!(err.key, key, "{file:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn lwm2m_section_is_checked() {
+        let defaults = load(ServerArgs::default(), "").unwrap().lwm2m;
+        assert_eq!(defaults.listen, Some("127.0.0.1:5683".parse().unwrap()));
+        assert!(!defaults.auto_create && !defaults.allow_plain_udp);
+        assert_eq!(defaults.queue_timeout_ms, 3_600_000);
+        let off = ServerArgs {
+            lwm2m_listen: Some("off".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            load(off, "[lwm2m]\nlisten = \"127.0.0.1:1\"")
+                .unwrap()
+                .lwm2m
+                .listen,
+            None,
+            "the flag wins"
+        );
+        let open = load(
+            ServerArgs::default(),
+            "[lwm2m]\nlisten = \"0.0.0.0:5683\"\nallow_plain_udp = true\nauto_create = true\nauto_create_site = \"st-marys\"\nqueue_timeout_seconds = 60",
+        )
+        .unwrap()
+        .lwm2m;
+        assert!(open.auto_create && open.allow_plain_udp);
+        assert_eq!(
+            open.auto_create_site.map(|s| s.to_string()).as_deref(),
+            Some("st-marys")
+        );
+        assert_eq!(open.queue_timeout_ms, 60_000);
+        for (file, key) in [
+            ("[lwm2m]\nlisten = \"0.0.0.0:5683\"", "lwm2m.allow_plain_udp"),
+            ("[lwm2m]\nlisten = \"[::]:5683\"", "lwm2m.allow_plain_udp"),
+            ("[lwm2m]\nlisten = \"udp please\"", "lwm2m.listen"),
+            ("[lwm2m]\nauto_create = true", "lwm2m.auto_create_site"),
+            (
+                "[lwm2m]\nauto_create_site = \"Not A Slug\"",
+                "lwm2m.auto_create_site",
+            ),
+            (
+                "[lwm2m]\nqueue_timeout_seconds = 0",
+                "lwm2m.queue_timeout_seconds",
+            ),
+            ("[lwm2m]\ndtls = true", "config"),
         ] {
             let err = load(ServerArgs::default(), file).unwrap_err();
             assert_eq!(err.key, key, "{file:?}: {err}");

@@ -342,8 +342,8 @@ pub async fn status(state: &AppState, incident: &IncidentRecord) -> ApiResult<In
         .await?
         .into_iter()
         .map(|d| {
-            let up = d.state.may_connect()
-                && ward_domain::device::is_online(d.last_seen_ms, now, state.config.heartbeat_ms);
+            let facts = serde_json::from_str(&d.facts).unwrap_or(serde_json::Value::Null);
+            let up = crate::api::devices::online(&d, &facts, now, state.config.heartbeat_ms);
             (d.id, up)
         })
         .collect();

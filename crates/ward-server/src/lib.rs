@@ -18,6 +18,7 @@ pub mod enroll_writer;
 pub mod error;
 pub mod incidents;
 pub mod keys;
+pub mod lwm2m;
 pub mod offline;
 pub mod policies;
 pub mod serve;
@@ -121,6 +122,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The agent channel's address.
     pub agent_addr: SocketAddr,
+    /// The LwM2M gateway's UDP address (`None` when it is off).
+    pub lwm2m_addr: Option<SocketAddr>,
     /// `https` or `http`.
     pub scheme: &'static str,
     pub ca_fingerprint: String,
@@ -188,6 +191,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         .await
         .with_context(|| format!("listening on {} (agent channel)", config.agent_listen))?;
     let agent_addr = agent_listener.local_addr()?;
+    let lwm2m_socket = lwm2m::bind(&config.lwm2m).await?;
+    let lwm2m_addr = lwm2m_socket.as_ref().map(|s| s.local_addr()).transpose()?;
     // The agent channel always uses a certificate from Ward's own CA: that is what agents pin.
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     for ip in [addr.ip(), agent_addr.ip()] {
@@ -254,24 +259,28 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let checkpoint_task = tokio::spawn(checkpointer(state.clone()));
     let expiry_task = tokio::spawn(commands::expirer(state.clone()));
     let policy_task = tokio::spawn(policies::run(state.clone(), policy_queue));
+    let lwm2m_task = lwm2m_socket.map(|socket| tokio::spawn(lwm2m::run(state.clone(), socket)));
+    let mut tasks = vec![
+        serve_task,
+        agent_task,
+        checkpoint_task,
+        writer_task,
+        expiry_task,
+        events_task,
+        enroll_task,
+        policy_task,
+    ];
+    tasks.extend(lwm2m_task);
     Ok(Server {
         addr,
         agent_addr,
+        lwm2m_addr,
         scheme,
         ca_fingerprint,
         ca_cert_pem,
         state,
         initial_admin,
-        tasks: vec![
-            serve_task,
-            agent_task,
-            checkpoint_task,
-            writer_task,
-            expiry_task,
-            events_task,
-            enroll_task,
-            policy_task,
-        ],
+        tasks,
     })
 }
 
@@ -318,6 +327,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(url = %server.url(), backend = server.state.store.backend(), "ward server listening");
     eprintln!("Ward server listening on {}", server.url());
     eprintln!("Agent channel (mutual TLS) on {}", server.agent_addr);
+    if let Some(addr) = server.lwm2m_addr {
+        eprintln!("LwM2M gateway (CoAP over plain UDP; DTLS not yet supported) on {addr}");
+    }
     eprintln!("CA fingerprint (SHA-256): {}", server.ca_fingerprint);
     if let Some((username, password)) = &server.initial_admin {
         eprintln!();

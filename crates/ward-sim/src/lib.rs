@@ -6,6 +6,8 @@
 //!
 //! **Invariant:** links the agent, client and wire types only — never the server or storage.
 
+pub mod lwm2m;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;

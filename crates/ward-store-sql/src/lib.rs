@@ -8,6 +8,7 @@
 mod commands;
 mod devices;
 mod incidents;
+mod lwm2m;
 mod policies;
 mod rows;
 

@@ -21,8 +21,8 @@ use ward_domain::policy::{CheckStatus, RemediationAction};
 use crate::{
     ApiTokenRecord, Audit, AuditFilter, CommandEvent, CommandFilter, CommandFinish, CommandRecord,
     ComplianceKey, ComplianceRecord, DeviceRecord, EnrollTokenRecord, FactsUpdate, GroupRecord,
-    IncidentRecord, NewEnrollment, PolicyVersionRecord, RemediationRecord, SessionRecord, Store, StoreError,
-    TokenScope, UserRecord, verify_log,
+    IncidentRecord, Lwm2mEndpointRecord, NewEnrollment, PolicyVersionRecord, RemediationRecord,
+    SessionRecord, Store, StoreError, TokenScope, UserRecord, verify_log,
 };
 
 /// Raw access to the database under test, for simulating an attacker with database access.
@@ -86,6 +86,7 @@ pub async fn run_all(store: &dyn Store, tamper: &dyn Tamper) {
     commands(store).await;
     incidents(store).await;
     policies(store).await;
+    lwm2m_endpoints(store).await;
     enrollment_batches(store).await;
     audit_listing(store).await;
     audit_fails_closed(store, tamper).await;
@@ -1282,6 +1283,144 @@ async fn policies(store: &dyn Store) {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     assert_eq!(store.groups().await.unwrap(), vec![]);
+}
+
+fn lwm2m_device(id: &str, site: &str) -> DeviceRecord {
+    DeviceRecord {
+        id: id.into(),
+        site: slug(site),
+        class: DeviceClass::Medical,
+        criticality: Criticality::LifeSustaining,
+        phi: true,
+        hostname: HOSTILE.into(),
+        state: DeviceState::Active,
+        cert_fingerprint: String::new(),
+        cert_not_after_ms: 0,
+        enroll_token_id: "lwm2m".into(),
+        enrolled_ms: T0,
+        last_seen_ms: None,
+        facts: "{}".into(),
+        facts_updated_ms: None,
+        allow_full_wipe: false,
+    }
+}
+
+async fn lwm2m_endpoints(store: &dyn Store) {
+    let size = store.head().await.unwrap().size();
+    let pump = lwm2m_device("lw1", "st-marys/icu");
+    let endpoint = Lwm2mEndpointRecord {
+        endpoint: "urn:dev:pump-1".into(),
+        device_id: "lw1".into(),
+        psk_identity: HOSTILE.into(),
+        psk: "00ff".repeat(8),
+        created_ms: T0,
+    };
+    store
+        .create_lwm2m_endpoint(&pump, &endpoint, audit("lwm2m.provision", "device:lw1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.lwm2m_endpoint("urn:dev:pump-1").await.unwrap(),
+        Some(endpoint.clone()),
+        "the endpoint round-trips every field"
+    );
+    assert_eq!(
+        store.device("lw1").await.unwrap(),
+        Some(pump.clone()),
+        "the device is an ordinary device row"
+    );
+    assert_eq!(store.lwm2m_endpoint("urn:dev:nobody").await.unwrap(), None);
+
+    // A second endpoint with the same name: refused, and neither row nor audit entry is written.
+    let again = Lwm2mEndpointRecord {
+        device_id: "lw2".into(),
+        ..endpoint.clone()
+    };
+    let err = store
+        .create_lwm2m_endpoint(
+            &lwm2m_device("lw2", "st-marys/icu"),
+            &again,
+            audit("lwm2m.provision", "device:lw2"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "duplicate endpoint: {err:?}"
+    );
+    assert_eq!(store.device("lw2").await.unwrap(), None, "rolled back");
+    // The device id taken: refused.
+    let other = Lwm2mEndpointRecord {
+        endpoint: "urn:dev:pump-2".into(),
+        ..endpoint.clone()
+    };
+    let err = store
+        .create_lwm2m_endpoint(&pump, &other, audit("lwm2m.provision", "device:lw1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "duplicate device: {err:?}"
+    );
+    // A missing site.
+    let nowhere = Lwm2mEndpointRecord {
+        endpoint: "urn:dev:pump-3".into(),
+        device_id: "lw3".into(),
+        ..endpoint.clone()
+    };
+    let err = store
+        .create_lwm2m_endpoint(
+            &lwm2m_device("lw3", "nowhere"),
+            &nowhere,
+            audit("lwm2m.provision", "device:lw3"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "missing site: {err:?}");
+    // An endpoint naming another device than the one given.
+    let mismatched = Lwm2mEndpointRecord {
+        endpoint: "urn:dev:pump-4".into(),
+        device_id: "someone-else".into(),
+        ..endpoint.clone()
+    };
+    assert!(
+        store
+            .create_lwm2m_endpoint(
+                &lwm2m_device("lw4", "st-marys/icu"),
+                &mismatched,
+                audit("lwm2m.provision", "device:lw4"),
+            )
+            .await
+            .is_err()
+    );
+    assert_eq!(store.device("lw4").await.unwrap(), None);
+    let second = Lwm2mEndpointRecord {
+        endpoint: "urn:dev:monitor-1".into(),
+        device_id: "lw5".into(),
+        psk: String::new(),
+        ..endpoint.clone()
+    };
+    store
+        .create_lwm2m_endpoint(
+            &lwm2m_device("lw5", "st-marys"),
+            &second,
+            audit("lwm2m.provision", "device:lw5"),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .list_lwm2m_endpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.endpoint)
+        .collect();
+    assert_eq!(names, ["urn:dev:monitor-1", "urn:dev:pump-1"], "by name");
+    assert_eq!(
+        store.head().await.unwrap().size(),
+        size + 2,
+        "one audit entry per endpoint created, none for refusals"
+    );
 }
 
 async fn enrollment_batches(store: &dyn Store) {

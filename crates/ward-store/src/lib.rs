@@ -13,8 +13,8 @@ use ward_domain::site::{Site, SiteSlug};
 
 pub use records::{
     ApiTokenRecord, AuditFilter, CommandFilter, CommandFinish, CommandRecord, ComplianceKey,
-    ComplianceRecord, DeviceRecord, EnrollTokenRecord, GroupRecord, IncidentRecord, PolicyVersionRecord,
-    RemediationRecord, SessionRecord, TokenScope, UserRecord,
+    ComplianceRecord, DeviceRecord, EnrollTokenRecord, GroupRecord, IncidentRecord, Lwm2mEndpointRecord,
+    PolicyVersionRecord, RemediationRecord, SessionRecord, TokenScope, UserRecord,
 };
 pub use verify::{VERIFY_PAGE, verify_log};
 
@@ -340,6 +340,25 @@ pub trait PolicyStore: Send + Sync {
     async fn groups(&self) -> StoreResult<Vec<GroupRecord>>;
 }
 
+/// LwM2M endpoints provisioned for the gateway. Each is a row of `devices` (the inventory, commands
+/// and incidents see it like any device) plus the endpoint's name and DTLS pre-shared key.
+#[async_trait]
+pub trait Lwm2mStore: Send + Sync {
+    /// Inserts `device` and `endpoint` (whose `device_id` must be `device.id`) atomically with
+    /// `audit`. `Conflict` if the endpoint name or the device id exists; `NotFound` if the
+    /// device's site does not exist.
+    async fn create_lwm2m_endpoint(
+        &self,
+        device: &DeviceRecord,
+        endpoint: &Lwm2mEndpointRecord,
+        audit: Audit,
+    ) -> StoreResult<()>;
+    /// The endpoint with this name, if provisioned.
+    async fn lwm2m_endpoint(&self, endpoint: &str) -> StoreResult<Option<Lwm2mEndpointRecord>>;
+    /// Every endpoint, by name.
+    async fn list_lwm2m_endpoints(&self) -> StoreResult<Vec<Lwm2mEndpointRecord>>;
+}
+
 /// Everything the server needs from storage.
 pub trait Store:
     UserStore
@@ -352,6 +371,7 @@ pub trait Store:
     + CommandQueue
     + IncidentStore
     + PolicyStore
+    + Lwm2mStore
 {
     /// A short name for logs and `/health`: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -302,3 +302,20 @@ pub struct GroupRecord {
     pub created_ms: i64,
     pub updated_ms: i64,
 }
+
+/// A provisioned LwM2M endpoint: the constrained device's LwM2M name, the Ward device it is, and
+/// its pre-shared key for DTLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lwm2mEndpointRecord {
+    /// The LwM2M endpoint client name (`ep=`), unique.
+    pub endpoint: String,
+    /// The device row it is (`devices.id`).
+    pub device_id: String,
+    /// The DTLS PSK identity the device presents.
+    pub psk_identity: String,
+    /// The pre-shared key, hex. Stored in clear because the DTLS server needs the key itself to
+    /// complete a PSK handshake (a hash would not do); empty for an endpoint created on first
+    /// contact (`auto_create`), which has no key.
+    pub psk: String,
+    pub created_ms: i64,
+}

@@ -30,7 +30,7 @@ pub struct ContainArgs {
 }
 
 enum Served {
-    InProcess(ward_server::Server),
+    InProcess(Box<ward_server::Server>),
     Child(std::process::Child),
 }
 
@@ -47,6 +47,8 @@ async fn spawn_server(
             "127.0.0.1:0",
             "--agent-listen",
             "127.0.0.1:0",
+            "--lwm2m-listen",
+            "off",
             "--data-dir",
         ])
         .arg(data_dir)
@@ -112,7 +114,13 @@ pub async fn contain(
             server.ca_fingerprint.clone(),
             server.ca_cert_pem.clone(),
         );
-        (Served::InProcess(server), url, fingerprint, ca, one_time)
+        (
+            Served::InProcess(Box::new(server)),
+            url,
+            fingerprint,
+            ca,
+            one_time,
+        )
     } else {
         let (child, url, fingerprint, one_time) = spawn_server(&dir.path().join("server")).await?;
         let ca =

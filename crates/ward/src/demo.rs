@@ -57,6 +57,12 @@ pub struct SimArgs {
     /// Devices per second that drop their connection and reconnect, picked at random
     #[arg(long, value_name = "RATE", default_value_t = 0.0)]
     pub churn: f64,
+    /// Simulated LwM2M devices (in-repo LwM2M clients) to provision and register as well
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub lwm2m: usize,
+    /// The server's LwM2M gateway (UDP; plain UDP is only accepted on loopback by default)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5683")]
+    pub lwm2m_gateway: std::net::SocketAddr,
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -74,6 +80,15 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 /// Runs the simulator until Ctrl-C.
 pub async fn sim(args: SimArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let lwm2m_options = ward_sim::lwm2m::Lwm2mOptions {
+        server: args.server.clone(),
+        token: args.token.clone(),
+        ca_fingerprint: args.ca_fingerprint.clone(),
+        gateway: args.lwm2m_gateway,
+        devices: args.lwm2m,
+        prefix: args.prefix.clone(),
+        lifetime: 300,
+    };
     let options = ward_sim::SimOptions {
         server: args.server,
         token: args.token,
@@ -87,8 +102,22 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<()> {
     let fleet = ward_sim::start(&options, &mut |line| eprintln!("{line}"))
         .await
         .map_err(anyhow::Error::msg)?;
-    eprintln!("{} simulated devices running; Ctrl-C to stop", fleet.len());
+    let lwm2m = if lwm2m_options.devices > 0 {
+        Some(
+            ward_sim::lwm2m::start(&lwm2m_options, &mut |line| eprintln!("{line}"))
+                .await
+                .map_err(anyhow::Error::msg)?,
+        )
+    } else {
+        None
+    };
+    eprintln!(
+        "{} simulated devices and {} LwM2M devices running; Ctrl-C to stop",
+        fleet.len(),
+        lwm2m.as_ref().map_or(0, ward_sim::lwm2m::Lwm2mFleet::len)
+    );
     ward_server::shutdown_signal().await;
+    drop(lwm2m);
     drop(fleet);
     Ok(())
 }

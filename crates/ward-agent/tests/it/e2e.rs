@@ -58,6 +58,8 @@ impl Server {
                 listen,
                 "--agent-listen",
                 agent_listen,
+                "--lwm2m-listen",
+                "off",
                 "--heartbeat-seconds",
                 "1",
             ])

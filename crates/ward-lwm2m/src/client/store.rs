@@ -113,6 +113,12 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// Removes every instance of `object` and its values (a device without, say, Lock and Wipe).
+    pub fn remove_object(&mut self, object: u16) {
+        self.instances.retain(|p| p.object_id() != object);
+        self.values.retain(|p, _| p.object_id() != object);
+    }
+
     /// True if the object has at least one instance.
     pub fn has_object(&self, object: u16) -> bool {
         self.instances.iter().any(|p| p.object_id() == object)

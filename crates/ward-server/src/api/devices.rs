@@ -15,8 +15,26 @@ use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, rfc3339};
 
+/// Whether a device counts as online at `now_ms`: an agent while heard from within three
+/// heartbeats; an LwM2M device while registered and within its registration lifetime.
+pub fn online(device: &DeviceRecord, facts: &Value, now_ms: i64, heartbeat_ms: i64) -> bool {
+    if !device.state.may_connect() {
+        return false;
+    }
+    match crate::lwm2m::presence(facts) {
+        Some((registered, lifetime_ms)) => {
+            registered
+                && device
+                    .last_seen_ms
+                    .is_some_and(|seen| now_ms - seen < lifetime_ms)
+        }
+        None => is_online(device.last_seen_ms, now_ms, heartbeat_ms),
+    }
+}
+
 /// The wire view of a device at `now_ms`.
 pub fn device_view(device: &DeviceRecord, now_ms: i64, heartbeat_ms: i64) -> DeviceView {
+    let facts: Value = serde_json::from_str(&device.facts).unwrap_or(Value::Null);
     DeviceView {
         id: device.id.clone(),
         site: device.site.to_string(),
@@ -25,11 +43,11 @@ pub fn device_view(device: &DeviceRecord, now_ms: i64, heartbeat_ms: i64) -> Dev
         phi: device.phi,
         hostname: device.hostname.clone(),
         state: device.state.to_string(),
-        online: device.state.may_connect() && is_online(device.last_seen_ms, now_ms, heartbeat_ms),
+        online: online(device, &facts, now_ms, heartbeat_ms),
         last_seen_at: device.last_seen_ms.map(rfc3339),
         enrolled_at: rfc3339(device.enrolled_ms),
         certificate_expires_at: rfc3339(device.cert_not_after_ms),
-        facts: serde_json::from_str(&device.facts).unwrap_or(Value::Null),
+        facts,
         groups: Vec::new(),
         compliance: Default::default(),
     }

@@ -8,6 +8,7 @@ pub mod devices;
 pub(crate) mod enroll;
 pub(crate) mod extract;
 pub(crate) mod incidents;
+pub(crate) mod lwm2m;
 pub mod policies;
 pub(crate) mod sites;
 pub(crate) mod tokens;
@@ -119,6 +120,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(policies::summary))
         .routes(routes!(policies::list_groups))
         .routes(routes!(policies::put_group, policies::delete_group))
+        .routes(routes!(lwm2m::list, lwm2m::provision))
         .split_for_parts();
     // Site slugs contain a '/', so their routes are a wildcard; documented above as `{slug}`.
     let router = router

@@ -10,4 +10,5 @@ mod console;
 mod flows;
 mod incidents;
 mod kit;
+mod lwm2m;
 mod policies;

@@ -4,3 +4,4 @@
 
 mod churn;
 mod incident;
+mod lwm2m;

@@ -28,6 +28,8 @@ impl ServerProcess {
                 "127.0.0.1:0",
                 "--agent-listen",
                 "127.0.0.1:0",
+                "--lwm2m-listen",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(data_dir)
@@ -257,6 +259,34 @@ fn readme_flow(backend: Backend) {
         "",
     );
     assert_eq!(code(&created), 0, "{}", text(&created));
+
+    // An LwM2M device: its key is printed once, never listed.
+    let provisioned = ward(
+        cfg,
+        &[
+            "lwm2m",
+            "provision",
+            "--endpoint",
+            "urn:dev:cli-pump",
+            "--site",
+            "st-marys",
+            "--class",
+            "medical",
+            "--criticality",
+            "high",
+            "--phi",
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(code(&provisioned), 0, "{}", text(&provisioned));
+    let provisioned: serde_json::Value = serde_json::from_slice(&provisioned.stdout).unwrap();
+    let psk = provisioned["psk"].as_str().unwrap().to_owned();
+    assert_eq!(psk.len(), 32);
+    let listed = ward(cfg, &["lwm2m", "list"], "");
+    assert_eq!(code(&listed), 0, "{}", text(&listed));
+    assert!(text(&listed).contains("urn:dev:cli-pump"), "{}", text(&listed));
+    assert!(!text(&listed).contains(&psk), "{}", text(&listed));
     let ward_site = ward(
         cfg,
         &["sites", "create", "st-marys/icu", "--name", "Intensive care"],

@@ -1,0 +1,921 @@
+//! The LwM2M gateway: constrained devices (infusion pumps, monitors, sensors) speaking OMA LwM2M
+//! 1.1 over CoAP/UDP appear as ordinary Ward devices — inventory, presence, commands, incidents
+//! and audit — next to the agent-managed ones (`docs/lwm2m.md`).
+//!
+//! One task owns one UDP socket and `ward-lwm2m`'s sans-IO [`Endpoint`] (retransmission, dedup,
+//! token matching). It handles the Registration interface (Register, Update, De-register,
+//! lifetime expiry), reads `/3/0` and `/4/0` into the device's facts, observes the battery level,
+//! and carries out the device's commands from the durable queue one at a time (see [`actions`]).
+//! A registered device is registered in [`crate::channels`] like an agent's stream, so commands
+//! created while it is registered are handed over at once and revocation ends its registration.
+//!
+//! Not done yet: DTLS. Everything is plain UDP, which the configuration only allows on a loopback
+//! address unless `allow_plain_udp` is set.
+
+mod actions;
+mod facts;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{Map, Value, json};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use ward_domain::audit::{AuditRecord, Outcome};
+use ward_domain::device::{Criticality, DeviceClass, DeviceState};
+use ward_lwm2m::coap::{self, MAX_DATAGRAM, MessageClass, Packet, ResponseType, TransmissionParams};
+use ward_lwm2m::content::{self, ContentFormat, Path};
+use ward_lwm2m::objects::{StandardObjects, connectivity, device, lock_wipe};
+use ward_lwm2m::registration::{self, Register, RegistrationRequest, Update};
+use ward_lwm2m::server::{Endpoint, Event, Request};
+use ward_store::{CommandRecord, Lwm2mEndpointRecord};
+
+use crate::commands::{Report, record_acknowledged, record_finished, record_sent};
+use crate::config::Lwm2mConfig;
+use crate::state::AppState;
+
+pub use facts::presence;
+
+/// What LwM2M devices carry in `devices.enroll_token_id` (they are provisioned, not enrolled).
+pub const ENROLLED_BY: &str = "lwm2m";
+/// Most devices registered at once on this node; further Registers get 5.03.
+pub const MAX_REGISTRATIONS: usize = 100_000;
+/// Most commands held for one registered device (the store keeps the rest; they come on the next
+/// registration).
+const MAX_QUEUED: usize = 256;
+/// Source addresses whose recent Register attempts are remembered.
+const MAX_TRACKED_SOURCES: usize = 100_000;
+
+/// Binds the gateway's UDP socket, if the gateway is on.
+pub async fn bind(config: &Lwm2mConfig) -> anyhow::Result<Option<UdpSocket>> {
+    match config.listen {
+        None => Ok(None),
+        Some(addr) => UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr} (LwM2M, UDP)"))
+            .map(Some),
+    }
+}
+
+/// Runs the gateway on `socket` until the task is aborted.
+pub async fn run(state: AppState, socket: UdpSocket) {
+    let (inbox, mut inbox_rx) = mpsc::channel(4096);
+    let params = TransmissionParams {
+        ack_timeout: Duration::from_millis(state.config.lwm2m.ack_timeout_ms),
+        ..TransmissionParams::default()
+    };
+    let mut gateway = Gateway {
+        endpoint: Endpoint::new(params),
+        state,
+        devices: HashMap::new(),
+        locations: HashMap::new(),
+        requests: HashMap::new(),
+        attempts: HashMap::new(),
+        inbox,
+    };
+    let mut sweep = tokio::time::interval(Duration::from_millis(
+        gateway.state.config.lwm2m.sweep_interval_ms.max(10),
+    ));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        gateway.flush(&socket).await;
+        let wake = gateway
+            .endpoint
+            .next_timeout()
+            .map(tokio::time::Instant::from_std);
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((n, peer)) if n <= MAX_DATAGRAM => gateway.endpoint.handle_datagram(peer, &buf[..n], now()),
+                Ok((_, peer)) => tracing::debug!(%peer, "dropping an oversized LwM2M datagram"),
+                Err(err) => tracing::debug!(error = %err, "LwM2M receive failed"),
+            },
+            Some(message) = inbox_rx.recv() => gateway.on_inbox(message).await,
+            () = sleep_until(wake) => gateway.endpoint.handle_timeout(now()),
+            _ = sweep.tick() => gateway.sweep().await,
+        }
+        while let Some(event) = gateway.endpoint.poll_event() {
+            gateway.on_event(event).await;
+        }
+    }
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a device's channel forwarder tells the gateway.
+#[derive(Debug)]
+enum Inbox {
+    /// A command was created for the device while it is registered.
+    Command {
+        device_id: String,
+        connection_id: u64,
+        command: Box<CommandRecord>,
+    },
+    /// The server wants the registration gone (revoked, retired).
+    Closed { device_id: String, connection_id: u64 },
+}
+
+/// Why a request to a device was sent.
+#[derive(Debug, Clone)]
+enum Purpose {
+    /// Read of `/object/0` into facts.
+    Read(u16),
+    /// Observation of `/3/0/9`.
+    Battery,
+    /// A step of the device's active command.
+    Step { command_id: String },
+}
+
+#[derive(Debug)]
+struct Pending {
+    device_id: String,
+    connection_id: u64,
+    purpose: Purpose,
+}
+
+/// A command being carried out.
+#[derive(Debug)]
+struct Active {
+    command: CommandRecord,
+    requests: VecDeque<Request>,
+    detail: String,
+    acknowledged: bool,
+}
+
+/// One registered device.
+#[derive(Debug)]
+struct Registration {
+    device_id: String,
+    location: String,
+    peer: SocketAddr,
+    connection_id: u64,
+    forwarder: JoinHandle<()>,
+    endpoint: String,
+    lifetime_s: u32,
+    version: &'static str,
+    binding: String,
+    queue_mode: bool,
+    objects: Vec<Path>,
+    /// Registered or last updated (server clock, for lifetime expiry).
+    updated_ms: i64,
+    /// Queue mode: the device listens until then (after a Register or Update).
+    awake_until: Instant,
+    /// The facts stored before this registration, and the `lwm2m` section kept current.
+    base_facts: Value,
+    section: Map<String, Value>,
+    last_document: Value,
+    /// Commands waiting, with when they were queued here (server clock).
+    queue: VecDeque<(CommandRecord, i64)>,
+    active: Option<Active>,
+    /// Commands handed over on this registration (a command arrives once per registration).
+    pushed: HashSet<String>,
+    battery_token: Option<Vec<u8>>,
+}
+
+impl Registration {
+    fn has_object(&self, object: u16) -> bool {
+        self.objects.iter().any(|p| p.object_id() == object)
+    }
+
+    fn awake(&self, at: Instant) -> bool {
+        !self.queue_mode || at < self.awake_until
+    }
+
+    fn facts(&self, registered: bool) -> facts::RegistrationFacts {
+        facts::RegistrationFacts {
+            endpoint: self.endpoint.clone(),
+            registered,
+            lifetime_s: self.lifetime_s,
+            queue_mode: self.queue_mode,
+            version: self.version,
+            binding: self.binding.clone(),
+            objects: self.objects.clone(),
+        }
+    }
+}
+
+struct Gateway {
+    state: AppState,
+    endpoint: Endpoint,
+    /// Registered devices by device id.
+    devices: HashMap<String, Registration>,
+    /// Registration location → device id.
+    locations: HashMap<String, String>,
+    /// Requests in flight (and observations) by token.
+    requests: HashMap<Vec<u8>, Pending>,
+    /// Recent Register attempts per source address (monotonic time: a flood limit, not a record).
+    attempts: HashMap<IpAddr, VecDeque<Instant>>,
+    inbox: mpsc::Sender<Inbox>,
+}
+
+impl Gateway {
+    fn config(&self) -> &Lwm2mConfig {
+        &self.state.config.lwm2m
+    }
+
+    async fn flush(&mut self, socket: &UdpSocket) {
+        while let Some(transmit) = self.endpoint.poll_transmit() {
+            if let Err(err) = socket.send_to(&transmit.datagram, transmit.peer).await {
+                tracing::debug!(peer = %transmit.peer, error = %err, "LwM2M send failed");
+            }
+        }
+    }
+
+    fn respond(&mut self, peer: SocketAddr, request: &Packet, code: ResponseType) {
+        let id = self.endpoint.next_message_id();
+        let response = coap::response_to(request, code, id);
+        if let Err(err) = self.endpoint.respond(peer, request, &response, now()) {
+            tracing::debug!(%peer, error = %err, "LwM2M response not sent");
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Request { peer, request } => self.on_request(peer, request).await,
+            Event::Response { token, response, .. } => self.on_response(token, response).await,
+            Event::Notification { token, response, .. } => self.on_notification(&token, &response).await,
+            Event::TimedOut { token, .. } => {
+                self.on_failure(token, actions::NO_ANSWER.to_owned()).await;
+            }
+            Event::Reset { token, .. } => {
+                self.on_failure(token, "the device rejected the request (reset)".to_owned())
+                    .await;
+            }
+        }
+    }
+
+    async fn on_request(&mut self, peer: SocketAddr, request: Packet) {
+        match RegistrationRequest::from_packet(&request) {
+            Err(err) => {
+                tracing::debug!(%peer, error = %err, "refusing an LwM2M request");
+                self.respond(peer, &request, err.response_code());
+            }
+            Ok(RegistrationRequest::Register(register)) => self.on_register(peer, &request, register).await,
+            Ok(RegistrationRequest::Update(update)) => self.on_update(peer, &request, update).await,
+            Ok(RegistrationRequest::Deregister(deregister)) => {
+                match self.locations.get(&deregister.location).cloned() {
+                    Some(device_id) => {
+                        self.respond(peer, &request, ResponseType::Deleted);
+                        self.remove(&device_id).await;
+                    }
+                    None => self.respond(peer, &request, ResponseType::NotFound),
+                }
+            }
+        }
+    }
+
+    /// Counts a Register from `ip`; false when it is flooding.
+    fn allow_register(&mut self, ip: IpAddr, at: Instant) -> bool {
+        let window = Duration::from_secs(60);
+        if self.attempts.len() > MAX_TRACKED_SOURCES {
+            self.attempts
+                .retain(|_, times| times.back().is_some_and(|t| at.duration_since(*t) < window));
+        }
+        let limit = self.config().max_registrations_per_minute;
+        let times = self.attempts.entry(ip).or_default();
+        while times.front().is_some_and(|t| at.duration_since(*t) >= window) {
+            times.pop_front();
+        }
+        if times.len() >= limit {
+            return false;
+        }
+        times.push_back(at);
+        true
+    }
+
+    /// Records a refused registration.
+    async fn deny(&self, peer: SocketAddr, endpoint: &str, target: &str, reason: &str) {
+        let record = AuditRecord::new(
+            format!("lwm2m:{endpoint}"),
+            "device.connect",
+            target,
+            Outcome::Denied,
+            json!({ "reason": reason, "channel": "lwm2m", "endpoint": endpoint }),
+        )
+        .with_source(Some(peer.ip().to_string()));
+        if let Err(err) = self.state.store.append(self.state.audit(record)).await {
+            tracing::warn!(error = %err, "recording a refused LwM2M registration failed");
+        }
+    }
+
+    /// The endpoint's record, creating it (quarantined) when unknown and `auto_create` is on.
+    async fn endpoint_record(&self, register: &Register) -> Result<Option<Lwm2mEndpointRecord>, ()> {
+        let store = &self.state.store;
+        match store.lwm2m_endpoint(&register.endpoint).await {
+            Ok(Some(record)) => return Ok(Some(record)),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "reading an LwM2M endpoint failed");
+                return Err(());
+            }
+        }
+        let (true, Some(site)) = (self.config().auto_create, self.config().auto_create_site.clone()) else {
+            return Ok(None);
+        };
+        let now = self.state.now_ms();
+        let device_id = uuid::Uuid::new_v4().to_string();
+        // Unknown hardware is treated as the most sensitive kind until someone looks at it:
+        // quarantined, and never wiped or powered off without a clinician.
+        let mut device = crate::api::lwm2m::new_device(
+            &device_id,
+            &register.endpoint,
+            site,
+            DeviceClass::Medical,
+            Criticality::LifeSustaining,
+            true,
+            now,
+        );
+        device.state = DeviceState::Quarantined;
+        let record = Lwm2mEndpointRecord {
+            endpoint: register.endpoint.clone(),
+            device_id: device_id.clone(),
+            psk_identity: register.endpoint.clone(),
+            psk: String::new(),
+            created_ms: now,
+        };
+        let audit = AuditRecord::new(
+            "system",
+            "lwm2m.auto_create",
+            format!("device:{device_id}"),
+            Outcome::Success,
+            json!({ "endpoint": register.endpoint, "site": device.site, "state": device.state }),
+        );
+        match store
+            .create_lwm2m_endpoint(&device, &record, self.state.audit(audit))
+            .await
+        {
+            Ok(()) => Ok(Some(record)),
+            Err(err) => {
+                tracing::warn!(error = %err, "creating an LwM2M endpoint on first contact failed");
+                Err(())
+            }
+        }
+    }
+
+    async fn on_register(&mut self, peer: SocketAddr, request: &Packet, register: Register) {
+        let at = now();
+        if !self.allow_register(peer.ip(), at) {
+            tracing::warn!(%peer, "LwM2M register flood; refusing");
+            return self.respond(peer, request, ResponseType::TooManyRequests);
+        }
+        let endpoint = match self.endpoint_record(&register).await {
+            Ok(Some(endpoint)) => endpoint,
+            Ok(None) => {
+                self.deny(peer, &register.endpoint, "lwm2m", "unknown endpoint")
+                    .await;
+                return self.respond(peer, request, ResponseType::Forbidden);
+            }
+            Err(()) => return self.respond(peer, request, ResponseType::ServiceUnavailable),
+        };
+        let device_id = endpoint.device_id.clone();
+        let target = format!("device:{device_id}");
+        let device = match self.state.store.device(&device_id).await {
+            Ok(Some(device)) if device.state.may_connect() => device,
+            Ok(_) => {
+                self.deny(peer, &endpoint.endpoint, &target, "revoked").await;
+                return self.respond(peer, request, ResponseType::Forbidden);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "reading an LwM2M device failed");
+                return self.respond(peer, request, ResponseType::ServiceUnavailable);
+            }
+        };
+        let previous = self.devices.contains_key(&device_id);
+        if !previous && self.devices.len() >= MAX_REGISTRATIONS {
+            return self.respond(peer, request, ResponseType::ServiceUnavailable);
+        }
+        // A Register from a registered device replaces its registration (it rebooted).
+        if let Some(old) = self.devices.remove(&device_id) {
+            self.locations.remove(&old.location);
+            old.forwarder.abort();
+            self.forget_requests(&device_id);
+        }
+        let mut location_bytes = [0u8; 8];
+        self.state.entropy.fill(&mut location_bytes);
+        let location = hex::encode(location_bytes);
+        let id = self.endpoint.next_message_id();
+        let created = registration::created(request, &location, id);
+        if let Err(err) = self.endpoint.respond(peer, request, &created, at) {
+            tracing::debug!(%peer, error = %err, "LwM2M response not sent");
+            return;
+        }
+        let channel = self.state.channels.register(&device_id);
+        let connection_id = channel.connection_id;
+        let forwarder = spawn_forwarder(device_id.clone(), channel, self.inbox.clone());
+        let now_ms = self.state.now_ms();
+        let _ = self.state.store.record_seen(&device_id, now_ms).await;
+        let base_facts: Value = serde_json::from_str(&device.facts).unwrap_or_else(|_| json!({}));
+        let section = facts::section_of(&base_facts);
+        let binding_text = format!(
+            "{}{}",
+            register.binding,
+            if register.queue_mode { "Q" } else { "" }
+        );
+        let registration = Registration {
+            device_id: device_id.clone(),
+            location: location.clone(),
+            peer,
+            connection_id,
+            forwarder,
+            endpoint: endpoint.endpoint.clone(),
+            lifetime_s: register.lifetime,
+            version: register.version.as_str(),
+            binding: binding_text,
+            queue_mode: register.queue_mode,
+            objects: register.object_paths(),
+            updated_ms: now_ms,
+            awake_until: at + Duration::from_millis(self.config().queue_awake_ms),
+            last_document: base_facts.clone(),
+            base_facts,
+            section,
+            queue: VecDeque::new(),
+            active: None,
+            pushed: HashSet::new(),
+            battery_token: None,
+        };
+        tracing::info!(device = %device_id, endpoint = %registration.endpoint, %peer, "LwM2M device registered");
+        self.locations.insert(location, device_id.clone());
+        self.devices.insert(device_id.clone(), registration);
+        self.store_registration(&device_id, true).await;
+        // What the device is: the Device object always, Connectivity Monitoring when it has it.
+        self.send(
+            &device_id,
+            Request::read(Path::instance(device::ID, 0), None),
+            Purpose::Read(device::ID),
+        );
+        if self
+            .devices
+            .get(&device_id)
+            .is_some_and(|r| r.has_object(connectivity::ID))
+        {
+            self.send(
+                &device_id,
+                Request::read(Path::instance(connectivity::ID, 0), None),
+                Purpose::Read(connectivity::ID),
+            );
+        }
+        // Its queue from the store, then whatever is created while it stays registered.
+        match self.state.store.pending_commands(&device_id).await {
+            Ok(pending) => {
+                for command in pending {
+                    self.enqueue(&device_id, command);
+                }
+            }
+            Err(err) => tracing::warn!(device = %device_id, error = %err, "reading pending commands failed"),
+        }
+        self.run_commands(&device_id).await;
+    }
+
+    async fn on_update(&mut self, peer: SocketAddr, request: &Packet, update: Update) {
+        let Some(device_id) = self.locations.get(&update.location).cloned() else {
+            // Unknown location: the client registers again.
+            return self.respond(peer, request, ResponseType::NotFound);
+        };
+        let now_ms = self.state.now_ms();
+        let window = Duration::from_millis(self.config().queue_awake_ms);
+        let Some(registration) = self.devices.get_mut(&device_id) else {
+            return self.respond(peer, request, ResponseType::NotFound);
+        };
+        registration.peer = peer;
+        registration.updated_ms = now_ms;
+        registration.awake_until = now() + window;
+        if let Some(lifetime) = update.lifetime {
+            registration.lifetime_s = lifetime;
+        }
+        if let Some(queue_mode) = update.queue_mode {
+            registration.queue_mode = queue_mode;
+        }
+        if let Some(binding) = update.binding {
+            let q = if registration.queue_mode { "Q" } else { "" };
+            registration.binding = format!("{binding}{q}");
+        }
+        if let Some(links) = &update.links {
+            registration.objects = links.iter().filter_map(|l| l.path()).collect();
+        }
+        self.respond(peer, request, ResponseType::Changed);
+        let _ = self.state.store.record_seen(&device_id, now_ms).await;
+        self.store_registration(&device_id, true).await;
+        // Queue mode: the device listens now; what was held goes out.
+        self.run_commands(&device_id).await;
+    }
+
+    /// Ends a registration (de-registered, expired, revoked): the device goes offline.
+    async fn remove(&mut self, device_id: &str) {
+        let Some(registration) = self.devices.get(device_id) else {
+            return;
+        };
+        tracing::info!(device = %device_id, endpoint = %registration.endpoint, "LwM2M registration ended");
+        self.store_registration(device_id, false).await;
+        if let Some(registration) = self.devices.remove(device_id) {
+            self.locations.remove(&registration.location);
+            registration.forwarder.abort();
+            self.state
+                .channels
+                .unregister(device_id, registration.connection_id);
+            if let Some(token) = &registration.battery_token {
+                self.endpoint.forget_observation(token);
+            }
+        }
+        self.forget_requests(device_id);
+    }
+
+    fn forget_requests(&mut self, device_id: &str) {
+        self.requests.retain(|_, p| p.device_id != device_id);
+    }
+
+    /// Stores the registration part of the facts (`registered` as given).
+    async fn store_registration(&mut self, device_id: &str, registered: bool) {
+        let Some(registration) = self.devices.get_mut(device_id) else {
+            return;
+        };
+        let summary = registration.facts(registered);
+        facts::set_registration(&mut registration.section, &summary);
+        self.store_facts(device_id).await;
+    }
+
+    /// Hands the device's facts to the facts writer if they changed.
+    async fn store_facts(&mut self, device_id: &str) {
+        let Some(registration) = self.devices.get_mut(device_id) else {
+            return;
+        };
+        let document = facts::document(&registration.base_facts, &registration.section);
+        let change = crate::agent_channel::json_diff(&registration.last_document, &document);
+        let unchanged = change["changed"].as_object().is_some_and(Map::is_empty)
+            && change["removed"].as_array().is_some_and(Vec::is_empty);
+        if unchanged {
+            return;
+        }
+        registration.last_document = document.clone();
+        let now_ms = self.state.now_ms();
+        crate::agent_channel::store_facts(&self.state, device_id, &document, None, &change, now_ms).await;
+    }
+
+    /// Sends a request to a registered device.
+    fn send(&mut self, device_id: &str, request: Request, purpose: Purpose) -> bool {
+        let Some(registration) = self.devices.get(device_id) else {
+            return false;
+        };
+        match self.endpoint.send(registration.peer, &request, now()) {
+            Ok(token) => {
+                if matches!(purpose, Purpose::Battery)
+                    && let Some(r) = self.devices.get_mut(device_id)
+                {
+                    r.battery_token = Some(token.clone());
+                }
+                self.requests.insert(
+                    token,
+                    Pending {
+                        device_id: device_id.to_owned(),
+                        connection_id: self.devices.get(device_id).map_or(0, |r| r.connection_id),
+                        purpose,
+                    },
+                );
+                true
+            }
+            Err(err) => {
+                tracing::warn!(device = %device_id, error = %err, "LwM2M request not sent");
+                false
+            }
+        }
+    }
+
+    /// Adds a command to the device's queue unless this registration already has it.
+    fn enqueue(&mut self, device_id: &str, command: CommandRecord) {
+        let now_ms = self.state.now_ms();
+        let Some(registration) = self.devices.get_mut(device_id) else {
+            return;
+        };
+        if registration.queue.len() >= MAX_QUEUED || !registration.pushed.insert(command.id.clone()) {
+            return;
+        }
+        registration.queue.push_back((command, now_ms));
+    }
+
+    /// Starts the device's next commands while it listens and none is in progress.
+    async fn run_commands(&mut self, device_id: &str) {
+        loop {
+            let Some(registration) = self.devices.get_mut(device_id) else {
+                return;
+            };
+            if registration.active.is_some() || !registration.awake(now()) {
+                return;
+            }
+            let Some((command, _)) = registration.queue.pop_front() else {
+                return;
+            };
+            let has_lock_wipe = registration.has_object(lock_wipe::ID);
+            record_sent(&self.state, &command).await;
+            match actions::plan(command.kind, has_lock_wipe) {
+                actions::Plan::Refuse(reason) => {
+                    self.finish(device_id, &command, false, reason).await;
+                }
+                actions::Plan::Done(detail) => {
+                    record_acknowledged(&self.state, device_id, &command.id).await;
+                    self.finish(device_id, &command, true, detail).await;
+                }
+                actions::Plan::Requests { requests, detail } => {
+                    if let Some(registration) = self.devices.get_mut(device_id) {
+                        registration.active = Some(Active {
+                            command,
+                            requests: requests.into(),
+                            detail,
+                            acknowledged: false,
+                        });
+                    }
+                    self.next_step(device_id).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends the active command's next request, or finishes it when none is left.
+    async fn next_step(&mut self, device_id: &str) {
+        let Some(active) = self.devices.get_mut(device_id).and_then(|r| r.active.as_mut()) else {
+            return;
+        };
+        let command_id = active.command.id.clone();
+        match active.requests.pop_front() {
+            Some(request) => {
+                if !self.send(device_id, request, Purpose::Step { command_id }) {
+                    self.end_active(device_id, false, "the gateway could not send the request".into())
+                        .await;
+                }
+            }
+            None => {
+                let detail = active.detail.clone();
+                self.end_active(device_id, true, detail).await;
+            }
+        }
+    }
+
+    /// Finishes the active command and starts the next one.
+    async fn end_active(&mut self, device_id: &str, succeeded: bool, detail: String) {
+        let Some(active) = self.devices.get_mut(device_id).and_then(|r| r.active.take()) else {
+            return;
+        };
+        self.finish(device_id, &active.command, succeeded, detail).await;
+        Box::pin(self.run_commands(device_id)).await;
+    }
+
+    async fn finish(&self, device_id: &str, command: &CommandRecord, succeeded: bool, detail: String) {
+        let report = Report {
+            succeeded,
+            detail,
+            ..Report::default()
+        };
+        record_finished(&self.state, device_id, &command.id, command.kind, report).await;
+    }
+
+    /// Looks up a request's purpose, if it belongs to a current registration.
+    fn take_request(&mut self, token: &[u8], keep: bool) -> Option<(String, Purpose)> {
+        let pending = if keep {
+            let p = self.requests.get(token)?;
+            Pending {
+                device_id: p.device_id.clone(),
+                connection_id: p.connection_id,
+                purpose: p.purpose.clone(),
+            }
+        } else {
+            self.requests.remove(token)?
+        };
+        let current = self
+            .devices
+            .get(&pending.device_id)
+            .is_some_and(|r| r.connection_id == pending.connection_id);
+        current.then_some((pending.device_id, pending.purpose))
+    }
+
+    async fn on_response(&mut self, token: Vec<u8>, response: Packet) {
+        let observing = self
+            .requests
+            .get(&token)
+            .is_some_and(|p| matches!(p.purpose, Purpose::Battery));
+        let Some((device_id, purpose)) = self.take_request(&token, observing) else {
+            return;
+        };
+        let code = ward_lwm2m::server::response_code(&response);
+        let success = code.is_some_and(|c| !c.is_error());
+        match purpose {
+            Purpose::Step { command_id } => {
+                let is_active = self
+                    .devices
+                    .get(&device_id)
+                    .and_then(|r| r.active.as_ref())
+                    .is_some_and(|a| a.command.id == command_id);
+                if !is_active {
+                    return;
+                }
+                if !success {
+                    let answer =
+                        code.map_or_else(|| "no code".to_owned(), |c| MessageClass::Response(c).to_string());
+                    return self
+                        .end_active(&device_id, false, format!("the device answered {answer}"))
+                        .await;
+                }
+                if let Some(active) = self.devices.get_mut(&device_id).and_then(|r| r.active.as_mut())
+                    && !active.acknowledged
+                {
+                    active.acknowledged = true;
+                    record_acknowledged(&self.state, &device_id, &command_id).await;
+                }
+                self.next_step(&device_id).await;
+            }
+            Purpose::Read(object) => {
+                if !success {
+                    tracing::debug!(device = %device_id, object, "LwM2M read refused");
+                    return;
+                }
+                let base = Path::instance(object, 0);
+                let Some(records) = decode(&response, &base) else {
+                    return;
+                };
+                let has_battery = records
+                    .iter()
+                    .any(|r| r.path.resource_id() == Some(device::BATTERY_LEVEL));
+                if let Some(registration) = self.devices.get_mut(&device_id) {
+                    facts::set_object(&mut registration.section, object, &records);
+                }
+                self.store_facts(&device_id).await;
+                if object == device::ID && has_battery {
+                    let battery = Path::resource(device::ID, 0, device::BATTERY_LEVEL);
+                    self.send(
+                        &device_id,
+                        Request::observe(battery, Some(ContentFormat::Text)),
+                        Purpose::Battery,
+                    );
+                }
+            }
+            Purpose::Battery => {
+                if !success {
+                    self.requests.remove(&token);
+                    return;
+                }
+                self.on_battery(&device_id, &response).await;
+            }
+        }
+    }
+
+    async fn on_notification(&mut self, token: &[u8], response: &Packet) {
+        if let Some((device_id, Purpose::Battery)) = self.take_request(token, true) {
+            self.on_battery(&device_id, response).await;
+        }
+    }
+
+    async fn on_battery(&mut self, device_id: &str, response: &Packet) {
+        let path = Path::resource(device::ID, 0, device::BATTERY_LEVEL);
+        let Some(records) = decode(response, &path) else {
+            return;
+        };
+        let Some(record) = records.iter().find(|r| r.path == path) else {
+            return;
+        };
+        if let Some(registration) = self.devices.get_mut(device_id) {
+            facts::set_resource(&mut registration.section, &path, &record.value);
+        }
+        self.store_facts(device_id).await;
+    }
+
+    async fn on_failure(&mut self, token: Vec<u8>, reason: String) {
+        let Some((device_id, purpose)) = self.take_request(&token, false) else {
+            return;
+        };
+        match purpose {
+            Purpose::Step { command_id } => {
+                let is_active = self
+                    .devices
+                    .get(&device_id)
+                    .and_then(|r| r.active.as_ref())
+                    .is_some_and(|a| a.command.id == command_id);
+                if is_active {
+                    self.end_active(&device_id, false, reason).await;
+                }
+            }
+            Purpose::Read(object) => {
+                tracing::debug!(device = %device_id, object, %reason, "LwM2M read failed")
+            }
+            Purpose::Battery => {}
+        }
+    }
+
+    async fn on_inbox(&mut self, message: Inbox) {
+        match message {
+            Inbox::Command {
+                device_id,
+                connection_id,
+                command,
+            } => {
+                if self
+                    .devices
+                    .get(&device_id)
+                    .is_some_and(|r| r.connection_id == connection_id)
+                {
+                    self.enqueue(&device_id, *command);
+                    self.run_commands(&device_id).await;
+                }
+            }
+            Inbox::Closed {
+                device_id,
+                connection_id,
+            } => {
+                if self
+                    .devices
+                    .get(&device_id)
+                    .is_some_and(|r| r.connection_id == connection_id)
+                {
+                    self.remove(&device_id).await;
+                }
+            }
+        }
+    }
+
+    /// Ends registrations whose lifetime passed, and fails commands a queue-mode device did not
+    /// come for in time.
+    async fn sweep(&mut self) {
+        let now_ms = self.state.now_ms();
+        let queue_timeout = self.config().queue_timeout_ms;
+        let expired: Vec<String> = self
+            .devices
+            .values()
+            .filter(|r| now_ms >= r.updated_ms + i64::from(r.lifetime_s) * 1000)
+            .map(|r| r.device_id.clone())
+            .collect();
+        for device_id in expired {
+            self.remove(&device_id).await;
+        }
+        let mut overdue = Vec::new();
+        for registration in self.devices.values_mut() {
+            while registration
+                .queue
+                .front()
+                .is_some_and(|(_, since)| now_ms - since >= queue_timeout)
+            {
+                if let Some((command, _)) = registration.queue.pop_front() {
+                    overdue.push((registration.device_id.clone(), command));
+                }
+            }
+        }
+        for (device_id, command) in overdue {
+            self.finish(&device_id, &command, false, actions::NO_ANSWER.to_owned())
+                .await;
+        }
+    }
+}
+
+/// Decodes a response's payload at `base` (in whatever format it says it is in).
+fn decode(response: &Packet, base: &Path) -> Option<Vec<content::Record>> {
+    let format = coap::content_format(response).and_then(ContentFormat::from_code)?;
+    match content::decode(format, base, &response.payload, &StandardObjects) {
+        Ok(records) => Some(records),
+        Err(err) => {
+            tracing::debug!(error = %err, "undecodable LwM2M payload");
+            None
+        }
+    }
+}
+
+/// Forwards what the channel registry hands a registered device to the gateway task.
+fn spawn_forwarder(
+    device_id: String,
+    mut channel: crate::channels::Registration,
+    inbox: mpsc::Sender<Inbox>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let connection_id = channel.connection_id;
+        loop {
+            tokio::select! {
+                changed = channel.closed.changed() => {
+                    if changed.is_err() || *channel.closed.borrow() {
+                        let _ = inbox.send(Inbox::Closed { device_id, connection_id }).await;
+                        return;
+                    }
+                }
+                command = channel.commands.recv() => match command {
+                    Some(command) => {
+                        let message = Inbox::Command {
+                            device_id: device_id.clone(),
+                            connection_id,
+                            command,
+                        };
+                        if inbox.send(message).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+            }
+        }
+    })
+}

@@ -1,0 +1,567 @@
+//! The LwM2M gateway end to end on 127.0.0.1: provisioning through the API (key shown once),
+//! the in-repo LwM2M client registering, facts from /3 and /4, commands through the durable queue
+//! (reboot, lock, wipe, unsupported kinds, devices without object 8), an incident containing an
+//! LwM2M device, lifetime expiry with a controlled clock, and the hostile cases (unknown endpoint,
+//! unsupported version, register flood, malformed and oversized datagrams, a silent device).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use ward_lwm2m::client::{self, ClientConfig, ClientEvent, ClientHandle, DeviceInfo, ObjectStore};
+use ward_lwm2m::coap::{self, Packet, ResponseType, TransmissionParams};
+use ward_lwm2m::link::Link;
+use ward_lwm2m::registration::Register;
+use ward_lwm2m::server::response_code;
+
+use crate::agent::setup_sites;
+use crate::kit::{Backend, Kit, backends};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn start(backend: &Backend, adjust: impl FnOnce(&mut ward_server::Config)) -> Kit {
+    let kit = Kit::start_with(backend, |config| {
+        config.lwm2m.ack_timeout_ms = 40;
+        config.lwm2m.sweep_interval_ms = 20;
+        adjust(config);
+    })
+    .await;
+    setup_sites(&kit).await;
+    kit
+}
+
+fn gateway(kit: &Kit) -> SocketAddr {
+    kit.server.lwm2m_addr.expect("the gateway listens")
+}
+
+async fn provision(kit: &Kit, endpoint: &str, class: &str, criticality: &str) -> Value {
+    let reply = kit
+        .admin(
+            Method::POST,
+            "/lwm2m/endpoints",
+            Some(
+                json!({"endpoint": endpoint, "site": "st-marys/icu", "class": class,
+                        "criticality": criticality, "phi": true}),
+            ),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    reply.body
+}
+
+struct Device {
+    handle: ClientHandle,
+    events: mpsc::Receiver<ClientEvent>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Device {
+    async fn start(kit: &Kit, endpoint: &str, lock_wipe: bool) -> Device {
+        Self::start_with(kit, endpoint, lock_wipe, |_| {}).await
+    }
+
+    async fn start_with(
+        kit: &Kit,
+        endpoint: &str,
+        lock_wipe: bool,
+        adjust: impl FnOnce(&mut ClientConfig),
+    ) -> Device {
+        let mut store = ObjectStore::standard(DeviceInfo {
+            manufacturer: "Acme\u{1b}[31m Medical".into(),
+            model: "Infusion Pump".into(),
+            serial: format!("SN-{endpoint}"),
+            firmware_version: "2.4.1".into(),
+        });
+        if !lock_wipe {
+            store.remove_object(8);
+        }
+        let config = ClientConfig {
+            lifetime: 60,
+            params: TransmissionParams {
+                ack_timeout: Duration::from_millis(100),
+                ..TransmissionParams::default()
+            },
+            ..ClientConfig::new(endpoint)
+        };
+        let mut config = config;
+        adjust(&mut config);
+        let (handle, mut events, task) =
+            client::spawn(config, store, SocketAddr::from(([127, 0, 0, 1], 0)), gateway(kit))
+                .await
+                .unwrap();
+        match next_event(&mut events).await {
+            ClientEvent::Registered { .. } => {}
+            other => panic!("expected registration, got {other:?}"),
+        }
+        Device {
+            handle,
+            events,
+            _task: task,
+        }
+    }
+
+    /// The next event other than a write of a plain resource.
+    async fn action(&mut self) -> ClientEvent {
+        loop {
+            match next_event(&mut self.events).await {
+                ClientEvent::Written { .. } => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+async fn next_event(events: &mut mpsc::Receiver<ClientEvent>) -> ClientEvent {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("a client event in time")
+        .expect("the client is running")
+}
+
+/// Polls the device until `done` holds.
+async fn wait_device(kit: &Kit, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..300 {
+        let reply = kit.admin(Method::GET, &format!("/devices/{id}"), None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        if done(&reply.body["device"]) {
+            return reply.body["device"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("device {id} never got there");
+}
+
+async fn command(kit: &Kit, device: &str, body: Value) -> String {
+    let reply = kit
+        .admin(Method::POST, &format!("/devices/{device}/commands"), Some(body))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    reply.body["id"].as_str().unwrap().to_owned()
+}
+
+/// Waits for a command to finish; returns its view.
+async fn finished(kit: &Kit, id: &str) -> Value {
+    for _ in 0..300 {
+        let reply = kit.admin(Method::GET, &format!("/commands/{id}"), None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        let state = reply.body["command"]["state"].as_str().unwrap_or_default();
+        if state == "succeeded" || state == "failed" {
+            return reply.body["command"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("command {id} never finished");
+}
+
+fn clinician() -> Value {
+    json!({"name": "Dr A. Byrne", "reason": "pump idle, patient moved"})
+}
+
+#[tokio::test]
+async fn a_provisioned_pump_registers_reports_takes_commands_and_expires() {
+    for backend in backends() {
+        let kit = start(&backend, |_| {}).await;
+        let created = provision(&kit, "urn:dev:pump-0001", "medical", "life-sustaining").await;
+        let psk = created["psk"].as_str().unwrap();
+        assert_eq!(psk.len(), 32, "16 bytes, hex");
+        assert_eq!(created["psk_identity"], "urn:dev:pump-0001");
+        let device_id = created["endpoint"]["device_id"].as_str().unwrap().to_owned();
+        // Shown once: the list never has it.
+        let list = kit.admin(Method::GET, "/lwm2m/endpoints", None).await;
+        assert_eq!(list.status, StatusCode::OK);
+        assert!(!list.body.to_string().contains(psk), "{}", list.body);
+        assert_eq!(list.body[0]["has_psk"], true);
+        assert_eq!(list.body[0]["registered"], false);
+        let again = kit
+            .admin(
+                Method::POST,
+                "/lwm2m/endpoints",
+                Some(json!({"endpoint": "urn:dev:pump-0001", "site": "st-marys/icu", "class": "medical"})),
+            )
+            .await;
+        assert_eq!(again.code(), "conflict", "{:?}", again.body);
+        for body in [
+            json!({"endpoint": "bad name", "site": "st-marys/icu", "class": "medical"}),
+            json!({"endpoint": "ok", "site": "nowhere", "class": "medical"}),
+            json!({"endpoint": "ok", "site": "st-marys", "class": "toaster"}),
+        ] {
+            let reply = kit
+                .admin(Method::POST, "/lwm2m/endpoints", Some(body.clone()))
+                .await;
+            assert_eq!(reply.code(), "invalid_input", "{body}: {:?}", reply.body);
+        }
+        let auditor = kit.user("ann", "auditor", &[]).await;
+        let refused = kit
+            .call(Method::GET, "/lwm2m/endpoints", Some(&auditor), None)
+            .await;
+        assert_eq!(refused.code(), "forbidden");
+        assert_eq!(kit.audit("lwm2m.provision").await.len(), 1);
+
+        // The device registers; its /3 and /4 become facts, cleaned.
+        let mut pump = Device::start(&kit, "urn:dev:pump-0001", true).await;
+        let device = wait_device(&kit, &device_id, |d| {
+            d["facts"]["lwm2m"]["device"]["serial_number"].is_string()
+                && d["facts"]["lwm2m"]["connectivity"].is_object()
+        })
+        .await;
+        assert_eq!(device["online"], true);
+        assert_eq!(device["hostname"], "urn:dev:pump-0001");
+        let facts = &device["facts"]["lwm2m"];
+        assert_eq!(
+            facts["device"]["manufacturer"], "Acme[31m Medical",
+            "control characters stripped"
+        );
+        assert_eq!(facts["device"]["firmware_version"], "2.4.1");
+        assert_eq!(facts["device"]["battery_level"], 100);
+        assert_eq!(facts["connectivity"]["radio_signal_strength"], -70);
+        assert_eq!(facts["lifetime_s"], 60);
+        assert!(facts["objects"].as_array().unwrap().contains(&json!("/8/0")));
+        let list = kit.admin(Method::GET, "/lwm2m/endpoints", None).await;
+        assert_eq!(list.body[0]["registered"], true);
+        // The battery is observed: a change on the device reaches the facts.
+        pump.handle
+            .set(
+                ward_lwm2m::content::Path::resource(3, 0, 9),
+                ward_lwm2m::content::Value::Integer(42),
+            )
+            .await
+            .unwrap();
+        wait_device(&kit, &device_id, |d| {
+            d["facts"]["lwm2m"]["device"]["battery_level"] == 42
+        })
+        .await;
+        // Policies can check what the gateway reports.
+        let filtered = kit
+            .admin(
+                Method::GET,
+                "/devices?filter=facts.lwm2m.device.battery_level%20%3C%2050",
+                None,
+            )
+            .await;
+        assert_eq!(filtered.status, StatusCode::OK, "{:?}", filtered.body);
+        assert_eq!(filtered.body.as_array().map(Vec::len), Some(1));
+
+        // Reboot (a life-sustaining device: the clinician rule applies as for any device).
+        let reboot = command(
+            &kit,
+            &device_id,
+            json!({"kind": "reboot", "clinician": clinician()}),
+        )
+        .await;
+        assert_eq!(pump.action().await, ClientEvent::Reboot);
+        let view = finished(&kit, &reboot).await;
+        assert_eq!(view["state"], "succeeded", "{view}");
+        assert!(view["acknowledged_at"].is_string());
+        let lock = command(&kit, &device_id, json!({"kind": "lock"})).await;
+        assert!(matches!(pump.action().await, ClientEvent::Lock { state: 2, .. }));
+        assert_eq!(finished(&kit, &lock).await["state"], "succeeded");
+        let wipe = command(
+            &kit,
+            &device_id,
+            json!({"kind": "wipe-selective", "clinician": clinician()}),
+        )
+        .await;
+        assert!(matches!(pump.action().await, ClientEvent::Wipe { .. }));
+        assert_eq!(finished(&kit, &wipe).await["state"], "succeeded");
+        let message = command(
+            &kit,
+            &device_id,
+            json!({"kind": "message", "params": {"text": "hi"}}),
+        )
+        .await;
+        let view = finished(&kit, &message).await;
+        assert_eq!(
+            (view["state"].as_str(), view["detail"].as_str()),
+            (Some("failed"), Some("message is not supported over LwM2M"))
+        );
+        let results = kit.audit("command.result").await;
+        assert_eq!(results.len(), 4, "one audited result per command");
+        assert!(
+            results
+                .iter()
+                .all(|e| e["actor"] == format!("device:{device_id}"))
+        );
+
+        // Lifetime expiry (server clock): offline, and the registration is gone.
+        kit.clock.advance_ms(61_000);
+        let device = wait_device(&kit, &device_id, |d| d["facts"]["lwm2m"]["registered"] == false).await;
+        assert_eq!(device["online"], false);
+        let list = kit.admin(Method::GET, "/lwm2m/endpoints", None).await;
+        assert_eq!(list.body[0]["registered"], false);
+        kit.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn devices_without_object_8_and_an_incident_with_lwm2m_devices() {
+    let kit = start(&Backend::Sqlite, |_| {}).await;
+    let monitor = provision(&kit, "urn:dev:monitor-1", "medical", "high").await;
+    let monitor_id = monitor["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    let pump = provision(&kit, "urn:dev:pump-2", "medical", "life-sustaining").await;
+    let pump_id = pump["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    let _bare = Device::start(&kit, "urn:dev:monitor-1", false).await;
+    let mut full = Device::start(&kit, "urn:dev:pump-2", true).await;
+    for id in [&monitor_id, &pump_id] {
+        wait_device(&kit, id, |d| d["online"] == true).await;
+    }
+    let lock = command(&kit, &monitor_id, json!({"kind": "lock"})).await;
+    let view = finished(&kit, &lock).await;
+    assert_eq!(
+        (view["state"].as_str(), view["detail"].as_str()),
+        (Some("failed"), Some("device lacks object 8 (Lock and Wipe)"))
+    );
+    let wipe = command(
+        &kit,
+        &monitor_id,
+        json!({"kind": "wipe-selective", "clinician": clinician()}),
+    )
+    .await;
+    assert_eq!(
+        finished(&kit, &wipe).await["detail"],
+        "device lacks object 8 (Lock and Wipe)"
+    );
+
+    // An incident over both: quarantine is recorded; the pump with /8 is also locked.
+    let declared = kit
+        .admin(
+            Method::POST,
+            "/incidents",
+            Some(json!({"title": "Compromised pump firmware", "scope": "class = \"medical\""})),
+        )
+        .await;
+    assert_eq!(declared.status, StatusCode::CREATED, "{:?}", declared.body);
+    let id = declared.body["id"].as_str().unwrap().to_owned();
+    let security = kit.user("sam", "security", &[]).await;
+    let approved = kit
+        .call(
+            Method::POST,
+            &format!("/incidents/{id}/approve"),
+            Some(&security),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{:?}", approved.body);
+    let contained = kit
+        .admin(Method::POST, &format!("/incidents/{id}/contain"), Some(json!({})))
+        .await;
+    assert_eq!(contained.status, StatusCode::OK, "{:?}", contained.body);
+    assert!(matches!(full.action().await, ClientEvent::Lock { state: 2, .. }));
+    let commands = kit
+        .admin(Method::GET, &format!("/commands?batch=incident:{id}"), None)
+        .await;
+    assert_eq!(commands.status, StatusCode::OK, "{:?}", commands.body);
+    let ids: Vec<String> = commands
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{:?}", commands.body);
+    for command_id in ids {
+        let view = finished(&kit, &command_id).await;
+        assert_eq!(view["kind"], "quarantine");
+        assert_eq!(view["state"], "succeeded", "{view}");
+        let detail = view["detail"].as_str().unwrap();
+        assert!(detail.starts_with("network isolation must be enforced by the hospital network"));
+        assert_eq!(
+            detail.ends_with("/8 lock applied"),
+            view["device_id"] == pump_id.as_str(),
+            "{detail}"
+        );
+    }
+    let device = wait_device(&kit, &monitor_id, |d| d["state"] == "quarantined").await;
+    assert_eq!(device["state"], "quarantined");
+    kit.finish().await;
+}
+
+/// A raw CoAP peer on loopback.
+struct Raw {
+    socket: UdpSocket,
+    gateway: SocketAddr,
+    next_id: u16,
+}
+
+impl Raw {
+    async fn new(kit: &Kit) -> Raw {
+        Self::new_at(kit, "127.0.0.1:0").await
+    }
+
+    async fn new_at(kit: &Kit, bind: &str) -> Raw {
+        Raw {
+            socket: UdpSocket::bind(bind).await.unwrap(),
+            gateway: gateway(kit),
+            next_id: 100,
+        }
+    }
+
+    async fn send(&self, bytes: &[u8]) {
+        self.socket.send_to(bytes, self.gateway).await.unwrap();
+    }
+
+    /// Sends a Register and returns the gateway's answer to it.
+    async fn register(&mut self, endpoint: &str, version: &str) -> Packet {
+        self.next_id += 1;
+        let mut register = Register::new(
+            endpoint,
+            vec![Link::to_path(&ward_lwm2m::content::Path::instance(3, 0))],
+        );
+        register.lifetime = 60;
+        let mut packet = register.to_packet(self.next_id, vec![1, 2, 3, 4]);
+        if version != "1.1" {
+            packet.clear_option(coap::CoapOption::UriQuery);
+            coap::add_queries(
+                &mut packet,
+                &[
+                    format!("ep={endpoint}"),
+                    "lt=60".into(),
+                    format!("lwm2m={version}"),
+                ],
+            );
+        }
+        self.send(&coap::serialize(&packet).unwrap()).await;
+        self.answer_to(self.next_id).await
+    }
+
+    /// The next datagram that answers message `id` (requests from the gateway are skipped).
+    async fn answer_to(&self, id: u16) -> Packet {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let (n, _) = tokio::time::timeout(WAIT, self.socket.recv_from(&mut buf))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            let packet = coap::parse(&buf[..n]).unwrap();
+            if packet.header.message_id == id
+                && packet.header.get_type() == coap::MessageType::Acknowledgement
+            {
+                return packet;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn hostile_and_silent_peers_are_refused_without_harm() {
+    let kit = start(&Backend::Sqlite, |config| {
+        config.lwm2m.max_registrations_per_minute = 4;
+    })
+    .await;
+    let mut raw = Raw::new(&kit).await;
+    // Garbage, a truncated header, a CoAP version 2 and an oversized datagram: ignored.
+    raw.send(b"\xff\x00garbage").await;
+    raw.send(&[0x40]).await;
+    raw.send(&[0x80, 1, 0, 0]).await;
+    raw.send(&vec![0x40; 20_000]).await;
+    // An unknown endpoint: 4.03, audited.
+    let refused = raw.register("urn:dev:stranger", "1.1").await;
+    assert_eq!(response_code(&refused), Some(ResponseType::Forbidden));
+    let denied = kit.audit("device.connect").await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["outcome"], "denied");
+    assert!(
+        denied[0]["details"]
+            .as_str()
+            .unwrap()
+            .contains("unknown endpoint"),
+        "{:?}",
+        denied[0]
+    );
+    // A version the gateway does not speak: 4.12.
+    provision(&kit, "urn:dev:silent", "iot-gateway", "normal").await;
+    let future = raw.register("urn:dev:silent", "2.0").await;
+    assert_eq!(response_code(&future), Some(ResponseType::PreconditionFailed));
+
+    // A device that registers, then never answers: its command fails, clearly.
+    let created = raw.register("urn:dev:silent", "1.1").await;
+    assert_eq!(response_code(&created), Some(ResponseType::Created));
+    let silent = kit.admin(Method::GET, "/lwm2m/endpoints", None).await;
+    let silent_id = silent.body[0]["device_id"].as_str().unwrap().to_owned();
+    let reboot = command(&kit, &silent_id, json!({"kind": "reboot"})).await;
+    let view = finished(&kit, &reboot).await;
+    assert_eq!(
+        (view["state"].as_str(), view["detail"].as_str()),
+        (Some("failed"), Some("no answer from the device"))
+    );
+
+    // A register flood from one address is cut off (4 a minute here; 2 counted so far: the one
+    // in a version the gateway does not speak was refused before that).
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(response_code(&raw.register("urn:dev:stranger", "1.1").await));
+    }
+    assert_eq!(
+        codes,
+        [
+            Some(ResponseType::Forbidden),
+            Some(ResponseType::Forbidden),
+            Some(ResponseType::TooManyRequests),
+            Some(ResponseType::TooManyRequests)
+        ]
+    );
+    assert_eq!(
+        kit.audit("device.connect").await.len(),
+        3,
+        "refusals for flooding are not written to the audit log"
+    );
+
+    // Still serving: a device from another address registers.
+    provision(&kit, "urn:dev:after", "iot-gateway", "normal").await;
+    let mut other = Raw::new_at(&kit, "127.0.0.2:0").await;
+    let created = other.register("urn:dev:after", "1.1").await;
+    assert_eq!(response_code(&created), Some(ResponseType::Created));
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn unknown_endpoints_are_quarantined_when_auto_create_is_on_and_deregister_ends_presence() {
+    let kit = start(&Backend::Sqlite, |config| {
+        config.lwm2m.auto_create = true;
+        config.lwm2m.auto_create_site = Some(ward_domain::site::SiteSlug::parse("st-marys").unwrap());
+    })
+    .await;
+    let device_client = Device::start(&kit, "urn:dev:found-in-a-drawer", true).await;
+    let list = kit.admin(Method::GET, "/lwm2m/endpoints", None).await;
+    assert_eq!(list.body[0]["endpoint"], "urn:dev:found-in-a-drawer");
+    assert_eq!(list.body[0]["has_psk"], false);
+    let id = list.body[0]["device_id"].as_str().unwrap().to_owned();
+    let device = wait_device(&kit, &id, |d| d["online"] == true).await;
+    assert_eq!(
+        (device["state"].as_str(), device["criticality"].as_str()),
+        (Some("quarantined"), Some("life-sustaining"))
+    );
+    assert_eq!(kit.audit("lwm2m.auto_create").await.len(), 1);
+    // De-register: offline at once, without waiting for the lifetime.
+    device_client.handle.shutdown().await.unwrap();
+    let device = wait_device(&kit, &id, |d| d["facts"]["lwm2m"]["registered"] == false).await;
+    assert_eq!(device["online"], false);
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn a_queue_mode_device_gets_its_commands_at_its_next_update() {
+    let kit = start(&Backend::Sqlite, |config| config.lwm2m.queue_awake_ms = 300).await;
+    let sensor = provision(&kit, "urn:dev:sensor-q", "iot-gateway", "normal").await;
+    let id = sensor["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    // Lifetime 2 s: the client sends an Update about every second, and listens 300 ms after it.
+    let mut device = Device::start_with(&kit, "urn:dev:sensor-q", true, |config| {
+        config.lifetime = 2;
+        config.queue_mode = true;
+    })
+    .await;
+    let device_view = wait_device(&kit, &id, |d| d["facts"]["lwm2m"]["queue_mode"] == true).await;
+    assert_eq!(device_view["facts"]["lwm2m"]["binding"], "UQ");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reboot = command(&kit, &id, json!({"kind": "reboot"})).await;
+    assert_eq!(
+        device.action().await,
+        ClientEvent::Updated,
+        "held until the Update"
+    );
+    assert_eq!(device.action().await, ClientEvent::Reboot);
+    assert_eq!(finished(&kit, &reboot).await["state"], "succeeded");
+    kit.finish().await;
+}
