@@ -79,6 +79,44 @@ pub async fn start(
     options: &Lwm2mOptions,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Lwm2mFleet, String> {
+    provision(options, progress).await?;
+    start_clients(options, progress).await
+}
+
+/// The endpoint name and kind of the `i`-th simulated device.
+fn endpoint_of(
+    options: &Lwm2mOptions,
+    i: usize,
+) -> (
+    String,
+    (&'static str, &'static str, &'static str, &'static str, bool),
+) {
+    let kind = KINDS[i % KINDS.len()];
+    (format!("urn:dev:{}{}-{i:05}", options.prefix, kind.0), kind)
+}
+
+/// Where the `i`-th client sends from. On loopback the clients spread over 127.10.0.0/16, a
+/// hundred per address, as a fleet behind many addresses would: the gateway limits Register
+/// attempts per source address (a flood from one address is refused with 4.29).
+fn source_of(options: &Lwm2mOptions, i: usize) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv4Addr};
+    match options.gateway.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => {
+            let n = i / 100;
+            IpAddr::V4(Ipv4Addr::new(127, 10, (n / 250) as u8, (n % 250 + 1) as u8))
+        }
+        IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(ip),
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// Creates the sites and provisions `options.devices` endpoints through the API (endpoints that
+/// exist already are reused).
+pub async fn provision(
+    options: &Lwm2mOptions,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), String> {
     let trust = Trust::Fingerprint(options.ca_fingerprint.clone());
     let api = Client::new(&options.server, &trust)
         .map_err(|e| e.to_string())?
@@ -95,13 +133,8 @@ pub async fn start(
         }
     }
     progress(&format!("provisioning {} LwM2M devices", options.devices));
-    let mut fleet = Lwm2mFleet {
-        devices: Vec::new(),
-        loggers: Vec::new(),
-    };
     for i in 0..options.devices {
-        let (kind, site, class, criticality, lock_wipe) = KINDS[i % KINDS.len()];
-        let endpoint = format!("urn:dev:{}{kind}-{i:05}", options.prefix);
+        let (endpoint, (_, site, class, criticality, _)) = endpoint_of(options, i);
         let request = ProvisionLwm2mRequest {
             endpoint: endpoint.clone(),
             site: site.into(),
@@ -116,6 +149,21 @@ pub async fn start(
         {
             return Err(format!("provisioning {endpoint}: {err}"));
         }
+    }
+    Ok(())
+}
+
+/// Starts a client for each of the `options.devices` provisioned endpoints.
+pub async fn start_clients(
+    options: &Lwm2mOptions,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Lwm2mFleet, String> {
+    let mut fleet = Lwm2mFleet {
+        devices: Vec::new(),
+        loggers: Vec::new(),
+    };
+    for i in 0..options.devices {
+        let (endpoint, (kind, _, _, _, lock_wipe)) = endpoint_of(options, i);
         let mut store = ObjectStore::standard(DeviceInfo {
             manufacturer: "Ward Simulated Medical".into(),
             model: kind.into(),
@@ -129,7 +177,7 @@ pub async fn start(
             lifetime: options.lifetime,
             ..ClientConfig::new(endpoint.clone())
         };
-        let bind = SocketAddr::new(options.gateway.ip(), 0);
+        let bind = SocketAddr::new(source_of(options, i), 0);
         let (handle, mut events, _task) = client::spawn(config, store, bind, options.gateway)
             .await
             .map_err(|err| format!("starting {endpoint}: {err}"))?;

@@ -36,8 +36,9 @@ enum Served {
 
 /// Starts `ward server` as a child process on free loopback ports; returns it with its URL, CA
 /// fingerprint and the admin's one-time password.
-async fn spawn_server(
+pub(crate) async fn spawn_server(
     data_dir: &std::path::Path,
+    lwm2m_listen: &str,
 ) -> anyhow::Result<(std::process::Child, String, String, String)> {
     use std::io::BufRead;
     let mut child = std::process::Command::new(std::env::current_exe()?)
@@ -48,7 +49,7 @@ async fn spawn_server(
             "--agent-listen",
             "127.0.0.1:0",
             "--lwm2m-listen",
-            "off",
+            lwm2m_listen,
             "--data-dir",
         ])
         .arg(data_dir)
@@ -122,7 +123,7 @@ pub async fn contain(
             one_time,
         )
     } else {
-        let (child, url, fingerprint, one_time) = spawn_server(&dir.path().join("server")).await?;
+        let (child, url, fingerprint, one_time) = spawn_server(&dir.path().join("server"), "off").await?;
         let ca =
             std::fs::read_to_string(dir.path().join("server/ca.crt")).context("reading the server's CA")?;
         (Served::Child(child), url, fingerprint, ca, one_time)

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod bench_contain;
+mod bench_lwm2m;
 mod bench_mqtt;
 mod demo;
 
@@ -90,6 +91,8 @@ enum BenchCommand {
     MqttBaseline(bench_mqtt::MqttArgs),
     /// Policy evaluation rate: device x check evaluations per second over a simulated fleet
     Policy(ward_server::bench_policy::PolicyBenchArgs),
+    /// LwM2M registrations one node holds on loopback, and server memory per registration
+    Lwm2m(bench_lwm2m::Lwm2mArgs),
 }
 
 /// Offline verification for `ward audit verify --data-dir/--database`.
@@ -171,6 +174,25 @@ fn main() -> ExitCode {
                         println!("| append, one transaction per entry | {:.0} |", result.append_per_request_per_s);
                         println!("| verify, reading from the store | {:.0} |", result.verify_from_store_per_s);
                         println!("| verify, entries in memory | {:.0} |", result.verify_in_memory_per_s);
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(&err),
+                }
+            }
+            Command::Bench(BenchCommand::Lwm2m(args)) => {
+                let mut progress = |line: &str| eprintln!("{line}");
+                match bench_lwm2m::run(&args, &mut progress).await {
+                    Ok(result) if args.json => {
+                        println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
+                        ExitCode::SUCCESS
+                    }
+                    Ok(r) => {
+                        println!("| LwM2M endpoints | registered | server RSS before | after | per registration | time to register all |");
+                        println!("|---:|---:|---:|---:|---:|---:|");
+                        println!(
+                            "| {} | {} | {} KiB | {} KiB | {:.2} KiB | {:.1} s |",
+                            r.endpoints, r.registered, r.rss_before_kib, r.rss_after_kib, r.kib_per_registration, r.seconds_to_register
+                        );
                         ExitCode::SUCCESS
                     }
                     Err(err) => fail(&err),

@@ -1,0 +1,150 @@
+//! `ward bench lwm2m`: how many LwM2M registrations one server node holds on loopback, and the
+//! server memory each costs. A real `ward server` child process; N endpoints provisioned through
+//! the API; the server's RSS read; N in-repo LwM2M clients (in this process, spread over
+//! 127.10.0.0/16 source addresses) register, answer the gateway's reads of /3 and /4 and its
+//! observation of the battery; the RSS read again once every endpoint is registered.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ward_client::{Client, Trust};
+use ward_proto::{ChangePasswordRequest, LoginRequest};
+
+/// `ward bench lwm2m`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Lwm2mArgs {
+    /// Endpoints to provision and register (raise `ulimit -n` above this first: one UDP socket each)
+    #[arg(long, default_value_t = 10_000)]
+    pub endpoints: usize,
+    /// Seconds to wait for every registration
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Lwm2mResult {
+    pub endpoints: usize,
+    pub registered: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub kib_per_registration: f64,
+    pub seconds_to_register: f64,
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?)
+}
+
+pub async fn run(args: &Lwm2mArgs, progress: &mut (dyn FnMut(&str) + Send)) -> anyhow::Result<Lwm2mResult> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+    let gateway: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let (mut child, url, fingerprint, one_time) =
+        crate::bench_contain::spawn_server(&dir.path().join("server"), &gateway.to_string()).await?;
+    let result = measure(
+        args,
+        &dir,
+        &url,
+        &fingerprint,
+        one_time,
+        gateway,
+        child.id(),
+        progress,
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    args: &Lwm2mArgs,
+    dir: &tempfile::TempDir,
+    url: &str,
+    fingerprint: &str,
+    one_time: String,
+    gateway: std::net::SocketAddr,
+    pid: u32,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> anyhow::Result<Lwm2mResult> {
+    let ca = std::fs::read_to_string(dir.path().join("server/ca.crt")).context("reading the server's CA")?;
+    let client = Client::new(url, &Trust::CaPem(ca))?;
+    let login = |password: String| LoginRequest {
+        username: "admin".into(),
+        password,
+        totp_code: None,
+        recovery_code: None,
+        token_name: None,
+        expires_in_days: None,
+    };
+    let first = client.cli_login(&login(one_time.clone())).await?;
+    client
+        .clone()
+        .with_token(first.secret)
+        .change_password(&ChangePasswordRequest {
+            current_password: one_time,
+            new_password: "benchmark admin 1".into(),
+        })
+        .await?;
+    let token = client.cli_login(&login("benchmark admin 1".into())).await?.secret;
+    let admin = client.with_token(token.clone());
+    let options = ward_sim::lwm2m::Lwm2mOptions {
+        server: url.to_owned(),
+        token,
+        ca_fingerprint: fingerprint.to_owned(),
+        gateway,
+        devices: args.endpoints,
+        prefix: "bench-".into(),
+        lifetime: 3600,
+    };
+    ward_sim::lwm2m::provision(&options, progress)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = rss_kib(pid)?;
+    progress(&format!(
+        "server RSS {before} KiB; registering {} endpoints",
+        args.endpoints
+    ));
+    let started = Instant::now();
+    let fleet = ward_sim::lwm2m::start_clients(&options, progress)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let registered = loop {
+        let registered = admin.list_lwm2m().await?.iter().filter(|e| e.registered).count();
+        if registered >= args.endpoints || started.elapsed() > Duration::from_secs(args.timeout) {
+            break registered;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    // Let the reads after each registration settle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_kib(pid)?;
+    drop(fleet);
+    if registered < args.endpoints {
+        bail!(
+            "only {registered} of {} endpoints registered in {}s",
+            args.endpoints,
+            args.timeout
+        );
+    }
+    Ok(Lwm2mResult {
+        endpoints: args.endpoints,
+        registered,
+        rss_before_kib: before,
+        rss_after_kib: after,
+        kib_per_registration: after.saturating_sub(before) as f64 / args.endpoints.max(1) as f64,
+        seconds_to_register: seconds,
+    })
+}
