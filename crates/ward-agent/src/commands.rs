@@ -253,6 +253,10 @@ impl Runner {
                         });
                 return self.finish(&job.id, result, now_ms);
             }
+            CommandKind::FirmwareUpdate => {
+                let refusal = Err("firmware updates are not supported by the Linux agent".to_owned());
+                return self.finish(&job.id, refusal, now_ms);
+            }
         };
         let result = self.carry_out(&job, &plan, now_ms);
         // Quarantine state lives beside the journal so a restart re-applies it.

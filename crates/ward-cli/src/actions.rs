@@ -107,6 +107,14 @@ pub enum ActionCommand {
         #[arg(long)]
         text: Option<String>,
     },
+    /// Install firmware from a URI (LwM2M devices, object /5); restarts the device
+    FirmwareUpdate {
+        #[command(flatten)]
+        target: Target,
+        /// Where the device fetches the package: http, https, coap or coaps (at most 255 characters)
+        #[arg(long, value_name = "URI")]
+        uri: String,
+    },
     /// Collect a bounded diagnostics bundle from the device
     Diagnostics {
         #[command(flatten)]
@@ -151,6 +159,9 @@ impl ActionCommand {
                 let params = text.map_or_else(|| json!({}), |text| json!({ "text": text }));
                 ("lost-mode", params, target, None)
             }
+            ActionCommand::FirmwareUpdate { target, uri } => {
+                ("firmware-update", json!({ "uri": uri }), target, None)
+            }
             ActionCommand::Diagnostics {
                 target,
                 max_bytes,
@@ -167,7 +178,14 @@ impl ActionCommand {
 fn destructive(kind: &str) -> bool {
     matches!(
         kind,
-        "lock" | "quarantine" | "wipe-selective" | "wipe-full" | "shutdown" | "reboot" | "lost-mode"
+        "lock"
+            | "quarantine"
+            | "wipe-selective"
+            | "wipe-full"
+            | "shutdown"
+            | "reboot"
+            | "lost-mode"
+            | "firmware-update"
     )
 }
 

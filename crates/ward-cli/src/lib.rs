@@ -361,6 +361,17 @@ mod tests {
                 ..
             }))
         ));
+        assert!(matches!(
+            parse(&["device", "firmware-update", "d-1", "--uri", "coap://fw.local/p.bin"])
+                .unwrap()
+                .command,
+            AdminCommand::Devices(DevicesCommand::Action(ActionCommand::FirmwareUpdate { uri, .. }))
+                if uri == "coap://fw.local/p.bin"
+        ));
+        assert!(
+            parse(&["device", "firmware-update", "d-1"]).is_err(),
+            "a firmware update needs --uri"
+        );
         assert!(parse(&["device", "lock", "d-1", "--wait", "soon"]).is_err());
         assert!(matches!(
             parse(&["commands", "list", "--state", "failed"]).unwrap().command,

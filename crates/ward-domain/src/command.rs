@@ -29,6 +29,8 @@ string_enum!(
         LostMode => "lost-mode",
         /// Enforce the settings the policies in scope ask for (sent by the policy engine).
         ApplySettings => "apply-settings",
+        /// Install the firmware package at `uri` (LwM2M devices: object /5); restarts the device.
+        FirmwareUpdate => "firmware-update",
     }
 );
 
@@ -68,15 +70,20 @@ impl CommandKind {
                 | CommandKind::Shutdown
                 | CommandKind::Reboot
                 | CommandKind::LostMode
+                | CommandKind::FirmwareUpdate
         )
     }
 
-    /// Powers the device off or destroys its data: never on a medical or life-sustaining device
-    /// without a named clinician's confirmation.
+    /// Powers the device off, restarts it (a firmware update does) or destroys its data: never on
+    /// a medical or life-sustaining device without a named clinician's confirmation.
     pub fn endangers_patients(self) -> bool {
         matches!(
             self,
-            CommandKind::Shutdown | CommandKind::Reboot | CommandKind::WipeSelective | CommandKind::WipeFull
+            CommandKind::Shutdown
+                | CommandKind::Reboot
+                | CommandKind::FirmwareUpdate
+                | CommandKind::WipeSelective
+                | CommandKind::WipeFull
         )
     }
 
@@ -116,6 +123,43 @@ pub const MAX_DIAGNOSTICS_BYTES: u64 = 3 * 1024 * 1024;
 pub const DEFAULT_LOST_TEXT: &str =
     "This device has been reported lost. Please hand it to the hospital IT service desk.";
 
+/// Longest firmware package URI (the LwM2M /5/0/1 Package URI is a string of at most 255 bytes).
+pub const MAX_FIRMWARE_URI_CHARS: usize = 255;
+
+/// A firmware package URI: http, https, coap or coaps, at most 255 characters, no spaces or
+/// control characters.
+fn firmware_uri(value: Option<&Value>) -> Result<String, ValidationError> {
+    let uri = value
+        .ok_or_else(|| ValidationError::new("uri", "a firmware update needs the package's uri"))?
+        .as_str()
+        .ok_or_else(|| ValidationError::new("uri", "must be a string"))?;
+    if uri.len() > MAX_FIRMWARE_URI_CHARS {
+        return Err(ValidationError::new(
+            "uri",
+            format!("must be at most {MAX_FIRMWARE_URI_CHARS} characters"),
+        ));
+    }
+    if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ValidationError::new(
+            "uri",
+            "must not contain spaces or control characters",
+        ));
+    }
+    let (scheme, rest) = uri
+        .split_once("://")
+        .ok_or_else(|| ValidationError::new("uri", "must be an absolute URI (scheme://host/...)"))?;
+    if !matches!(scheme, "http" | "https" | "coap" | "coaps") {
+        return Err(ValidationError::new(
+            "uri",
+            "the scheme must be http, https, coap or coaps",
+        ));
+    }
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(ValidationError::new("uri", "must name a host"));
+    }
+    Ok(uri.to_owned())
+}
+
 fn text_param(value: &Value, field: &'static str) -> Result<String, ValidationError> {
     let text = value
         .as_str()
@@ -154,6 +198,7 @@ pub fn validate_params(kind: CommandKind, params: &Value) -> Result<Value, Valid
         CommandKind::WipeFull => &["confirm_hostname"],
         CommandKind::CollectDiagnostics => &["max_bytes"],
         CommandKind::ApplySettings => &["settings", "digest"],
+        CommandKind::FirmwareUpdate => &["uri"],
         _ => &[],
     };
     if let Some(unknown) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -227,6 +272,9 @@ pub fn validate_params(kind: CommandKind, params: &Value) -> Result<Value, Valid
                     .map_err(|err| ValidationError::new("settings", err.to_string()))?,
             );
             out.insert("digest".into(), digest.into());
+        }
+        CommandKind::FirmwareUpdate => {
+            out.insert("uri".into(), firmware_uri(object.get("uri"))?.into());
         }
         _ => {}
     }
@@ -436,6 +484,28 @@ mod tests {
         );
         assert!(validate_params(CommandKind::CollectDiagnostics, &json!({"max_bytes": 10})).is_err());
         assert!(validate_params(CommandKind::CollectDiagnostics, &json!({"max_bytes": -1})).is_err());
+        for good in ["https://fw.example.org/pump-2.5.0.bin", "coap://10.0.0.1:5683/fw"] {
+            assert_eq!(
+                validate_params(CommandKind::FirmwareUpdate, &json!({"uri": good})).unwrap()["uri"],
+                good
+            );
+        }
+        for bad in [
+            json!({}),
+            json!({"uri": 5}),
+            json!({"uri": "ftp://fw.example.org/x"}),
+            json!({"uri": "fw.example.org/x"}),
+            json!({"uri": "https:///x"}),
+            json!({"uri": "https://fw.example.org/a b"}),
+            json!({"uri": "https://fw.example.org/\u{7}"}),
+            json!({"uri": format!("https://{}", "a".repeat(250))}),
+            json!({"uri": "https://fw.example.org/x", "force": true}),
+        ] {
+            assert!(
+                validate_params(CommandKind::FirmwareUpdate, &bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

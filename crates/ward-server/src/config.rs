@@ -85,6 +85,7 @@ struct FileLwm2m {
     auto_create: Option<bool>,
     auto_create_site: Option<String>,
     queue_timeout_seconds: Option<u64>,
+    firmware_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +237,8 @@ pub struct Lwm2mConfig {
     pub sweep_interval_ms: u64,
     /// Most registrations one source address may attempt per minute.
     pub max_registrations_per_minute: usize,
+    /// How long a firmware update (download, then update) may take before its command fails.
+    pub firmware_timeout_ms: u64,
 }
 
 impl Lwm2mConfig {
@@ -251,6 +254,7 @@ impl Lwm2mConfig {
             ack_timeout_ms: 2000,
             sweep_interval_ms: 1000,
             max_registrations_per_minute: 120,
+            firmware_timeout_ms: 1_800_000,
         }
     }
 }
@@ -616,11 +620,19 @@ fn lwm2m_config(args: &ServerArgs, file: FileLwm2m) -> Result<Lwm2mConfig, Confi
             "must be between 10 and 604800",
         ));
     }
+    let firmware_timeout = file.firmware_timeout_seconds.unwrap_or(1800);
+    if !(10..=86_400).contains(&firmware_timeout) {
+        return Err(invalid(
+            "lwm2m.firmware_timeout_seconds",
+            "must be between 10 and 86400",
+        ));
+    }
     Ok(Lwm2mConfig {
         allow_plain_udp,
         auto_create,
         auto_create_site,
         queue_timeout_ms: queue_timeout as i64 * 1000,
+        firmware_timeout_ms: firmware_timeout * 1000,
         ..Lwm2mConfig::with_listen(listen)
     })
 }
@@ -797,7 +809,7 @@ mod tests {
         );
         let open = load(
             ServerArgs::default(),
-            "[lwm2m]\nlisten = \"0.0.0.0:5683\"\nallow_plain_udp = true\nauto_create = true\nauto_create_site = \"st-marys\"\nqueue_timeout_seconds = 60",
+            "[lwm2m]\nlisten = \"0.0.0.0:5683\"\nallow_plain_udp = true\nauto_create = true\nauto_create_site = \"st-marys\"\nqueue_timeout_seconds = 60\nfirmware_timeout_seconds = 600",
         )
         .unwrap()
         .lwm2m;
@@ -807,6 +819,7 @@ mod tests {
             Some("st-marys")
         );
         assert_eq!(open.queue_timeout_ms, 60_000);
+        assert_eq!(open.firmware_timeout_ms, 600_000);
         for (file, key) in [
             ("[lwm2m]\nlisten = \"0.0.0.0:5683\"", "lwm2m.allow_plain_udp"),
             ("[lwm2m]\nlisten = \"[::]:5683\"", "lwm2m.allow_plain_udp"),
@@ -819,6 +832,10 @@ mod tests {
             (
                 "[lwm2m]\nqueue_timeout_seconds = 0",
                 "lwm2m.queue_timeout_seconds",
+            ),
+            (
+                "[lwm2m]\nfirmware_timeout_seconds = 5",
+                "lwm2m.firmware_timeout_seconds",
             ),
             ("[lwm2m]\ndtls = true", "config"),
         ] {

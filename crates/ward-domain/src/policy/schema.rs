@@ -144,6 +144,8 @@ pub const FIELDS: &[(&str, FieldType)] = &[
     ("facts.lwm2m.device.battery_status", Number),
     ("facts.lwm2m.device.memory_free", Number),
     ("facts.lwm2m.device.memory_total", Number),
+    ("facts.lwm2m.firmware.state", Number),
+    ("facts.lwm2m.firmware.update_result", Number),
     ("facts.lwm2m.connectivity.network_bearer", Number),
     ("facts.lwm2m.connectivity.radio_signal_strength", Number),
     ("facts.lwm2m.connectivity.link_quality", Number),

@@ -3,11 +3,13 @@
 
 use ward_domain::command::CommandKind;
 use ward_lwm2m::content::{ContentFormat, Path, Record, Value};
-use ward_lwm2m::objects::{device, lock_wipe};
+use ward_lwm2m::objects::{device, firmware_update, lock_wipe};
 use ward_lwm2m::server::Request;
 
 /// The failure reported when a device cannot be locked or wiped.
 pub const NO_LOCK_WIPE: &str = "device lacks object 8 (Lock and Wipe)";
+/// The failure reported when a device cannot take a firmware update.
+pub const NO_FIRMWARE: &str = "device lacks object 5 (Firmware Update)";
 /// The failure reported when a device never answered.
 pub const NO_ANSWER: &str = "no answer from the device";
 /// What quarantine and release report: LwM2M has no network isolation of its own.
@@ -27,10 +29,90 @@ pub enum Plan {
     Done(String),
     /// The command cannot be carried out: it fails with this reason.
     Refuse(String),
+    /// A firmware update: send `write` (the /5/0/1 Package URI), then follow /5/0/3 State until
+    /// Downloaded, Execute /5/0/2 Update, and follow /5/0/5 Update Result (see [`firmware_next`]).
+    Firmware { write: Request },
 }
 
-/// The plan for `kind` on a device that has (or lacks) object 8.
-pub fn plan(kind: CommandKind, has_lock_wipe: bool) -> Plan {
+/// Where a firmware update is, once its Package URI was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirmwareStage {
+    /// Waiting for /5/0/3 State = 2 (Downloaded).
+    Downloading,
+    /// Update executed; waiting for /5/0/5 Update Result.
+    Updating,
+    /// Updated; reading the new /3/0/3 Firmware Version for the report.
+    ReadingVersion,
+}
+
+/// What to do after reading /5/0 during a firmware update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirmwareNext {
+    /// Nothing yet: read again later.
+    Wait,
+    /// Downloaded: Execute /5/0/2 Update.
+    ExecuteUpdate,
+    /// Update Result 1: the update succeeded.
+    Succeeded,
+    /// A failure Update Result: the command fails with this reason.
+    Failed(String),
+}
+
+/// What an /5/0/5 Update Result means.
+pub fn update_result_meaning(code: i64) -> &'static str {
+    match code {
+        0 => "initial value",
+        1 => "firmware updated successfully",
+        2 => "not enough flash memory for the new firmware package",
+        3 => "out of RAM during download",
+        4 => "connection lost during download",
+        5 => "integrity check failure",
+        6 => "unsupported package type",
+        7 => "invalid URI",
+        8 => "firmware update failed",
+        9 => "unsupported protocol",
+        _ => "unknown result",
+    }
+}
+
+/// The next step of a firmware update at `stage`, given the /5/0/3 State and /5/0/5 Update
+/// Result just read. Writing the Package URI resets the result to 0, so any failure result seen
+/// afterwards is this update's.
+pub fn firmware_next(stage: FirmwareStage, state: Option<i64>, result: Option<i64>) -> FirmwareNext {
+    match (stage, result) {
+        (_, Some(code @ 2..=9)) => FirmwareNext::Failed(format!(
+            "firmware update failed: /5/0/5 Update Result {code} ({})",
+            update_result_meaning(code)
+        )),
+        (FirmwareStage::Updating, Some(1)) => FirmwareNext::Succeeded,
+        (FirmwareStage::Downloading, _) if state == Some(2) => FirmwareNext::ExecuteUpdate,
+        _ => FirmwareNext::Wait,
+    }
+}
+
+/// The plan for a firmware update to `params.uri` on a device that has (or lacks) object 5.
+fn firmware_plan(params: &serde_json::Value, has_firmware: bool) -> Plan {
+    if !has_firmware {
+        return Plan::Refuse(NO_FIRMWARE.into());
+    }
+    let Some(uri) = params.get("uri").and_then(serde_json::Value::as_str) else {
+        return Plan::Refuse("a firmware update needs the package's uri".into());
+    };
+    let path = Path::resource(firmware_update::ID, 0, firmware_update::PACKAGE_URI);
+    match Request::write_records(
+        path,
+        ContentFormat::Tlv,
+        &[Record::new(path, Value::String(uri.to_owned()))],
+        true,
+    ) {
+        Ok(write) => Plan::Firmware { write },
+        Err(err) => Plan::Refuse(format!("cannot encode the package URI: {err}")),
+    }
+}
+
+/// The plan for `kind` (with its validated `params`) on a device that has (or lacks) object 8
+/// and object 5.
+pub fn plan(kind: CommandKind, params: &serde_json::Value, has_lock_wipe: bool, has_firmware: bool) -> Plan {
     let lock_state = |state: i64| {
         let path = Path::resource(lock_wipe::ID, 0, lock_wipe::STATE);
         Request::write_records(
@@ -46,6 +128,7 @@ pub fn plan(kind: CommandKind, has_lock_wipe: bool) -> Plan {
         detail: detail.to_owned(),
     };
     match kind {
+        CommandKind::FirmwareUpdate => firmware_plan(params, has_firmware),
         CommandKind::Reboot => requests(
             vec![execute(device::ID, device::REBOOT)],
             "reboot executed (/3/0/4)",
@@ -89,11 +172,14 @@ mod tests {
     use super::*;
     use ward_lwm2m::coap::Method;
 
+    const NONE: serde_json::Value = serde_json::Value::Null;
+
     fn paths(plan: &Plan) -> Vec<(Method, String)> {
         match plan {
             Plan::Requests { requests, .. } => {
                 requests.iter().map(|r| (r.method, r.path.to_string())).collect()
             }
+            Plan::Firmware { write } => vec![(write.method, write.path.to_string())],
             _ => Vec::new(),
         }
     }
@@ -101,15 +187,15 @@ mod tests {
     #[test]
     fn every_kind_has_a_plan() {
         assert_eq!(
-            paths(&plan(CommandKind::Reboot, false)),
+            paths(&plan(CommandKind::Reboot, &NONE, false, false)),
             [(Method::Post, "/3/0/4".to_owned())]
         );
         assert_eq!(
-            paths(&plan(CommandKind::WipeSelective, true)),
+            paths(&plan(CommandKind::WipeSelective, &NONE, true, false)),
             [(Method::Post, "/8/0/3".to_owned())]
         );
         assert_eq!(
-            paths(&plan(CommandKind::Lock, true)),
+            paths(&plan(CommandKind::Lock, &NONE, true, false)),
             [(Method::Put, "/8/0/0".to_owned())]
         );
         for kind in [
@@ -118,13 +204,17 @@ mod tests {
             CommandKind::WipeSelective,
             CommandKind::WipeFull,
         ] {
-            assert_eq!(plan(kind, false), Plan::Refuse(NO_LOCK_WIPE.into()), "{kind}");
+            assert_eq!(
+                plan(kind, &NONE, false, false),
+                Plan::Refuse(NO_LOCK_WIPE.into()),
+                "{kind}"
+            );
         }
         assert_eq!(
-            plan(CommandKind::Quarantine, false),
+            plan(CommandKind::Quarantine, &NONE, false, false),
             Plan::Done(ISOLATION_NOTE.into())
         );
-        match plan(CommandKind::Quarantine, true) {
+        match plan(CommandKind::Quarantine, &NONE, true, false) {
             Plan::Requests { detail, .. } => assert!(detail.ends_with("/8 lock applied"), "{detail}"),
             other => panic!("{other:?}"),
         }
@@ -136,9 +226,40 @@ mod tests {
             CommandKind::ApplySettings,
         ] {
             assert_eq!(
-                plan(kind, true),
+                plan(kind, &NONE, true, true),
                 Plan::Refuse(format!("{kind} is not supported over LwM2M"))
             );
         }
+    }
+
+    #[test]
+    fn firmware_updates_follow_state_and_result() {
+        let params = serde_json::json!({"uri": "coap://127.0.0.1:1/fw"});
+        assert_eq!(
+            paths(&plan(CommandKind::FirmwareUpdate, &params, false, true)),
+            [(Method::Put, "/5/0/1".to_owned())]
+        );
+        assert_eq!(
+            plan(CommandKind::FirmwareUpdate, &params, true, false),
+            Plan::Refuse(NO_FIRMWARE.into())
+        );
+        use FirmwareStage::{Downloading, Updating};
+        assert_eq!(firmware_next(Downloading, Some(1), Some(0)), FirmwareNext::Wait);
+        assert_eq!(
+            firmware_next(Downloading, Some(2), Some(0)),
+            FirmwareNext::ExecuteUpdate
+        );
+        assert_eq!(firmware_next(Updating, Some(3), Some(0)), FirmwareNext::Wait);
+        assert_eq!(firmware_next(Updating, Some(0), Some(1)), FirmwareNext::Succeeded);
+        assert_eq!(
+            firmware_next(Downloading, Some(0), Some(5)),
+            FirmwareNext::Failed(
+                "firmware update failed: /5/0/5 Update Result 5 (integrity check failure)".into()
+            )
+        );
+        assert!(matches!(
+            firmware_next(Updating, Some(2), Some(8)),
+            FirmwareNext::Failed(_)
+        ));
     }
 }

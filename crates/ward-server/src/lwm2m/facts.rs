@@ -120,6 +120,23 @@ pub fn set_object(lwm2m: &mut Map<String, Value>, object: u16, records: &[Record
     lwm2m.insert(key.into(), Value::Object(out));
 }
 
+/// The Firmware Update object's /5/0/3 State and /5/0/5 Update Result, as
+/// `facts.lwm2m.firmware.state` and `facts.lwm2m.firmware.update_result` (what is unknown is kept).
+pub fn set_firmware(lwm2m: &mut Map<String, Value>, state: Option<i64>, update_result: Option<i64>) {
+    let object = lwm2m.entry("firmware").or_insert_with(|| json!({}));
+    if !object.is_object() {
+        *object = json!({});
+    }
+    if let Value::Object(map) = object {
+        if let Some(state) = state {
+            map.insert("state".into(), json!(state));
+        }
+        if let Some(result) = update_result {
+            map.insert("update_result".into(), json!(result));
+        }
+    }
+}
+
 /// One resource value (`/3/0/9` from an observation) into its place.
 pub fn set_resource(lwm2m: &mut Map<String, Value>, path: &Path, value: &Lwm2mValue) {
     let (key, fields) = match path.object_id() {
@@ -155,7 +172,7 @@ fn json_value(value: &Lwm2mValue) -> Value {
 }
 
 /// Control characters out (the sanitiser does that for the whole document too) and bounded.
-fn bounded(text: &str) -> String {
+pub fn bounded(text: &str) -> String {
     text.chars()
         .filter(|c| !c.is_control())
         .take(MAX_VALUE_CHARS)
@@ -221,5 +238,8 @@ mod tests {
         section.insert("registered".into(), json!(false));
         assert_eq!(presence(&document(&facts, &section)), Some((false, 60_000)));
         assert_eq!(presence(&json!({"os": {}})), None);
+        set_firmware(&mut section, Some(1), Some(0));
+        set_firmware(&mut section, None, Some(8));
+        assert_eq!(section["firmware"], json!({"state": 1, "update_result": 8}));
     }
 }

@@ -28,7 +28,7 @@ use ward_domain::audit::{AuditRecord, Outcome};
 use ward_domain::device::{Criticality, DeviceClass, DeviceState};
 use ward_lwm2m::coap::{self, MAX_DATAGRAM, MessageClass, Packet, ResponseType, TransmissionParams};
 use ward_lwm2m::content::{self, ContentFormat, Path};
-use ward_lwm2m::objects::{StandardObjects, connectivity, device, lock_wipe};
+use ward_lwm2m::objects::{StandardObjects, connectivity, device, firmware_update, lock_wipe};
 use ward_lwm2m::registration::{self, Register, RegistrationRequest, Update};
 use ward_lwm2m::server::{Endpoint, Event, Request};
 use ward_store::{CommandRecord, Lwm2mEndpointRecord};
@@ -136,6 +136,34 @@ enum Purpose {
     Battery,
     /// A step of the device's active command.
     Step { command_id: String },
+    /// A request of the device's active firmware update.
+    Firmware {
+        command_id: String,
+        request: FirmwareRequest,
+    },
+}
+
+/// What a firmware update's request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirmwareRequest {
+    /// Read of `/5/0` (State and Update Result).
+    Poll,
+    /// Execute of `/5/0/2` Update.
+    Execute,
+    /// Read of `/3/0/3` Firmware Version after success.
+    Version,
+}
+
+/// A firmware update in progress (the active command's).
+#[derive(Debug)]
+struct FirmwareJob {
+    stage: actions::FirmwareStage,
+    /// The command fails when the update is not over by then.
+    deadline: Instant,
+    /// A request of this update is in flight (no new read until it is answered).
+    busy: bool,
+    /// The last /5/0/3 State read.
+    state: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -152,6 +180,8 @@ struct Active {
     requests: VecDeque<Request>,
     detail: String,
     acknowledged: bool,
+    /// Set for a firmware update: followed after its requests were sent.
+    firmware: Option<FirmwareJob>,
 }
 
 /// One registered device.
@@ -616,8 +646,10 @@ impl Gateway {
                 return;
             };
             let has_lock_wipe = registration.has_object(lock_wipe::ID);
+            let has_firmware = registration.has_object(firmware_update::ID);
             record_sent(&self.state, &command).await;
-            match actions::plan(command.kind, has_lock_wipe) {
+            let params: Value = serde_json::from_str(&command.params).unwrap_or(Value::Null);
+            match actions::plan(command.kind, &params, has_lock_wipe, has_firmware) {
                 actions::Plan::Refuse(reason) => {
                     self.finish(device_id, &command, false, reason).await;
                 }
@@ -632,6 +664,26 @@ impl Gateway {
                             requests: requests.into(),
                             detail,
                             acknowledged: false,
+                            firmware: None,
+                        });
+                    }
+                    self.next_step(device_id).await;
+                    return;
+                }
+                actions::Plan::Firmware { write } => {
+                    let timeout = Duration::from_millis(self.config().firmware_timeout_ms);
+                    if let Some(registration) = self.devices.get_mut(device_id) {
+                        registration.active = Some(Active {
+                            command,
+                            requests: VecDeque::from([write]),
+                            detail: String::new(),
+                            acknowledged: false,
+                            firmware: Some(FirmwareJob {
+                                stage: actions::FirmwareStage::Downloading,
+                                deadline: now() + timeout,
+                                busy: false,
+                                state: None,
+                            }),
                         });
                     }
                     self.next_step(device_id).await;
@@ -654,9 +706,163 @@ impl Gateway {
                         .await;
                 }
             }
+            None if active.firmware.is_some() => self.poll_firmware(device_id),
             None => {
                 let detail = active.detail.clone();
                 self.end_active(device_id, true, detail).await;
+            }
+        }
+    }
+
+    /// The active command's firmware update, if it is `command_id`'s.
+    fn firmware_job(&mut self, device_id: &str, command_id: &str) -> Option<&mut FirmwareJob> {
+        self.devices
+            .get_mut(device_id)
+            .and_then(|r| r.active.as_mut())
+            .filter(|a| a.command.id == command_id)
+            .and_then(|a| a.firmware.as_mut())
+    }
+
+    /// Sends a request of the active firmware update.
+    fn send_firmware(&mut self, device_id: &str, request: FirmwareRequest) -> bool {
+        let Some(command_id) = self
+            .devices
+            .get(device_id)
+            .and_then(|r| r.active.as_ref())
+            .map(|a| a.command.id.clone())
+        else {
+            return false;
+        };
+        let message = match request {
+            FirmwareRequest::Poll => Request::read(Path::instance(firmware_update::ID, 0), None),
+            FirmwareRequest::Execute => Request::execute(
+                Path::resource(firmware_update::ID, 0, firmware_update::UPDATE),
+                None,
+            ),
+            FirmwareRequest::Version => {
+                Request::read(Path::resource(device::ID, 0, device::FIRMWARE_VERSION), None)
+            }
+        };
+        let sent = self.send(
+            device_id,
+            message,
+            Purpose::Firmware {
+                command_id: command_id.clone(),
+                request,
+            },
+        );
+        if let Some(job) = self.firmware_job(device_id, &command_id) {
+            job.busy = sent;
+        }
+        sent
+    }
+
+    /// Reads `/5/0` for the active firmware update unless a request of it is in flight.
+    fn poll_firmware(&mut self, device_id: &str) {
+        let ready = self
+            .devices
+            .get(device_id)
+            .and_then(|r| r.active.as_ref())
+            .and_then(|a| a.firmware.as_ref())
+            .is_some_and(|job| !job.busy && job.stage != actions::FirmwareStage::ReadingVersion);
+        if ready {
+            self.send_firmware(device_id, FirmwareRequest::Poll);
+        }
+    }
+
+    /// A firmware update's request was answered (`None`: it failed with `reason`).
+    async fn on_firmware(
+        &mut self,
+        device_id: &str,
+        command_id: &str,
+        request: FirmwareRequest,
+        response: Result<&Packet, String>,
+    ) {
+        let Some(job) = self.firmware_job(device_id, command_id) else {
+            return;
+        };
+        job.busy = false;
+        let stage = job.stage;
+        let refused = |response: &Packet| {
+            let code = ward_lwm2m::server::response_code(response);
+            code.filter(|c| !c.is_error())
+                .is_none()
+                .then(|| code.map_or_else(|| "no code".to_owned(), |c| MessageClass::Response(c).to_string()))
+        };
+        match request {
+            FirmwareRequest::Poll => {
+                // An unanswered read is tried again at the next sweep.
+                let Ok(response) = response else {
+                    return;
+                };
+                if let Some(answer) = refused(response) {
+                    let reason = format!("the device answered {answer} to a read of /5/0");
+                    return self.end_active(device_id, false, reason).await;
+                }
+                let records = decode(response, &Path::instance(firmware_update::ID, 0)).unwrap_or_default();
+                let value = |resource| {
+                    records
+                        .iter()
+                        .find(|r| r.path.resource_id() == Some(resource))
+                        .and_then(|r| r.value.as_integer())
+                };
+                let (state, result) = (
+                    value(firmware_update::STATE),
+                    value(firmware_update::UPDATE_RESULT),
+                );
+                if let Some(registration) = self.devices.get_mut(device_id) {
+                    facts::set_firmware(&mut registration.section, state, result);
+                }
+                self.store_facts(device_id).await;
+                if let Some(job) = self.firmware_job(device_id, command_id) {
+                    job.state = state.or(job.state);
+                }
+                match actions::firmware_next(stage, state, result) {
+                    actions::FirmwareNext::Wait => {}
+                    actions::FirmwareNext::ExecuteUpdate => {
+                        if let Some(job) = self.firmware_job(device_id, command_id) {
+                            job.stage = actions::FirmwareStage::Updating;
+                        }
+                        if !self.send_firmware(device_id, FirmwareRequest::Execute) {
+                            let reason = "the gateway could not send the request".to_owned();
+                            self.end_active(device_id, false, reason).await;
+                        }
+                    }
+                    actions::FirmwareNext::Succeeded => {
+                        if let Some(job) = self.firmware_job(device_id, command_id) {
+                            job.stage = actions::FirmwareStage::ReadingVersion;
+                        }
+                        if !self.send_firmware(device_id, FirmwareRequest::Version) {
+                            self.end_active(device_id, true, firmware_success(None)).await;
+                        }
+                    }
+                    actions::FirmwareNext::Failed(reason) => self.end_active(device_id, false, reason).await,
+                }
+            }
+            FirmwareRequest::Execute => {
+                let answer = match response {
+                    Ok(response) => refused(response),
+                    Err(reason) => Some(reason),
+                };
+                if let Some(answer) = answer {
+                    let reason = format!("Update (/5/0/2) failed: {answer}");
+                    self.end_active(device_id, false, reason).await;
+                }
+            }
+            FirmwareRequest::Version => {
+                let path = Path::resource(device::ID, 0, device::FIRMWARE_VERSION);
+                let version = response
+                    .ok()
+                    .filter(|r| refused(r).is_none())
+                    .and_then(|r| decode(r, &path))
+                    .and_then(|records| records.into_iter().find(|r| r.path == path))
+                    .map(|record| record.value);
+                if let (Some(value), Some(registration)) = (&version, self.devices.get_mut(device_id)) {
+                    facts::set_resource(&mut registration.section, &path, value);
+                }
+                self.store_facts(device_id).await;
+                let version = version.as_ref().and_then(|v| v.as_str().map(facts::bounded));
+                self.end_active(device_id, true, firmware_success(version)).await;
             }
         }
     }
@@ -765,6 +971,10 @@ impl Gateway {
                 }
                 self.on_battery(&device_id, &response).await;
             }
+            Purpose::Firmware { command_id, request } => {
+                self.on_firmware(&device_id, &command_id, request, Ok(&response))
+                    .await;
+            }
         }
     }
 
@@ -807,6 +1017,10 @@ impl Gateway {
                 tracing::debug!(device = %device_id, object, %reason, "LwM2M read failed")
             }
             Purpose::Battery => {}
+            Purpose::Firmware { command_id, request } => {
+                self.on_firmware(&device_id, &command_id, request, Err(reason))
+                    .await;
+            }
         }
     }
 
@@ -871,6 +1085,34 @@ impl Gateway {
             self.finish(&device_id, &command, false, actions::NO_ANSWER.to_owned())
                 .await;
         }
+        // Firmware updates: read their progress again, or fail them when they took too long.
+        let at = now();
+        let timeout_s = self.config().firmware_timeout_ms / 1000;
+        let mut updating = Vec::new();
+        for registration in self.devices.values() {
+            if let Some(job) = registration.active.as_ref().and_then(|a| a.firmware.as_ref()) {
+                updating.push((registration.device_id.clone(), at >= job.deadline, job.state));
+            }
+        }
+        for (device_id, late, state) in updating {
+            if late {
+                let state = state.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+                let reason = format!("firmware update timed out after {timeout_s} s (/5/0/3 State {state})");
+                self.end_active(&device_id, false, reason).await;
+            } else {
+                self.poll_firmware(&device_id);
+            }
+        }
+    }
+}
+
+/// What a successful firmware update reports.
+fn firmware_success(version: Option<String>) -> String {
+    match version {
+        Some(version) => {
+            format!("firmware updated (/5/0/5 Update Result 1); firmware version now {version} (/3/0/3)")
+        }
+        None => "firmware updated (/5/0/5 Update Result 1)".to_owned(),
     }
 }
 

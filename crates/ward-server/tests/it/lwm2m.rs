@@ -3,6 +3,9 @@
 //! (reboot, lock, wipe, unsupported kinds, devices without object 8), an incident containing an
 //! LwM2M device, lifetime expiry with a controlled clock, and the hostile cases (unknown endpoint,
 //! unsupported version, register flood, malformed and oversized datagrams, a silent device).
+//! Firmware updates through /5 (success, a failure Update Result, no /5, a timeout), and a
+//! Register from Debian's libcoap `coap-client` (skipped when it is not installed, unless
+//! `WARD_TEST_COAP=1`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,9 +14,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use ward_lwm2m::client::{self, ClientConfig, ClientEvent, ClientHandle, DeviceInfo, ObjectStore};
+use ward_lwm2m::client::{
+    self, ClientConfig, ClientEvent, ClientHandle, DeviceInfo, FirmwareProgress, ObjectStore,
+};
 use ward_lwm2m::coap::{self, Packet, ResponseType, TransmissionParams};
 use ward_lwm2m::link::Link;
+use ward_lwm2m::objects::firmware::UpdateResult;
 use ward_lwm2m::registration::Register;
 use ward_lwm2m::server::response_code;
 
@@ -69,14 +75,25 @@ impl Device {
         lock_wipe: bool,
         adjust: impl FnOnce(&mut ClientConfig),
     ) -> Device {
+        let removed: &[u16] = if lock_wipe { &[] } else { &[8] };
+        Self::start_without(kit, endpoint, removed, adjust).await
+    }
+
+    /// A device without the objects in `removed`.
+    async fn start_without(
+        kit: &Kit,
+        endpoint: &str,
+        removed: &[u16],
+        adjust: impl FnOnce(&mut ClientConfig),
+    ) -> Device {
         let mut store = ObjectStore::standard(DeviceInfo {
             manufacturer: "Acme\u{1b}[31m Medical".into(),
             model: "Infusion Pump".into(),
             serial: format!("SN-{endpoint}"),
             firmware_version: "2.4.1".into(),
         });
-        if !lock_wipe {
-            store.remove_object(8);
+        for object in removed {
+            store.remove_object(*object);
         }
         let config = ClientConfig {
             lifetime: 60,
@@ -563,5 +580,230 @@ async fn a_queue_mode_device_gets_its_commands_at_its_next_update() {
     );
     assert_eq!(device.action().await, ClientEvent::Reboot);
     assert_eq!(finished(&kit, &reboot).await["state"], "succeeded");
+    kit.finish().await;
+}
+
+const FIRMWARE_URI: &str = "coap://127.0.0.1:9/pump-2.5.0.bin";
+
+fn firmware_update() -> Value {
+    json!({"kind": "firmware-update", "params": {"uri": FIRMWARE_URI}, "clinician": clinician()})
+}
+
+/// Waits for the client to be asked to download (after the gateway wrote /5/0/1).
+async fn download_asked(device: &mut Device) {
+    match device.action().await {
+        ClientEvent::FirmwareDownload { uri } => assert_eq!(uri, FIRMWARE_URI),
+        other => panic!("expected a firmware download, got {other:?}"),
+    }
+}
+
+/// Waits for the client to be asked to apply the package (after the gateway executed /5/0/2).
+async fn update_asked(device: &mut Device) {
+    match device.action().await {
+        ClientEvent::FirmwareUpdate { uri } => assert_eq!(uri, FIRMWARE_URI),
+        other => panic!("expected a firmware update, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn firmware_updates_go_through_object_5_and_report_the_update_result() {
+    let kit = start(&Backend::Sqlite, |config| {
+        config.lwm2m.firmware_timeout_ms = 10_000
+    })
+    .await;
+    let pump = provision(&kit, "urn:dev:pump-fw", "medical", "life-sustaining").await;
+    let id = pump["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    let mut device = Device::start(&kit, "urn:dev:pump-fw", true).await;
+    wait_device(&kit, &id, |d| {
+        d["facts"]["lwm2m"]["device"]["firmware_version"] == "2.4.1"
+    })
+    .await;
+
+    // It restarts the device: a clinician must confirm it on a life-sustaining pump; and the
+    // URI is checked.
+    let path = format!("/devices/{id}/commands");
+    let body = json!({"kind": "firmware-update", "params": {"uri": FIRMWARE_URI}});
+    let refused = kit.admin(Method::POST, &path, Some(body)).await;
+    assert_eq!(
+        refused.code(),
+        "clinician_confirmation_required",
+        "{:?}",
+        refused.body
+    );
+    let body = json!({"kind": "firmware-update", "params": {"uri": "ftp://x/fw"}, "clinician": clinician()});
+    let refused = kit.admin(Method::POST, &path, Some(body)).await;
+    assert_eq!(refused.code(), "invalid_input", "{:?}", refused.body);
+
+    // Success: write /5/0/1, download, Execute /5/0/2, Update Result 1, new /3/0/3 read.
+    let update = command(&kit, &id, firmware_update()).await;
+    download_asked(&mut device).await;
+    device
+        .handle
+        .firmware(FirmwareProgress::Downloaded)
+        .await
+        .unwrap();
+    update_asked(&mut device).await;
+    device
+        .handle
+        .set(
+            ward_lwm2m::content::Path::resource(3, 0, 3),
+            ward_lwm2m::content::Value::String("2.5.0".into()),
+        )
+        .await
+        .unwrap();
+    device.handle.firmware(FirmwareProgress::Updated).await.unwrap();
+    let view = finished(&kit, &update).await;
+    assert_eq!(view["state"], "succeeded", "{view}");
+    assert!(view["acknowledged_at"].is_string());
+    let detail = view["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("firmware version now 2.5.0"), "{detail}");
+    let facts = wait_device(&kit, &id, |d| {
+        d["facts"]["lwm2m"]["device"]["firmware_version"] == "2.5.0"
+    })
+    .await["facts"]["lwm2m"]
+        .clone();
+    assert_eq!(facts["firmware"]["update_result"], 1, "{facts}");
+    assert_eq!(facts["firmware"]["state"], 0, "{facts}");
+
+    // Failure: the package does not apply (Update Result 8).
+    let update = command(&kit, &id, firmware_update()).await;
+    download_asked(&mut device).await;
+    device
+        .handle
+        .firmware(FirmwareProgress::Downloaded)
+        .await
+        .unwrap();
+    update_asked(&mut device).await;
+    device
+        .handle
+        .firmware(FirmwareProgress::UpdateFailed(UpdateResult::UpdateFailed))
+        .await
+        .unwrap();
+    let view = finished(&kit, &update).await;
+    assert_eq!(
+        (view["state"].as_str(), view["detail"].as_str()),
+        (
+            Some("failed"),
+            Some("firmware update failed: /5/0/5 Update Result 8 (firmware update failed)")
+        )
+    );
+    let results = kit.audit("command.result").await;
+    assert_eq!(results.len(), 2, "one audited result per command");
+    assert!(results.iter().all(|e| e["actor"] == format!("device:{id}")));
+
+    // A device without object 5 cannot take one.
+    let sensor = provision(&kit, "urn:dev:no-fw", "medical", "normal").await;
+    let sensor_id = sensor["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    let _sensor = Device::start_without(&kit, "urn:dev:no-fw", &[5], |_| {}).await;
+    wait_device(&kit, &sensor_id, |d| d["online"] == true).await;
+    let update = command(&kit, &sensor_id, firmware_update()).await;
+    let view = finished(&kit, &update).await;
+    assert_eq!(
+        (view["state"].as_str(), view["detail"].as_str()),
+        (Some("failed"), Some("device lacks object 5 (Firmware Update)"))
+    );
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn a_firmware_download_that_never_completes_times_out() {
+    let kit = start(&Backend::Sqlite, |config| {
+        config.lwm2m.firmware_timeout_ms = 1_000
+    })
+    .await;
+    let pump = provision(&kit, "urn:dev:pump-slow", "iot-gateway", "normal").await;
+    let id = pump["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    let mut device = Device::start(&kit, "urn:dev:pump-slow", true).await;
+    let update = command(
+        &kit,
+        &id,
+        json!({"kind": "firmware-update", "params": {"uri": FIRMWARE_URI}}),
+    )
+    .await;
+    download_asked(&mut device).await;
+    let view = finished(&kit, &update).await;
+    assert_eq!(
+        (view["state"].as_str(), view["detail"].as_str()),
+        (
+            Some("failed"),
+            Some("firmware update timed out after 1 s (/5/0/3 State 1)")
+        )
+    );
+    let facts = wait_device(&kit, &id, |d| d["facts"]["lwm2m"]["firmware"]["state"] == 1).await;
+    assert_eq!(facts["facts"]["lwm2m"]["firmware"]["update_result"], 0);
+    kit.finish().await;
+}
+
+/// Debian's libcoap command-line client (package libcoap3-bin; bookworm names it after its TLS
+/// library), if installed.
+fn coap_client() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    [
+        "coap-client",
+        "coap-client-notls",
+        "coap-client-gnutls",
+        "coap-client-openssl",
+    ]
+    .iter()
+    .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+    .find(|candidate| candidate.is_file())
+}
+
+#[tokio::test]
+async fn debians_coap_client_registers_a_provisioned_endpoint() {
+    let Some(coap_client) = coap_client() else {
+        assert!(
+            std::env::var("WARD_TEST_COAP").as_deref() != Ok("1"),
+            "WARD_TEST_COAP=1 but no coap-client (apt-get install libcoap3-bin)"
+        );
+        eprintln!("skipping: coap-client is not installed (apt-get install libcoap3-bin)");
+        return;
+    };
+    let kit = start(&Backend::Sqlite, |_| {}).await;
+    let created = provision(&kit, "urn:dev:libcoap-1", "iot-gateway", "normal").await;
+    let id = created["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    let uri = format!(
+        "coap://127.0.0.1:{}/rd?ep=urn:dev:libcoap-1&lt=300&lwm2m=1.1&b=U",
+        gateway(&kit).port()
+    );
+    // -t 40: link format; -v 7 logs the response (code and options); -B: never hang.
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(coap_client)
+            .args([
+                "-m",
+                "post",
+                "-t",
+                "40",
+                "-e",
+                "</1/0>,</3/0>",
+                "-B",
+                "5",
+                "-v",
+                "7",
+            ])
+            .arg(uri)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("coap-client runs");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{}: {log}", output.status);
+    assert!(log.contains("c:2.01"), "2.01 Created: {log}");
+    assert!(log.contains("Location-Path:rd"), "a registration location: {log}");
+    let device = wait_device(&kit, &id, |d| d["facts"]["lwm2m"]["registered"] == true).await;
+    assert_eq!(device["online"], true);
+    assert_eq!(device["facts"]["lwm2m"]["objects"], json!(["/1/0", "/3/0"]));
+    // The gateway's read of /3/0 goes to a port nobody listens on any more: it times out
+    // without harm, and the registration stays.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let list = kit.admin(Method::GET, "/lwm2m/endpoints", None).await;
+    assert_eq!(list.body[0]["registered"], true, "{:?}", list.body);
+    let device = wait_device(&kit, &id, |d| d["online"] == true).await;
+    assert_eq!(device["facts"]["lwm2m"]["endpoint"], "urn:dev:libcoap-1");
     kit.finish().await;
 }
