@@ -82,6 +82,28 @@ pub(crate) async fn spawn_server(
     Ok((child, url, fingerprint, password))
 }
 
+/// Replaces the first admin's one-time password and returns an API token for the admin.
+pub(crate) async fn admin_token(client: &Client, one_time: String) -> anyhow::Result<String> {
+    let login = |password: String| LoginRequest {
+        username: "admin".into(),
+        password,
+        totp_code: None,
+        recovery_code: None,
+        token_name: None,
+        expires_in_days: None,
+    };
+    let first = client.cli_login(&login(one_time.clone())).await?;
+    client
+        .clone()
+        .with_token(first.secret)
+        .change_password(&ChangePasswordRequest {
+            current_password: one_time,
+            new_password: "benchmark admin 1".into(),
+        })
+        .await?;
+    Ok(client.cli_login(&login("benchmark admin 1".into())).await?.secret)
+}
+
 /// What one run measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ContainResult {
@@ -136,25 +158,7 @@ pub async fn contain(
         _ => tempfile::tempdir()?,
     };
     let client = Client::new(&url, &Trust::CaPem(ca_pem))?;
-    let username = "admin".to_owned();
-    let login = |password: String| LoginRequest {
-        username: username.clone(),
-        password,
-        totp_code: None,
-        recovery_code: None,
-        token_name: None,
-        expires_in_days: None,
-    };
-    let first = client.cli_login(&login(one_time.clone())).await?;
-    client
-        .clone()
-        .with_token(first.secret)
-        .change_password(&ChangePasswordRequest {
-            current_password: one_time,
-            new_password: "benchmark admin 1".into(),
-        })
-        .await?;
-    let token = client.cli_login(&login("benchmark admin 1".into())).await?.secret;
+    let token = admin_token(&client, one_time).await?;
     let admin = client.with_token(token.clone());
     let options = ward_sim::SimOptions {
         server: url,

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ward_client::{Client, Trust};
-use ward_proto::{ChangePasswordRequest, LoginRequest};
 
 /// `ward bench lwm2m`.
 #[derive(Debug, Clone, clap::Args)]
@@ -79,24 +78,7 @@ async fn measure(
 ) -> anyhow::Result<Lwm2mResult> {
     let ca = std::fs::read_to_string(dir.path().join("server/ca.crt")).context("reading the server's CA")?;
     let client = Client::new(url, &Trust::CaPem(ca))?;
-    let login = |password: String| LoginRequest {
-        username: "admin".into(),
-        password,
-        totp_code: None,
-        recovery_code: None,
-        token_name: None,
-        expires_in_days: None,
-    };
-    let first = client.cli_login(&login(one_time.clone())).await?;
-    client
-        .clone()
-        .with_token(first.secret)
-        .change_password(&ChangePasswordRequest {
-            current_password: one_time,
-            new_password: "benchmark admin 1".into(),
-        })
-        .await?;
-    let token = client.cli_login(&login("benchmark admin 1".into())).await?.secret;
+    let token = crate::bench_contain::admin_token(&client, one_time).await?;
     let admin = client.with_token(token.clone());
     let options = ward_sim::lwm2m::Lwm2mOptions {
         server: url.to_owned(),
