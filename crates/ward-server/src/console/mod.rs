@@ -56,6 +56,9 @@ pub fn router() -> Router<AppState> {
         .route("/policies/{name}", get(pages::policy))
         .route("/audit", get(pages::audit))
         .route("/admin", get(pages::admin))
+        .route("/admin/enroll-tokens", post(pages::create_enroll_token))
+        .route("/admin/tokens/{id}/revoke", post(pages::revoke_token))
+        .route("/admin/sites", post(pages::create_site))
         .route("/static/console.css", get(css))
         .layer(middleware::from_fn(headers))
 }

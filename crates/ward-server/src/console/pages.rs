@@ -51,7 +51,9 @@ impl Nav {
             active,
             can_manage: session.may(Permission::ManageDevices),
             can_audit: session.may(Permission::ViewAudit),
-            can_admin: session.may(Permission::ViewUsers),
+            can_admin: session.may(Permission::ViewUsers)
+                || session.may(Permission::ManageEnrollment)
+                || session.may(Permission::ManageSites),
         }
     }
 }
@@ -1092,12 +1094,32 @@ struct AdminPage {
     tokens: Vec<TokenView>,
     enroll_tokens: Vec<EnrollTokenView>,
     sites: Vec<SiteView>,
+    can_enroll: bool,
+    can_sites: bool,
+    can_users: bool,
+    message: String,
 }
 
-pub async fn admin(State(state): State<AppState>, session: Session) -> Page {
-    let users = api::users::list(State(state.clone()), session.caller.clone())
-        .await?
-        .0;
+pub async fn admin(
+    State(state): State<AppState>,
+    session: Session,
+    Query(params): Query<MessageParams>,
+) -> Page {
+    let can_users = session.may(Permission::ViewUsers);
+    let can_enroll = session.may(Permission::ManageEnrollment);
+    let can_sites = session.may(Permission::ManageSites);
+    if !(can_users || can_enroll || can_sites) {
+        return Err(
+            ApiError::forbidden(format!("the {} role has no administration pages", session.role())).into(),
+        );
+    }
+    let users = if can_users {
+        api::users::list(State(state.clone()), session.caller.clone())
+            .await?
+            .0
+    } else {
+        Vec::new()
+    };
     let tokens = api::tokens::list(
         State(state.clone()),
         session.caller.clone(),
@@ -1108,7 +1130,7 @@ pub async fn admin(State(state): State<AppState>, session: Session) -> Page {
     )
     .await?
     .0;
-    let enroll_tokens = if session.may(Permission::ManageEnrollment) {
+    let enroll_tokens = if can_enroll {
         api::enroll::list_tokens(State(state.clone()), session.caller.clone())
             .await?
             .0
@@ -1124,5 +1146,124 @@ pub async fn admin(State(state): State<AppState>, session: Session) -> Page {
         tokens,
         enroll_tokens,
         sites,
+        can_enroll,
+        can_sites,
+        can_users,
+        message: params.msg.chars().take(300).collect(),
     }))
+}
+
+#[derive(Deserialize)]
+pub struct EnrollTokenForm {
+    csrf: String,
+    site: String,
+    class: String,
+    #[serde(default)]
+    criticality: String,
+    #[serde(default)]
+    phi: Option<String>,
+    #[serde(default)]
+    expires: String,
+    #[serde(default)]
+    uses: String,
+}
+
+#[derive(Template)]
+#[template(path = "enroll_token.html")]
+struct EnrollTokenPage {
+    nav: Nav,
+    token: EnrollTokenView,
+    secret: String,
+    server: String,
+    fingerprint: String,
+}
+
+fn back_to_admin(message: &str) -> Response {
+    Redirect::to(&format!("/admin?msg={}", urlencode(message))).into_response()
+}
+
+/// Creates an enrollment token; its secret is shown on the answer page only.
+pub async fn create_enroll_token(
+    State(state): State<AppState>,
+    session: Session,
+    headers: axum::http::HeaderMap,
+    form: axum::Form<EnrollTokenForm>,
+) -> Page {
+    check_csrf(&session, &form.csrf)?;
+    let form = form.0;
+    let option = |text: &str| (!text.trim().is_empty()).then(|| text.trim().to_owned());
+    let uses = match option(&form.uses).map(|u| u.parse::<u32>()) {
+        None => None,
+        Some(Ok(uses)) => Some(uses),
+        Some(Err(_)) => return Ok(back_to_admin("refused: uses must be a whole number")),
+    };
+    let request = ward_proto::CreateEnrollTokenRequest {
+        site: form.site.trim().to_owned(),
+        class: form.class.trim().to_owned(),
+        criticality: option(&form.criticality),
+        phi: form.phi.is_some(),
+        expires: option(&form.expires),
+        uses,
+        allow_full_wipe: false,
+    };
+    match api::enroll::create_token(State(state.clone()), session.caller.clone(), ApiJson(request)).await {
+        Ok((_, created)) => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("WARD-HOST:8443")
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(*c))
+                .collect::<String>();
+            Ok(render(&EnrollTokenPage {
+                nav: Nav::new(&session, "admin"),
+                token: created.0.token.clone(),
+                secret: created.0.secret.clone(),
+                server: format!("https://{host}"),
+                fingerprint: state.keys.ca_fingerprint.clone(),
+            }))
+        }
+        Err(err) if err.code.http_status() < 500 => Ok(back_to_admin(&format!("refused: {}", err.message))),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Revokes an API token.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    form: axum::Form<CsrfForm>,
+) -> Page {
+    check_csrf(&session, &form.csrf)?;
+    match api::tokens::revoke(State(state), session.caller.clone(), Path(id)).await {
+        Ok(_) => Ok(back_to_admin("token revoked")),
+        Err(err) if err.code.http_status() < 500 => Ok(back_to_admin(&format!("refused: {}", err.message))),
+        Err(err) => Err(err.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SiteForm {
+    csrf: String,
+    slug: String,
+    name: String,
+}
+
+/// Creates a hospital or ward.
+pub async fn create_site(
+    State(state): State<AppState>,
+    session: Session,
+    form: axum::Form<SiteForm>,
+) -> Page {
+    check_csrf(&session, &form.csrf)?;
+    let request = ward_proto::CreateSiteRequest {
+        slug: form.slug.trim().to_owned(),
+        name: form.name.trim().to_owned(),
+    };
+    match api::sites::create(State(state), session.caller.clone(), ApiJson(request)).await {
+        Ok((_, site)) => Ok(back_to_admin(&format!("created site {}", site.0.slug))),
+        Err(err) if err.code.http_status() < 500 => Ok(back_to_admin(&format!("refused: {}", err.message))),
+        Err(err) => Err(err.into()),
+    }
 }

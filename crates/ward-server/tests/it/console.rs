@@ -293,6 +293,96 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
         .await;
     assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
 
+    // Administration: an enrollment token (its secret shown once), a site, a token revoked.
+    let admin_page = browser.get("/admin").await;
+    admin_page.assert_safe();
+    let csrf = admin_page.csrf();
+    let created = browser
+        .post(
+            "/admin/enroll-tokens",
+            &[
+                ("csrf", &csrf),
+                ("site", "st-marys/icu"),
+                ("class", "workstation"),
+                ("criticality", "normal"),
+                ("phi", "on"),
+                ("expires", "24h"),
+                ("uses", "3"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    created.assert_safe();
+    assert!(
+        created.body.contains("id=\"enroll-secret\">wardenroll_"),
+        "{}",
+        created.body
+    );
+    assert!(created.body.contains("ward-agent enroll --server https://"));
+    let bad_uses = browser
+        .post(
+            "/admin/enroll-tokens",
+            &[
+                ("csrf", &csrf),
+                ("site", "st-marys/icu"),
+                ("class", "workstation"),
+                ("uses", "many"),
+            ],
+        )
+        .await;
+    assert!(
+        browser
+            .get(bad_uses.location())
+            .await
+            .body
+            .contains("refused: uses must be a whole number")
+    );
+    let site = browser
+        .post(
+            "/admin/sites",
+            &[("csrf", &csrf), ("slug", "general/x-ray"), ("name", "X-ray <b>")],
+        )
+        .await;
+    let shown = browser.get(site.location()).await;
+    assert!(
+        shown.body.contains("created site general/x-ray"),
+        "{}",
+        shown.body
+    );
+    assert!(shown.body.contains("X-ray &#60;b&#62;"));
+    let bad_site = browser
+        .post(
+            "/admin/sites",
+            &[("csrf", &csrf), ("slug", "../etc"), ("name", "x")],
+        )
+        .await;
+    assert!(browser.get(bad_site.location()).await.body.contains("refused:"));
+    let forged = browser
+        .post(
+            "/admin/sites",
+            &[("csrf", "x"), ("slug", "general/y"), ("name", "y")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let spare = kit
+        .admin(
+            Method::POST,
+            "/tokens",
+            Some(json!({"name": "spare", "scope": "read"})),
+        )
+        .await;
+    let spare_id = spare.body["token"]["id"].as_str().unwrap().to_owned();
+    let revoked = browser
+        .post(&format!("/admin/tokens/{spare_id}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert!(
+        browser
+            .get(revoked.location())
+            .await
+            .body
+            .contains("token revoked")
+    );
+
     // Helpdesk: sees devices, gets no action buttons, and the server refuses the action anyway.
     kit.user("helen", "helpdesk", &[]).await;
     let mut helpdesk = Browser::new(&kit);
