@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::mpsc;
-use tonic::Status;
 use ward_domain::audit::{AuditRecord, Outcome};
 use ward_domain::command::{CommandKind, CommandState, WipeProof, sign_command};
 use ward_proto::agent::{Command, CommandUpdate, ServerMessage, server_message};
@@ -86,13 +85,16 @@ pub type Pushed = HashMap<String, CommandKind>;
 pub async fn push(
     state: &AppState,
     command: &CommandRecord,
-    outbound: &mpsc::Sender<Result<ServerMessage, Status>>,
+    outbound: &mpsc::Sender<Box<ServerMessage>>,
     pushed: &mut Pushed,
 ) -> Result<(), ()> {
     if pushed.insert(command.id.clone(), command.kind).is_some() {
         return Ok(());
     }
-    outbound.send(Ok(to_message(command))).await.map_err(|_| ())?;
+    outbound
+        .send(Box::new(to_message(command)))
+        .await
+        .map_err(|_| ())?;
     record_sent(state, command).await;
     Ok(())
 }
@@ -193,7 +195,7 @@ pub async fn record_finished(
 pub async fn deliver(
     state: &AppState,
     device_id: &str,
-    outbound: &mpsc::Sender<Result<ServerMessage, Status>>,
+    outbound: &mpsc::Sender<Box<ServerMessage>>,
     pushed: &mut Pushed,
 ) -> Result<(), ()> {
     let pending = match state.store.pending_commands(device_id).await {
