@@ -446,8 +446,13 @@ impl Gateway {
         let forwarder = spawn_forwarder(device_id.clone(), channel, self.inbox.clone());
         let now_ms = self.state.now_ms();
         let _ = self.state.store.record_seen(&device_id, now_ms).await;
-        let base_facts: Value = serde_json::from_str(&device.facts).unwrap_or_else(|_| json!({}));
+        let mut base_facts: Value = serde_json::from_str(&device.facts).unwrap_or_else(|_| json!({}));
         let section = facts::section_of(&base_facts);
+        let last_document = base_facts.clone();
+        // The `lwm2m` section lives in `section` (each document puts it back): not kept twice.
+        if let Value::Object(map) = &mut base_facts {
+            map.remove("lwm2m");
+        }
         let binding_text = format!(
             "{}{}",
             register.binding,
@@ -467,7 +472,7 @@ impl Gateway {
             objects: register.object_paths(),
             updated_ms: now_ms,
             awake_until: at + Duration::from_millis(self.config().queue_awake_ms),
-            last_document: base_facts.clone(),
+            last_document,
             base_facts,
             section,
             queue: VecDeque::new(),
