@@ -528,7 +528,7 @@ pub fn json_diff(old: &Value, new: &Value) -> Value {
 }
 
 /// Whether a diff from [`json_diff`] records no change.
-fn is_empty_diff(diff: &Value) -> bool {
+pub(crate) fn is_empty_diff(diff: &Value) -> bool {
     diff["changed"].as_object().is_none_or(Map::is_empty)
         && diff["removed"].as_array().is_none_or(Vec::is_empty)
 }

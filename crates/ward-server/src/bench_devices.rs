@@ -353,7 +353,7 @@ pub struct ConnectionsArgs {
 }
 
 /// The resident memory of process `pid`, in bytes.
-fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()

@@ -110,6 +110,8 @@ struct Evaluated {
     results: Results,
     settings: Settings,
     conflicts: Vec<SettingConflict>,
+    /// Indices in the snapshot of the policies whose scope holds the device.
+    in_scope: Vec<usize>,
     /// Any policy with settings applies (even if they merge to nothing).
     has_settings: bool,
 }
@@ -227,11 +229,13 @@ fn evaluate_subject(
 ) -> Evaluated {
     let mut results = Results::new();
     let mut applying: Vec<(&str, &Settings)> = Vec::new();
-    for loaded in &snapshot.policies {
+    let mut in_scope = Vec::new();
+    for (index, loaded) in snapshot.policies.iter().enumerate() {
         let policy = &loaded.policy;
         if !policy.applies_to(subject) {
             continue;
         }
+        in_scope.push(index);
         if !policy.spec.settings.is_empty() {
             applying.push((policy.name(), &policy.spec.settings));
         }
@@ -260,6 +264,7 @@ fn evaluate_subject(
     Evaluated {
         results,
         settings,
+        in_scope,
         conflicts,
         has_settings,
     }
@@ -334,13 +339,11 @@ async fn evaluate_devices(
             let (_, subject) = subject_of(state, snapshot, device, now);
             let previous = cache.results.get(&device.id);
             let evaluated = evaluate_subject(snapshot, &device.id, &subject, previous, now);
-            for loaded in &snapshot.policies {
-                if loaded.policy.applies_to(&subject) {
-                    *outcome
-                        .in_scope
-                        .entry(loaded.policy.name().to_owned())
-                        .or_default() += 1;
-                }
+            for &index in &evaluated.in_scope {
+                *outcome
+                    .in_scope
+                    .entry(snapshot.policies[index].policy.name().to_owned())
+                    .or_default() += 1;
             }
             for conflict in &evaluated.conflicts {
                 *conflicts

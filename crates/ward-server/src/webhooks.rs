@@ -59,16 +59,24 @@ pub fn compliance_changed(state: &AppState, events: impl Iterator<Item = Value>)
     }
 }
 
+/// One HTTP client (connection pool, TLS configuration) for every delivery.
+fn client() -> Option<&'static reqwest::Client> {
+    static CLIENT: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|err| tracing::warn!(error = %err, "building the webhook client"))
+                .ok()
+        })
+        .as_ref()
+}
+
 async fn deliver(state: &AppState, hook: &WebhookConfig, body: String) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(client) => client,
-        Err(err) => {
-            tracing::warn!(error = %err, "webhook client");
-            return;
-        }
+    let Some(client) = client() else {
+        tracing::warn!(url = %hook.url, "no HTTP client for webhooks; event dropped");
+        return;
     };
     let mut delay = Duration::from_secs(1);
     for attempt in 1..=ATTEMPTS {

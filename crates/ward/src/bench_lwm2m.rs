@@ -35,12 +35,7 @@ pub struct Lwm2mResult {
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?)
+    Ok(ward_server::bench_devices::rss_bytes(pid)? / 1024)
 }
 
 pub async fn run(args: &Lwm2mArgs, progress: &mut (dyn FnMut(&str) + Send)) -> anyhow::Result<Lwm2mResult> {

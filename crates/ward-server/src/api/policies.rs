@@ -89,8 +89,7 @@ pub fn compile_files(request: &ApplyPoliciesRequest) -> Result<Vec<(Policy, Stri
         };
         match Policy::compile(spec.clone()) {
             Ok(policy) => {
-                if let Some((_, other)) = compiled.iter().find(|(p, _)| p.name() == policy.name()) {
-                    let _ = other;
+                if compiled.iter().any(|(p, _)| p.name() == policy.name()) {
                     problems.push(format!(
                         "{path}: policy `{}` is defined in two files",
                         policy.name()

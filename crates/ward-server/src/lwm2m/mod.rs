@@ -587,9 +587,7 @@ impl Gateway {
         };
         let document = facts::document(&registration.base_facts, &registration.section);
         let change = crate::agent_channel::json_diff(&registration.last_document, &document);
-        let unchanged = change["changed"].as_object().is_some_and(Map::is_empty)
-            && change["removed"].as_array().is_some_and(Vec::is_empty);
-        if unchanged {
+        if crate::agent_channel::is_empty_diff(&change) {
             return;
         }
         registration.last_document = document.clone();
