@@ -16,7 +16,10 @@ Examples:
       --criticality life-sustaining --phi
   ward lwm2m list
 
-The pre-shared key is shown once, at provisioning: configure it on the device then.";
+The pre-shared key is shown once, at provisioning: configure it on the device then (DTLS PSK
+mode, identity = the endpoint name). A device that comes with its own key:
+  ward lwm2m provision --endpoint urn:dev:pump-0018 --site st-marys/icu --class medical \
+      --psk-file pump-0018.key";
 
 /// `ward lwm2m ...`.
 #[derive(Debug, Clone, Subcommand)]
@@ -39,6 +42,10 @@ pub enum Lwm2mCommand {
         /// The device stores or displays patient data
         #[arg(long)]
         phi: bool,
+        /// File holding the device's own pre-shared key in hex (16 to 64 bytes), for devices
+        /// that come with one; without it the server generates a key
+        #[arg(long, value_name = "FILE")]
+        psk_file: Option<std::path::PathBuf>,
     },
     /// Provisioned endpoints and whether they are registered now (never their keys)
     List,
@@ -53,7 +60,19 @@ pub(crate) async fn lwm2m(global: &GlobalArgs, command: Lwm2mCommand, out: &Outp
             class,
             criticality,
             phi,
+            psk_file,
         } => {
+            let psk = match psk_file {
+                None => None,
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|err| {
+                            CliError::local("io", anyhow::anyhow!("--psk-file {}: {err}", path.display()))
+                        })?
+                        .trim()
+                        .to_owned(),
+                ),
+            };
             let created = client
                 .provision_lwm2m(&ProvisionLwm2mRequest {
                     endpoint,
@@ -61,6 +80,7 @@ pub(crate) async fn lwm2m(global: &GlobalArgs, command: Lwm2mCommand, out: &Outp
                     class,
                     criticality,
                     phi,
+                    psk,
                 })
                 .await?;
             if out.json {

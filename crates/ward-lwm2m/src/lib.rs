@@ -37,6 +37,7 @@ pub mod attributes;
 pub mod client;
 pub mod coap;
 pub mod content;
+pub mod dtls;
 pub mod link;
 pub mod objects;
 pub mod registration;

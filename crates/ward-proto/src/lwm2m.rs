@@ -20,6 +20,10 @@ pub struct ProvisionLwm2mRequest {
     /// The device stores or displays patient data.
     #[serde(default)]
     pub phi: bool,
+    /// The device's own pre-shared key (hex, 16 to 64 bytes), for devices that come with one;
+    /// without it the server generates a 16-byte key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psk: Option<String>,
 }
 
 /// A provisioned endpoint (never its key).
@@ -47,6 +51,6 @@ pub struct ProvisionedLwm2mEndpoint {
     pub endpoint: Lwm2mEndpointView,
     /// The DTLS PSK identity to configure on the device.
     pub psk_identity: String,
-    /// The 16-byte pre-shared key, hex. Not retrievable later.
+    /// The pre-shared key, hex (16 bytes unless one was given). Not retrievable later.
     pub psk: String,
 }

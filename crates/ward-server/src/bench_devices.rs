@@ -377,6 +377,8 @@ pub async fn connections(args: &ConnectionsArgs, progress: &mut dyn FnMut(&str))
             "127.0.0.1:0",
             "--lwm2m-listen",
             "off",
+            "--lwm2m-dtls-listen",
+            "off",
             "--insecure-http",
             "--data-dir",
         ])

@@ -45,9 +45,13 @@ pub struct ServerArgs {
     /// Do not create the first admin account on first start (use `ward admin create`).
     #[arg(long, env = "WARD_NO_INITIAL_ADMIN")]
     pub no_initial_admin: bool,
-    /// UDP address of the LwM2M gateway, or `off` [default: 127.0.0.1:5683].
+    /// UDP address of the LwM2M gateway's plain CoAP (no DTLS), or `off` [default: 127.0.0.1:5683].
     #[arg(long, env = "WARD_LWM2M_LISTEN")]
     pub lwm2m_listen: Option<String>,
+    /// UDP address of the LwM2M gateway's CoAP over DTLS with pre-shared keys, or `off`
+    /// [default: 127.0.0.1:5684].
+    #[arg(long, env = "WARD_LWM2M_DTLS_LISTEN")]
+    pub lwm2m_dtls_listen: Option<String>,
 }
 
 /// The config file's shape. Unknown keys are errors, so a typo is never silently ignored.
@@ -81,6 +85,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileLwm2m {
     listen: Option<String>,
+    dtls_listen: Option<String>,
     allow_plain_udp: Option<bool>,
     auto_create: Option<bool>,
     auto_create_site: Option<String>,
@@ -218,8 +223,10 @@ impl Default for PolicyConfig {
 /// The LwM2M gateway (`docs/lwm2m.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lwm2mConfig {
-    /// UDP address; `None` when the gateway is off.
+    /// UDP address for plain CoAP; `None` when off.
     pub listen: Option<SocketAddr>,
+    /// UDP address for CoAP over DTLS (PSK); `None` when off.
+    pub dtls_listen: Option<SocketAddr>,
     /// Plain UDP (no DTLS) on a non-loopback address was explicitly allowed.
     pub allow_plain_udp: bool,
     /// Unknown endpoints are created (quarantined, in `auto_create_site`) instead of refused.
@@ -242,10 +249,11 @@ pub struct Lwm2mConfig {
 }
 
 impl Lwm2mConfig {
-    /// Defaults with the given address.
+    /// Defaults with the given plain address (DTLS off).
     pub fn with_listen(listen: Option<SocketAddr>) -> Self {
         Self {
             listen,
+            dtls_listen: None,
             allow_plain_udp: false,
             auto_create: false,
             auto_create_site: None,
@@ -321,7 +329,10 @@ impl Config {
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
             policy: PolicyConfig::default(),
-            lwm2m: Lwm2mConfig::with_listen(Some(SocketAddr::from(([127, 0, 0, 1], 0)))),
+            lwm2m: Lwm2mConfig {
+                dtls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                ..Lwm2mConfig::with_listen(Some(SocketAddr::from(([127, 0, 0, 1], 0))))
+            },
         }
     }
 
@@ -568,24 +579,40 @@ impl Config {
 
 /// The `[lwm2m]` section and `--lwm2m-listen`, validated.
 fn lwm2m_config(args: &ServerArgs, file: FileLwm2m) -> Result<Lwm2mConfig, ConfigError> {
-    let listen_text = args
-        .lwm2m_listen
-        .clone()
-        .or(file.listen)
-        .unwrap_or_else(|| "127.0.0.1:5683".into());
-    let listen = if listen_text == "off" {
-        None
-    } else {
-        Some(listen_text.parse::<SocketAddr>().map_err(|_| {
-            invalid(
-                "lwm2m.listen",
-                format!("{listen_text:?} is not an IP:port address or \"off\""),
-            )
-        })?)
+    let address = |key: &str, text: String| -> Result<Option<SocketAddr>, ConfigError> {
+        if text == "off" {
+            return Ok(None);
+        }
+        text.parse::<SocketAddr>()
+            .map(Some)
+            .map_err(|_| invalid(key, format!("{text:?} is not an IP:port address or \"off\"")))
     };
+    let listen = address(
+        "lwm2m.listen",
+        args.lwm2m_listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:5683".into()),
+    )?;
+    let dtls_listen = address(
+        "lwm2m.dtls_listen",
+        args.lwm2m_dtls_listen
+            .clone()
+            .or(file.dtls_listen)
+            .unwrap_or_else(|| "127.0.0.1:5684".into()),
+    )?;
+    if let (Some(plain), Some(dtls)) = (listen, dtls_listen)
+        && plain == dtls
+        && plain.port() != 0
+    {
+        return Err(invalid(
+            "lwm2m.dtls_listen",
+            format!("{dtls} is also lwm2m.listen; plain CoAP and DTLS need their own ports"),
+        ));
+    }
     let allow_plain_udp = file.allow_plain_udp.unwrap_or(false);
-    // DTLS is not implemented yet: everything is plain UDP, which only a loopback address (or an
-    // operator who says the network protects it) may carry.
+    // Plain UDP carries no authentication: only a loopback address (or an operator who says the
+    // network protects it) may carry it. DTLS is for everything else.
     if let Some(addr) = listen
         && !addr.ip().is_loopback()
         && !allow_plain_udp
@@ -633,6 +660,7 @@ fn lwm2m_config(args: &ServerArgs, file: FileLwm2m) -> Result<Lwm2mConfig, Confi
         auto_create_site,
         queue_timeout_ms: queue_timeout as i64 * 1000,
         firmware_timeout_ms: firmware_timeout * 1000,
+        dtls_listen,
         ..Lwm2mConfig::with_listen(listen)
     })
 }
@@ -793,6 +821,32 @@ mod tests {
     fn lwm2m_section_is_checked() {
         let defaults = load(ServerArgs::default(), "").unwrap().lwm2m;
         assert_eq!(defaults.listen, Some("127.0.0.1:5683".parse().unwrap()));
+        assert_eq!(defaults.dtls_listen, Some("127.0.0.1:5684".parse().unwrap()));
+        // DTLS may listen anywhere; plain CoAP only on loopback unless allowed.
+        let dtls_only = load(
+            ServerArgs::default(),
+            "[lwm2m]\nlisten = \"off\"\ndtls_listen = \"0.0.0.0:5684\"",
+        )
+        .unwrap()
+        .lwm2m;
+        assert_eq!(
+            (dtls_only.listen, dtls_only.dtls_listen),
+            (None, Some("0.0.0.0:5684".parse().unwrap()))
+        );
+        for (file, key) in [
+            ("[lwm2m]\ndtls_listen = \"somewhere\"", "lwm2m.dtls_listen"),
+            (
+                "[lwm2m]\nlisten = \"127.0.0.1:7000\"\ndtls_listen = \"127.0.0.1:7000\"",
+                "lwm2m.dtls_listen",
+            ),
+        ] {
+            assert_eq!(load(ServerArgs::default(), file).unwrap_err().key, key, "{file}");
+        }
+        let flag = ServerArgs {
+            lwm2m_dtls_listen: Some("off".into()),
+            ..Default::default()
+        };
+        assert_eq!(load(flag, "").unwrap().lwm2m.dtls_listen, None);
         assert!(!defaults.auto_create && !defaults.allow_plain_udp);
         assert_eq!(defaults.queue_timeout_ms, 3_600_000);
         let off = ServerArgs {

@@ -124,6 +124,8 @@ pub struct Server {
     pub agent_addr: SocketAddr,
     /// The LwM2M gateway's UDP address (`None` when it is off).
     pub lwm2m_addr: Option<SocketAddr>,
+    /// The LwM2M gateway's DTLS address, when it listens for DTLS.
+    pub lwm2m_dtls_addr: Option<SocketAddr>,
     /// `https` or `http`.
     pub scheme: &'static str,
     pub ca_fingerprint: String,
@@ -191,8 +193,17 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         .await
         .with_context(|| format!("listening on {} (agent channel)", config.agent_listen))?;
     let agent_addr = agent_listener.local_addr()?;
-    let lwm2m_socket = lwm2m::bind(&config.lwm2m).await?;
-    let lwm2m_addr = lwm2m_socket.as_ref().map(|s| s.local_addr()).transpose()?;
+    let lwm2m_sockets = lwm2m::bind(&config.lwm2m).await?;
+    let lwm2m_addr = lwm2m_sockets
+        .as_ref()
+        .map(|s| s.plain_addr())
+        .transpose()?
+        .flatten();
+    let lwm2m_dtls_addr = lwm2m_sockets
+        .as_ref()
+        .map(|s| s.dtls_addr())
+        .transpose()?
+        .flatten();
     // The agent channel always uses a certificate from Ward's own CA: that is what agents pin.
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     for ip in [addr.ip(), agent_addr.ip()] {
@@ -247,6 +258,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         enrollments,
         policy,
         policy_work,
+        lwm2m_keys: Default::default(),
     }));
     let app = api::app(state.clone());
     let serve_task = tokio::spawn(serve::serve(listener, tls, app));
@@ -259,7 +271,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let checkpoint_task = tokio::spawn(checkpointer(state.clone()));
     let expiry_task = tokio::spawn(commands::expirer(state.clone()));
     let policy_task = tokio::spawn(policies::run(state.clone(), policy_queue));
-    let lwm2m_task = lwm2m_socket.map(|socket| tokio::spawn(lwm2m::run(state.clone(), socket)));
+    let lwm2m_task = lwm2m_sockets.map(|sockets| tokio::spawn(lwm2m::run(state.clone(), sockets)));
     let mut tasks = vec![
         serve_task,
         agent_task,
@@ -275,6 +287,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         addr,
         agent_addr,
         lwm2m_addr,
+        lwm2m_dtls_addr,
         scheme,
         ca_fingerprint,
         ca_cert_pem,
@@ -327,8 +340,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(url = %server.url(), backend = server.state.store.backend(), "ward server listening");
     eprintln!("Ward server listening on {}", server.url());
     eprintln!("Agent channel (mutual TLS) on {}", server.agent_addr);
+    if let Some(addr) = server.lwm2m_dtls_addr {
+        eprintln!("LwM2M gateway, CoAP over DTLS with pre-shared keys (coaps://) on {addr}");
+    }
     if let Some(addr) = server.lwm2m_addr {
-        eprintln!("LwM2M gateway (CoAP over plain UDP; DTLS not yet supported) on {addr}");
+        eprintln!("LwM2M gateway, CoAP over plain UDP (coap://) on {addr}");
     }
     eprintln!("CA fingerprint (SHA-256): {}", server.ca_fingerprint);
     if let Some((username, password)) = &server.initial_admin {

@@ -57,6 +57,8 @@ pub struct Inner {
     pub policy: Arc<crate::policies::Engine>,
     /// Queue to the background policy evaluator.
     pub policy_work: tokio::sync::mpsc::Sender<crate::policies::Work>,
+    /// LwM2M pre-shared keys by PSK identity, read by DTLS handshakes.
+    pub lwm2m_keys: Arc<ward_lwm2m::dtls::PskTable>,
 }
 
 impl std::ops::Deref for AppState {

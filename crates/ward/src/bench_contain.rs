@@ -39,6 +39,7 @@ enum Served {
 pub(crate) async fn spawn_server(
     data_dir: &std::path::Path,
     lwm2m_listen: &str,
+    lwm2m_dtls_listen: &str,
 ) -> anyhow::Result<(std::process::Child, String, String, String)> {
     use std::io::BufRead;
     let mut child = std::process::Command::new(std::env::current_exe()?)
@@ -50,6 +51,8 @@ pub(crate) async fn spawn_server(
             "127.0.0.1:0",
             "--lwm2m-listen",
             lwm2m_listen,
+            "--lwm2m-dtls-listen",
+            lwm2m_dtls_listen,
             "--data-dir",
         ])
         .arg(data_dir)
@@ -145,7 +148,8 @@ pub async fn contain(
             one_time,
         )
     } else {
-        let (child, url, fingerprint, one_time) = spawn_server(&dir.path().join("server"), "off").await?;
+        let (child, url, fingerprint, one_time) =
+            spawn_server(&dir.path().join("server"), "off", "off").await?;
         let ca =
             std::fs::read_to_string(dir.path().join("server/ca.crt")).context("reading the server's CA")?;
         (Served::Child(child), url, fingerprint, ca, one_time)

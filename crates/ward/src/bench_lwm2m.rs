@@ -18,6 +18,9 @@ pub struct Lwm2mArgs {
     /// Seconds to wait for every registration
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Register over DTLS with pre-shared keys (each registration then holds a DTLS session)
+    #[arg(long)]
+    pub dtls: bool,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
@@ -27,6 +30,8 @@ pub struct Lwm2mArgs {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Lwm2mResult {
     pub endpoints: usize,
+    /// `dtls` or `plain`.
+    pub transport: &'static str,
     pub registered: usize,
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
@@ -42,8 +47,13 @@ pub async fn run(args: &Lwm2mArgs, progress: &mut (dyn FnMut(&str) + Send)) -> a
     let dir = tempfile::tempdir()?;
     let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
     let gateway: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let (plain, dtls) = if args.dtls {
+        ("off".to_owned(), gateway.to_string())
+    } else {
+        (gateway.to_string(), "off".to_owned())
+    };
     let (mut child, url, fingerprint, one_time) =
-        crate::bench_contain::spawn_server(&dir.path().join("server"), &gateway.to_string()).await?;
+        crate::bench_contain::spawn_server(&dir.path().join("server"), &plain, &dtls).await?;
     let result = measure(
         args,
         &dir,
@@ -83,8 +93,10 @@ async fn measure(
         devices: args.endpoints,
         prefix: "bench-".into(),
         lifetime: 3600,
+        dtls: args.dtls,
+        keys_file: None,
     };
-    ward_sim::lwm2m::provision(&options, progress)
+    let keys = ward_sim::lwm2m::provision(&options, progress)
         .await
         .map_err(anyhow::Error::msg)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -94,7 +106,7 @@ async fn measure(
         args.endpoints
     ));
     let started = Instant::now();
-    let fleet = ward_sim::lwm2m::start_clients(&options, progress)
+    let fleet = ward_sim::lwm2m::start_clients(&options, &keys, progress)
         .await
         .map_err(anyhow::Error::msg)?;
     let registered = loop {
@@ -118,6 +130,7 @@ async fn measure(
     }
     Ok(Lwm2mResult {
         endpoints: args.endpoints,
+        transport: if args.dtls { "dtls" } else { "plain" },
         registered,
         rss_before_kib: before,
         rss_after_kib: after,

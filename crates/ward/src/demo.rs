@@ -60,9 +60,14 @@ pub struct SimArgs {
     /// Simulated LwM2M devices (in-repo LwM2M clients) to provision and register as well
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub lwm2m: usize,
-    /// The server's LwM2M gateway (UDP; plain UDP is only accepted on loopback by default)
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5683")]
+    /// The server's LwM2M gateway: its DTLS address (`ward server` prints it), or its plain
+    /// UDP address with --lwm2m-plain
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5684")]
     pub lwm2m_gateway: std::net::SocketAddr,
+    /// Register the LwM2M devices over plain UDP (the gateway accepts it on loopback only, by
+    /// default) instead of DTLS with pre-shared keys
+    #[arg(long)]
+    pub lwm2m_plain: bool,
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -88,6 +93,8 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<()> {
         devices: args.lwm2m,
         prefix: args.prefix.clone(),
         lifetime: 300,
+        dtls: !args.lwm2m_plain,
+        keys_file: Some(args.dir.join("lwm2m-keys.json")),
     };
     let options = ward_sim::SimOptions {
         server: args.server,

@@ -60,6 +60,8 @@ impl Server {
                 agent_listen,
                 "--lwm2m-listen",
                 "off",
+                "--lwm2m-dtls-listen",
+                "off",
                 "--heartbeat-seconds",
                 "1",
             ])

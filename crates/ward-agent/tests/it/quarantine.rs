@@ -188,6 +188,8 @@ fn quarantine_cuts_a_device_off_but_ward_survives_a_restart_and_is_released() {
             "10.77.1.1:8444",
             "--lwm2m-listen",
             "off",
+            "--lwm2m-dtls-listen",
+            "off",
             "--heartbeat-seconds",
             "1",
             "--data-dir",

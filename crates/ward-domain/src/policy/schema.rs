@@ -132,6 +132,7 @@ pub const FIELDS: &[(&str, FieldType)] = &[
     ("facts.lwm2m.queue_mode", Bool),
     ("facts.lwm2m.version", Text),
     ("facts.lwm2m.binding", Text),
+    ("facts.lwm2m.security", Text),
     ("facts.lwm2m.objects", Text),
     ("facts.lwm2m.device.manufacturer", Text),
     ("facts.lwm2m.device.model_number", Text),

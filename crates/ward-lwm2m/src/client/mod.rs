@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 
-pub use runtime::{ClientError, ClientHandle, spawn};
+pub use runtime::{ClientError, ClientHandle, Security, spawn, spawn_with};
 pub use store::{DeviceInfo, ObjectStore, StoreError};
 
 use crate::attributes::Attributes;

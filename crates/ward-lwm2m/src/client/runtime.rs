@@ -13,6 +13,7 @@ use super::{
 };
 use crate::coap::MAX_DATAGRAM;
 use crate::content::{Path, Value};
+use crate::dtls::{DtlsClient, KeyError};
 use crate::objects::firmware::InvalidTransition;
 
 /// Capacity of the event channel; events beyond it are dropped (with a warning) rather than
@@ -34,6 +35,29 @@ pub enum ClientError {
     /// Socket error.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The pre-shared key or identity cannot be used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// How the client talks to the server.
+#[derive(Clone, Default)]
+pub enum Security {
+    /// Plain CoAP over UDP (`coap://`).
+    #[default]
+    None,
+    /// CoAP over DTLS 1.2 with a pre-shared key (`coaps://`, TLS_PSK_WITH_AES_128_CCM_8).
+    Psk { identity: Vec<u8>, key: Vec<u8> },
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            // The key stays out of logs.
+            Self::Psk { identity, .. } => write!(f, "Psk({})", String::from_utf8_lossy(identity)),
+        }
+    }
 }
 
 enum Command {
@@ -65,12 +89,28 @@ pub async fn spawn(
     bind: SocketAddr,
     server: SocketAddr,
 ) -> Result<(ClientHandle, mpsc::Receiver<ClientEvent>, JoinHandle<()>), ClientError> {
+    spawn_with(config, store, bind, server, Security::None).await
+}
+
+/// [`spawn`] with the given security mode.
+pub async fn spawn_with(
+    config: ClientConfig,
+    store: ObjectStore,
+    bind: SocketAddr,
+    server: SocketAddr,
+    security: Security,
+) -> Result<(ClientHandle, mpsc::Receiver<ClientEvent>, JoinHandle<()>), ClientError> {
+    let dtls = match &security {
+        Security::None => None,
+        Security::Psk { identity, key } => Some(DtlsClient::new(identity, key, now())?),
+    };
     let socket = UdpSocket::bind(bind).await?;
     let local_addr = socket.local_addr()?;
     let (commands, rx) = mpsc::channel(32);
     let (events_tx, events) = mpsc::channel(EVENT_CAPACITY);
     let core = ClientCore::new(config, store);
-    let task = tokio::spawn(run(core, socket, server, rx, events_tx));
+    let link = Link { socket, server, dtls };
+    let task = tokio::spawn(run(core, link, rx, events_tx));
     Ok((ClientHandle { commands, local_addr }, events, task))
 }
 
@@ -119,28 +159,93 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn run(
-    mut core: ClientCore,
+/// The socket to the server, and the DTLS session over it when there is one.
+struct Link {
     socket: UdpSocket,
     server: SocketAddr,
+    dtls: Option<DtlsClient>,
+}
+
+impl Link {
+    async fn send(&mut self, datagram: &[u8]) {
+        match &mut self.dtls {
+            None => {
+                if let Err(e) = self.socket.send_to(datagram, self.server).await {
+                    tracing::debug!(error = %e, "UDP send failed");
+                }
+            }
+            Some(dtls) => dtls.send(datagram, now()),
+        }
+        self.flush_dtls().await;
+    }
+
+    async fn flush_dtls(&mut self) {
+        let Some(dtls) = &mut self.dtls else {
+            return;
+        };
+        while let Some(reason) = dtls.poll_failure() {
+            tracing::warn!(%reason, "DTLS session failed; handshaking again");
+        }
+        while let Some(record) = dtls.poll_transmit() {
+            if let Err(e) = self.socket.send_to(&record, self.server).await {
+                tracing::debug!(error = %e, "UDP send failed");
+            }
+        }
+    }
+
+    /// Hands what arrived to the core (decrypted first over DTLS).
+    async fn receive(&mut self, core: &mut ClientCore, datagram: &[u8]) {
+        match &mut self.dtls {
+            None => core.handle_datagram(self.server, datagram, now()),
+            Some(dtls) => {
+                dtls.handle_datagram(datagram, now());
+                while let Some(plaintext) = dtls.poll_received() {
+                    if plaintext.len() <= MAX_DATAGRAM {
+                        core.handle_datagram(self.server, &plaintext, now());
+                    }
+                }
+                self.flush_dtls().await;
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        self.dtls.as_ref().and_then(DtlsClient::next_timeout)
+    }
+
+    async fn handle_timeout(&mut self) {
+        if let Some(dtls) = &mut self.dtls {
+            dtls.handle_timeout(now());
+        }
+        self.flush_dtls().await;
+    }
+}
+
+async fn run(
+    mut core: ClientCore,
+    mut link: Link,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<ClientEvent>,
 ) {
     core.register(now());
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut buf = vec![0u8; MAX_DATAGRAM + 65];
     let mut shutdown_waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut commands_open = true;
     loop {
-        flush(&mut core, &socket, server, &events).await;
+        flush(&mut core, &mut link, &events).await;
         if *core.state() == RegistrationState::Deregistered
             && (!shutdown_waiters.is_empty() || !commands_open)
         {
             break;
         }
-        let deadline = core.next_timeout().map(tokio::time::Instant::from_std);
+        let deadline = [core.next_timeout(), link.next_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(tokio::time::Instant::from_std);
         tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((n, from)) if from == server && n <= MAX_DATAGRAM => core.handle_datagram(from, &buf[..n], now()),
+            received = link.socket.recv_from(&mut buf) => match received {
+                Ok((n, from)) if from == link.server && n <= MAX_DATAGRAM + 64 => link.receive(&mut core, &buf[..n]).await,
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "UDP receive failed"),
             },
@@ -155,7 +260,10 @@ async fn run(
                     core.deregister(now());
                 }
             },
-            () = sleep_until(deadline) => core.handle_timeout(now()),
+            () = sleep_until(deadline) => {
+                core.handle_timeout(now());
+                link.handle_timeout().await;
+            }
         }
     }
     for w in shutdown_waiters {
@@ -181,16 +289,9 @@ fn handle_command(core: &mut ClientCore, command: Command) {
     }
 }
 
-async fn flush(
-    core: &mut ClientCore,
-    socket: &UdpSocket,
-    server: SocketAddr,
-    events: &mpsc::Sender<ClientEvent>,
-) {
+async fn flush(core: &mut ClientCore, link: &mut Link, events: &mpsc::Sender<ClientEvent>) {
     while let Some(datagram) = core.poll_transmit() {
-        if let Err(e) = socket.send_to(&datagram, server).await {
-            tracing::debug!(error = %e, "UDP send failed");
-        }
+        link.send(&datagram).await;
     }
     while let Some(event) = core.poll_event() {
         if events.try_send(event).is_err() {

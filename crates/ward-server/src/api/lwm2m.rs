@@ -68,8 +68,26 @@ pub async fn provision(
     state
         .authorize_site(&caller, &site, "lwm2m.provision", &target)
         .await?;
-    let mut key = [0u8; PSK_BYTES];
-    state.entropy.fill(&mut key);
+    let key = match request.psk.as_deref() {
+        Some(text) => {
+            let key = hex::decode(text.trim())
+                .map_err(|_| ApiError::invalid("psk: not hexadecimal (two digits per byte)"))?;
+            if !(ward_lwm2m::dtls::MIN_KEY_LEN..=ward_lwm2m::dtls::MAX_KEY_LEN).contains(&key.len()) {
+                return Err(ApiError::invalid(format!(
+                    "psk: {} bytes; a pre-shared key is {} to {} bytes",
+                    key.len(),
+                    ward_lwm2m::dtls::MIN_KEY_LEN,
+                    ward_lwm2m::dtls::MAX_KEY_LEN
+                )));
+            }
+            key
+        }
+        None => {
+            let mut key = vec![0u8; PSK_BYTES];
+            state.entropy.fill(&mut key);
+            key
+        }
+    };
     let now = state.now_ms();
     let device = new_device(
         &device_id,
@@ -92,7 +110,8 @@ pub async fn provision(
         &target,
         Outcome::Success,
         json!({ "endpoint": endpoint.endpoint, "site": device.site, "class": class,
-                "criticality": criticality, "phi": device.phi }),
+                "criticality": criticality, "phi": device.phi,
+               "psk": if request.psk.is_some() { "given" } else { "generated" } }),
     );
     state
         .store
@@ -102,6 +121,7 @@ pub async fn provision(
             StoreError::NotFound(what) => ApiError::invalid(format!("site: {what} does not exist")),
             other => other.into(),
         })?;
+    crate::lwm2m::add_key(&state, &endpoint);
     Ok((
         StatusCode::CREATED,
         axum::Json(ProvisionedLwm2mEndpoint {

@@ -19,6 +19,8 @@ pub struct RegistrationFacts {
     pub version: &'static str,
     pub binding: String,
     pub objects: Vec<Path>,
+    /// `psk` (DTLS) or `none` (plain UDP).
+    pub security: &'static str,
 }
 
 /// Sets the registration part of the `facts.lwm2m` section, keeping what was read before.
@@ -29,6 +31,7 @@ pub fn set_registration(lwm2m: &mut Map<String, Value>, registration: &Registrat
     lwm2m.insert("queue_mode".into(), json!(registration.queue_mode));
     lwm2m.insert("version".into(), json!(registration.version));
     lwm2m.insert("binding".into(), json!(registration.binding));
+    lwm2m.insert("security".into(), json!(registration.security));
     let objects: Vec<String> = registration.objects.iter().map(ToString::to_string).collect();
     lwm2m.insert("objects".into(), json!(objects));
 }
@@ -204,6 +207,7 @@ mod tests {
                 version: "1.1",
                 binding: "U".into(),
                 objects: vec![Path::instance(3, 0), Path::instance(8, 0)],
+                security: "psk",
             },
         );
         let hostile = format!("Acme\u{1b}[2J{}", "x".repeat(10_000));

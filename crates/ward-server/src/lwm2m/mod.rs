@@ -9,8 +9,12 @@
 //! A registered device is registered in [`crate::channels`] like an agent's stream, so commands
 //! created while it is registered are handed over at once and revocation ends its registration.
 //!
-//! Not done yet: DTLS. Everything is plain UDP, which the configuration only allows on a loopback
-//! address unless `allow_plain_udp` is set.
+//! Two sockets feed the same endpoint: plain CoAP (`coap://`, only on a loopback address unless
+//! `allow_plain_udp` is set) and CoAP over DTLS 1.2 with pre-shared keys (`coaps://`,
+//! TLS_PSK_WITH_AES_128_CCM_8, [`ward_lwm2m::dtls`]). A DTLS session is authenticated as a PSK
+//! identity; a registration made over DTLS records that identity, may only be made for the
+//! endpoint provisioned with it, and is only updated, de-registered and talked to over a session
+//! of the same identity — never over plain UDP.
 
 mod actions;
 mod facts;
@@ -28,6 +32,7 @@ use ward_domain::audit::{AuditRecord, Outcome};
 use ward_domain::device::{Criticality, DeviceClass, DeviceState};
 use ward_lwm2m::coap::{self, MAX_DATAGRAM, MessageClass, Packet, ResponseType, TransmissionParams};
 use ward_lwm2m::content::{self, ContentFormat, Path};
+use ward_lwm2m::dtls::{DtlsServer, ServerEvent, ServerLimits};
 use ward_lwm2m::objects::{StandardObjects, connectivity, device, firmware_update, lock_wipe};
 use ward_lwm2m::registration::{self, Register, RegistrationRequest, Update};
 use ward_lwm2m::server::{Endpoint, Event, Request};
@@ -49,26 +54,98 @@ const MAX_QUEUED: usize = 256;
 /// Source addresses whose recent Register attempts are remembered.
 const MAX_TRACKED_SOURCES: usize = 100_000;
 
-/// Binds the gateway's UDP socket, if the gateway is on.
-pub async fn bind(config: &Lwm2mConfig) -> anyhow::Result<Option<UdpSocket>> {
-    match config.listen {
-        None => Ok(None),
-        Some(addr) => UdpSocket::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr} (LwM2M, UDP)"))
-            .map(Some),
+/// The gateway's sockets: plain CoAP and CoAP over DTLS, either may be off.
+#[derive(Debug)]
+pub struct Sockets {
+    pub plain: Option<UdpSocket>,
+    pub dtls: Option<UdpSocket>,
+}
+
+impl Sockets {
+    /// The plain socket's address.
+    pub fn plain_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.plain.as_ref().map(UdpSocket::local_addr).transpose()
+    }
+
+    /// The DTLS socket's address.
+    pub fn dtls_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.dtls.as_ref().map(UdpSocket::local_addr).transpose()
     }
 }
 
-/// Runs the gateway on `socket` until the task is aborted.
-pub async fn run(state: AppState, socket: UdpSocket) {
+/// Binds the gateway's UDP sockets; `None` when the gateway is off.
+pub async fn bind(config: &Lwm2mConfig) -> anyhow::Result<Option<Sockets>> {
+    let plain = match config.listen {
+        None => None,
+        Some(addr) => Some(
+            UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} (LwM2M, UDP)"))?,
+        ),
+    };
+    let dtls = match config.dtls_listen {
+        None => None,
+        Some(addr) => Some(
+            UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} (LwM2M, DTLS)"))?,
+        ),
+    };
+    Ok((plain.is_some() || dtls.is_some()).then_some(Sockets { plain, dtls }))
+}
+
+/// Loads every provisioned pre-shared key into the table DTLS handshakes read.
+async fn load_keys(state: &AppState) {
+    match state.store.list_lwm2m_endpoints().await {
+        Ok(endpoints) => {
+            for endpoint in endpoints {
+                add_key(state, &endpoint);
+            }
+        }
+        Err(err) => tracing::error!(error = %err, "reading LwM2M keys failed; DTLS handshakes will fail"),
+    }
+}
+
+/// Makes an endpoint's pre-shared key usable for DTLS handshakes (no-op without one).
+pub fn add_key(state: &AppState, endpoint: &Lwm2mEndpointRecord) {
+    if endpoint.psk.is_empty() {
+        return;
+    }
+    let inserted = hex::decode(&endpoint.psk)
+        .map_err(|err| err.to_string())
+        .and_then(|key| {
+            state
+                .lwm2m_keys
+                .insert(endpoint.psk_identity.as_bytes(), &key)
+                .map_err(|err| err.to_string())
+        });
+    if let Err(err) = inserted {
+        tracing::warn!(endpoint = %endpoint.endpoint, error = %err, "an LwM2M key cannot be used");
+    }
+}
+
+/// Waits for a datagram on `socket`, forever when there is none.
+async fn recv_from(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the gateway on `sockets` until the task is aborted.
+pub async fn run(state: AppState, sockets: Sockets) {
+    load_keys(&state).await;
     let (inbox, mut inbox_rx) = mpsc::channel(4096);
     let params = TransmissionParams {
         ack_timeout: Duration::from_millis(state.config.lwm2m.ack_timeout_ms),
         ..TransmissionParams::default()
     };
+    let dtls = DtlsServer::new(state.lwm2m_keys.clone(), ServerLimits::default());
     let mut gateway = Gateway {
         endpoint: Endpoint::new(params),
+        dtls,
+        secure_peers: HashMap::new(),
+        sockets,
         state,
         devices: HashMap::new(),
         locations: HashMap::new(),
@@ -81,22 +158,36 @@ pub async fn run(state: AppState, socket: UdpSocket) {
     ));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut dtls_buf = vec![0u8; MAX_RECORD + 1];
     loop {
-        gateway.flush(&socket).await;
-        let wake = gateway
-            .endpoint
-            .next_timeout()
+        gateway.flush().await;
+        let wake = [gateway.endpoint.next_timeout(), gateway.dtls.next_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
             .map(tokio::time::Instant::from_std);
         tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
+            received = recv_from(gateway.sockets.plain.as_ref(), &mut buf) => match received {
+                Ok((_, peer)) if gateway.dtls.has_session(peer) => {
+                    tracing::debug!(%peer, "dropping plain CoAP from an address with a DTLS session");
+                }
                 Ok((n, peer)) if n <= MAX_DATAGRAM => gateway.endpoint.handle_datagram(peer, &buf[..n], now()),
                 Ok((_, peer)) => tracing::debug!(%peer, "dropping an oversized LwM2M datagram"),
                 Err(err) => tracing::debug!(error = %err, "LwM2M receive failed"),
             },
+            received = recv_from(gateway.sockets.dtls.as_ref(), &mut dtls_buf) => match received {
+                Ok((n, peer)) if n <= MAX_RECORD => gateway.on_dtls_datagram(peer, &dtls_buf[..n]),
+                Ok((_, peer)) => tracing::debug!(%peer, "dropping an oversized DTLS datagram"),
+                Err(err) => tracing::debug!(error = %err, "LwM2M (DTLS) receive failed"),
+            },
             Some(message) = inbox_rx.recv() => gateway.on_inbox(message).await,
-            () = sleep_until(wake) => gateway.endpoint.handle_timeout(now()),
+            () = sleep_until(wake) => {
+                gateway.endpoint.handle_timeout(now());
+                gateway.dtls.handle_timeout(now());
+            }
             _ = sweep.tick() => gateway.sweep().await,
         }
+        gateway.on_dtls_events();
         while let Some(event) = gateway.endpoint.poll_event() {
             gateway.on_event(event).await;
         }
@@ -105,6 +196,27 @@ pub async fn run(state: AppState, socket: UdpSocket) {
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+/// Largest DTLS datagram read: a full CoAP datagram plus record overhead.
+const MAX_RECORD: usize = MAX_DATAGRAM + 128;
+
+/// How a request reached the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Transport {
+    /// Plain CoAP over UDP.
+    Plain,
+    /// A DTLS session authenticated as this PSK identity.
+    Dtls(std::sync::Arc<[u8]>),
+}
+
+impl Transport {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Plain => "none",
+            Self::Dtls(_) => "psk",
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -190,6 +302,8 @@ struct Registration {
     device_id: String,
     location: String,
     peer: SocketAddr,
+    /// How it registered; updates and requests must use the same.
+    transport: Transport,
     connection_id: u64,
     forwarder: JoinHandle<()>,
     endpoint: String,
@@ -232,6 +346,7 @@ impl Registration {
             version: self.version,
             binding: self.binding.clone(),
             objects: self.objects.clone(),
+            security: self.transport.name(),
         }
     }
 }
@@ -239,6 +354,10 @@ impl Registration {
 struct Gateway {
     state: AppState,
     endpoint: Endpoint,
+    sockets: Sockets,
+    dtls: DtlsServer,
+    /// Addresses of registrations made over DTLS (with how many): nothing goes to them in plain.
+    secure_peers: HashMap<SocketAddr, usize>,
     /// Registered devices by device id.
     devices: HashMap<String, Registration>,
     /// Registration location → device id.
@@ -255,10 +374,81 @@ impl Gateway {
         &self.state.config.lwm2m
     }
 
-    async fn flush(&mut self, socket: &UdpSocket) {
+    /// Sends what the endpoint and the DTLS sessions have for the wire: over a peer's DTLS
+    /// session when it has one, in plain only to a peer that never registered over DTLS.
+    async fn flush(&mut self) {
+        let at = now();
         while let Some(transmit) = self.endpoint.poll_transmit() {
-            if let Err(err) = socket.send_to(&transmit.datagram, transmit.peer).await {
+            if self.dtls.identity(transmit.peer).is_some() {
+                self.dtls.send(transmit.peer, &transmit.datagram, at);
+            } else if self.secure_peers.contains_key(&transmit.peer) || self.dtls.has_session(transmit.peer) {
+                tracing::debug!(peer = %transmit.peer, "no DTLS session to the device; not sending in plain");
+            } else if let Some(socket) = &self.sockets.plain
+                && let Err(err) = socket.send_to(&transmit.datagram, transmit.peer).await
+            {
                 tracing::debug!(peer = %transmit.peer, error = %err, "LwM2M send failed");
+            }
+        }
+        while let Some((peer, record)) = self.dtls.poll_transmit() {
+            if let Some(socket) = &self.sockets.dtls
+                && let Err(err) = socket.send_to(&record, peer).await
+            {
+                tracing::debug!(%peer, error = %err, "LwM2M (DTLS) send failed");
+            }
+        }
+    }
+
+    /// A datagram on the DTLS socket: decrypted CoAP goes to the endpoint.
+    fn on_dtls_datagram(&mut self, peer: SocketAddr, datagram: &[u8]) {
+        let at = now();
+        self.dtls.handle_datagram(peer, datagram, at);
+        while let Some(received) = self.dtls.poll_received() {
+            if received.payload.len() <= MAX_DATAGRAM {
+                self.endpoint
+                    .handle_datagram(received.peer, &received.payload, at);
+            }
+        }
+    }
+
+    fn on_dtls_events(&mut self) {
+        while let Some(event) = self.dtls.poll_event() {
+            match event {
+                ServerEvent::Connected { peer, identity } => {
+                    tracing::debug!(%peer, identity = %String::from_utf8_lossy(&identity), "DTLS session up");
+                }
+                ServerEvent::Closed {
+                    peer,
+                    identity,
+                    reason,
+                } => {
+                    let identity = identity.map(|i| String::from_utf8_lossy(&i).into_owned());
+                    tracing::debug!(%peer, ?identity, %reason, "DTLS session ended");
+                }
+            }
+        }
+    }
+
+    /// How a request from `peer` arrived.
+    fn transport(&self, peer: SocketAddr) -> Transport {
+        match self.dtls.identity(peer) {
+            Some(identity) => Transport::Dtls(identity.clone()),
+            None => Transport::Plain,
+        }
+    }
+
+    fn add_secure_peer(&mut self, peer: SocketAddr, transport: &Transport) {
+        if matches!(transport, Transport::Dtls(_)) {
+            *self.secure_peers.entry(peer).or_default() += 1;
+        }
+    }
+
+    fn remove_secure_peer(&mut self, peer: SocketAddr, transport: &Transport) {
+        if matches!(transport, Transport::Dtls(_))
+            && let Some(count) = self.secure_peers.get_mut(&peer)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.secure_peers.remove(&peer);
             }
         }
     }
@@ -295,7 +485,13 @@ impl Gateway {
             Ok(RegistrationRequest::Register(register)) => self.on_register(peer, &request, register).await,
             Ok(RegistrationRequest::Update(update)) => self.on_update(peer, &request, update).await,
             Ok(RegistrationRequest::Deregister(deregister)) => {
-                match self.locations.get(&deregister.location).cloned() {
+                let transport = self.transport(peer);
+                let owned = self
+                    .locations
+                    .get(&deregister.location)
+                    .filter(|id| self.devices.get(*id).is_some_and(|r| r.transport == transport))
+                    .cloned();
+                match owned {
                     Some(device_id) => {
                         self.respond(peer, &request, ResponseType::Deleted);
                         self.remove(&device_id).await;
@@ -409,6 +605,23 @@ impl Gateway {
             }
             Err(()) => return self.respond(peer, request, ResponseType::ServiceUnavailable),
         };
+        let transport = self.transport(peer);
+        if let Transport::Dtls(identity) = &transport
+            && endpoint.psk_identity.as_bytes() != &identity[..]
+        {
+            let reason = format!(
+                "the DTLS identity {:?} may not register this endpoint",
+                String::from_utf8_lossy(identity)
+            );
+            self.deny(
+                peer,
+                &register.endpoint,
+                &format!("device:{}", endpoint.device_id),
+                &reason,
+            )
+            .await;
+            return self.respond(peer, request, ResponseType::Forbidden);
+        }
         let device_id = endpoint.device_id.clone();
         let target = format!("device:{device_id}");
         let device = match self.state.store.device(&device_id).await {
@@ -429,6 +642,7 @@ impl Gateway {
         // A Register from a registered device replaces its registration (it rebooted).
         if let Some(old) = self.devices.remove(&device_id) {
             self.locations.remove(&old.location);
+            self.remove_secure_peer(old.peer, &old.transport);
             old.forwarder.abort();
             self.forget_requests(&device_id);
         }
@@ -458,10 +672,12 @@ impl Gateway {
             register.binding,
             if register.queue_mode { "Q" } else { "" }
         );
+        self.add_secure_peer(peer, &transport);
         let registration = Registration {
             device_id: device_id.clone(),
             location: location.clone(),
             peer,
+            transport,
             connection_id,
             forwarder,
             endpoint: endpoint.endpoint.clone(),
@@ -480,7 +696,8 @@ impl Gateway {
             pushed: HashSet::new(),
             battery_token: None,
         };
-        tracing::info!(device = %device_id, endpoint = %registration.endpoint, %peer, "LwM2M device registered");
+        tracing::info!(device = %device_id, endpoint = %registration.endpoint, %peer,
+            security = registration.transport.name(), "LwM2M device registered");
         self.locations.insert(location, device_id.clone());
         self.devices.insert(device_id.clone(), registration);
         self.store_registration(&device_id, true).await;
@@ -520,10 +737,16 @@ impl Gateway {
         };
         let now_ms = self.state.now_ms();
         let window = Duration::from_millis(self.config().queue_awake_ms);
+        let transport = self.transport(peer);
         let Some(registration) = self.devices.get_mut(&device_id) else {
             return self.respond(peer, request, ResponseType::NotFound);
         };
-        registration.peer = peer;
+        // Only the way it registered: a plain datagram cannot touch a DTLS registration, nor
+        // one identity's session another's.
+        if registration.transport != transport {
+            return self.respond(peer, request, ResponseType::NotFound);
+        }
+        let old_peer = std::mem::replace(&mut registration.peer, peer);
         registration.updated_ms = now_ms;
         registration.awake_until = now() + window;
         if let Some(lifetime) = update.lifetime {
@@ -538,6 +761,10 @@ impl Gateway {
         }
         if let Some(links) = &update.links {
             registration.objects = links.iter().filter_map(|l| l.path()).collect();
+        }
+        if old_peer != peer {
+            self.remove_secure_peer(old_peer, &transport);
+            self.add_secure_peer(peer, &transport);
         }
         self.respond(peer, request, ResponseType::Changed);
         let _ = self.state.store.record_seen(&device_id, now_ms).await;
@@ -555,6 +782,7 @@ impl Gateway {
         self.store_registration(device_id, false).await;
         if let Some(registration) = self.devices.remove(device_id) {
             self.locations.remove(&registration.location);
+            self.remove_secure_peer(registration.peer, &registration.transport);
             registration.forwarder.abort();
             self.state
                 .channels
@@ -1047,12 +1275,21 @@ impl Gateway {
                 device_id,
                 connection_id,
             } => {
-                if self
+                let Some(registration) = self
                     .devices
                     .get(&device_id)
-                    .is_some_and(|r| r.connection_id == connection_id)
-                {
-                    self.remove(&device_id).await;
+                    .filter(|r| r.connection_id == connection_id)
+                else {
+                    return;
+                };
+                // Revoked or retired: its DTLS session ends too (a new one is refused at Register).
+                let secured = match &registration.transport {
+                    Transport::Dtls(_) => Some(registration.peer),
+                    Transport::Plain => None,
+                };
+                self.remove(&device_id).await;
+                if let Some(peer) = secured {
+                    self.dtls.close(peer);
                 }
             }
         }
@@ -1061,6 +1298,7 @@ impl Gateway {
     /// Ends registrations whose lifetime passed, and fails commands a queue-mode device did not
     /// come for in time.
     async fn sweep(&mut self) {
+        self.dtls.expire(now());
         let now_ms = self.state.now_ms();
         let queue_timeout = self.config().queue_timeout_ms;
         let expired: Vec<String> = self

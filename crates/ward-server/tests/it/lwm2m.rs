@@ -807,3 +807,258 @@ async fn debians_coap_client_registers_a_provisioned_endpoint() {
     assert_eq!(device["facts"]["lwm2m"]["endpoint"], "urn:dev:libcoap-1");
     kit.finish().await;
 }
+
+// --- DTLS with pre-shared keys -------------------------------------------------------------
+
+fn dtls_gateway(kit: &Kit) -> SocketAddr {
+    kit.server.lwm2m_dtls_addr.expect("the gateway listens for DTLS")
+}
+
+fn psk_of(created: &Value) -> Vec<u8> {
+    hex::decode(created["psk"].as_str().unwrap()).unwrap()
+}
+
+/// A client registering over DTLS as `identity` with `key` under the endpoint name `endpoint`;
+/// returns it with its first event.
+async fn secure_client(
+    kit: &Kit,
+    endpoint: &str,
+    identity: &str,
+    key: &[u8],
+) -> (Device, Option<ClientEvent>) {
+    let store = ObjectStore::standard(DeviceInfo {
+        manufacturer: "Acme Medical".into(),
+        model: "Infusion Pump".into(),
+        serial: format!("SN-{endpoint}"),
+        firmware_version: "2.4.1".into(),
+    });
+    let config = ClientConfig {
+        lifetime: 60,
+        params: TransmissionParams {
+            ack_timeout: Duration::from_millis(200),
+            ..TransmissionParams::default()
+        },
+        ..ClientConfig::new(endpoint)
+    };
+    let security = client::Security::Psk {
+        identity: identity.as_bytes().to_vec(),
+        key: key.to_vec(),
+    };
+    let (handle, mut events, task) = client::spawn_with(
+        config,
+        store,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        dtls_gateway(kit),
+        security,
+    )
+    .await
+    .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(3), events.recv())
+        .await
+        .ok()
+        .flatten();
+    (
+        Device {
+            handle,
+            events,
+            _task: task,
+        },
+        first,
+    )
+}
+
+#[tokio::test]
+async fn a_device_registers_over_dtls_and_is_reached_only_through_its_session() {
+    let kit = start(&Backend::Sqlite, |_| {}).await;
+    let created = provision(&kit, "urn:dev:secure-1", "medical", "high").await;
+    let id = created["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    let (mut pump, first) =
+        secure_client(&kit, "urn:dev:secure-1", "urn:dev:secure-1", &psk_of(&created)).await;
+    let Some(ClientEvent::Registered { location }) = first else {
+        panic!("expected a registration over DTLS, got {first:?}");
+    };
+    // The gateway's reads of /3/0 went through the session.
+    let device = wait_device(&kit, &id, |d| {
+        d["facts"]["lwm2m"]["device"]["serial_number"].is_string()
+    })
+    .await;
+    assert_eq!(device["online"], true);
+    assert_eq!(device["facts"]["lwm2m"]["security"], "psk");
+    assert_eq!(
+        device["facts"]["lwm2m"]["device"]["serial_number"],
+        "SN-urn:dev:secure-1"
+    );
+    // Commands too.
+    let reboot = command(&kit, &id, json!({"kind": "reboot", "clinician": clinician()})).await;
+    assert_eq!(pump.action().await, ClientEvent::Reboot);
+    assert_eq!(finished(&kit, &reboot).await["state"], "succeeded");
+
+    // A plain datagram naming the registration's location cannot end it.
+    let mut raw = Raw::new(&kit).await;
+    raw.next_id += 1;
+    let deregister = ward_lwm2m::registration::Deregister {
+        location: location.clone(),
+    }
+    .to_packet(raw.next_id, vec![9, 9]);
+    raw.send(&coap::serialize(&deregister).unwrap()).await;
+    let answer = raw.answer_to(raw.next_id).await;
+    assert_eq!(response_code(&answer), Some(ResponseType::NotFound));
+    let lock = command(&kit, &id, json!({"kind": "lock"})).await;
+    assert!(matches!(pump.action().await, ClientEvent::Lock { state: 2, .. }));
+    assert_eq!(finished(&kit, &lock).await["state"], "succeeded");
+    let list = kit.admin(Method::GET, "/lwm2m/endpoints", None).await;
+    assert_eq!(list.body[0]["registered"], true, "{:?}", list.body);
+
+    // Revocation ends the registration and the session; the key no longer gets it back in.
+    let revoked = kit
+        .admin(
+            Method::POST,
+            &format!("/devices/{id}/revoke"),
+            Some(json!({"reason": "stolen"})),
+        )
+        .await;
+    assert!(revoked.status.is_success(), "{:?}", revoked.body);
+    wait_device(&kit, &id, |d| d["online"] == false).await;
+    pump.handle.shutdown().await.ok();
+    let (_again, first) =
+        secure_client(&kit, "urn:dev:secure-1", "urn:dev:secure-1", &psk_of(&created)).await;
+    assert!(
+        !matches!(first, Some(ClientEvent::Registered { .. })),
+        "a revoked device registered again: {first:?}"
+    );
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn wrong_keys_and_borrowed_identities_are_refused_and_audited() {
+    let kit = start(&Backend::Sqlite, |_| {}).await;
+    let pump = provision(&kit, "urn:dev:pump-a", "medical", "life-sustaining").await;
+    let monitor = provision(&kit, "urn:dev:monitor-b", "medical", "high").await;
+    let pump_id = pump["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    let monitor_id = monitor["endpoint"]["device_id"].as_str().unwrap().to_owned();
+
+    // The right identity with a wrong key: the handshake never completes, nothing registers.
+    let (wrong, first) = secure_client(&kit, "urn:dev:pump-a", "urn:dev:pump-a", b"0123456789abcdef").await;
+    assert!(first.is_none(), "{first:?}");
+    drop(wrong);
+
+    // The monitor's key and identity used to register as the pump: 4.03, audited.
+    let (thief, first) = secure_client(&kit, "urn:dev:pump-a", "urn:dev:monitor-b", &psk_of(&monitor)).await;
+    assert!(
+        matches!(&first, Some(ClientEvent::RegistrationFailed { reason }) if reason.contains("4.03")),
+        "{first:?}"
+    );
+    drop(thief);
+    let denied = kit.audit("device.connect").await;
+    assert!(
+        denied.iter().any(|e| e["target"] == format!("device:{pump_id}")
+            && e["outcome"] == "denied"
+            && e["details"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("urn:dev:monitor-b")),
+        "{denied:?}"
+    );
+    for id in [&pump_id, &monitor_id] {
+        let device = kit.admin(Method::GET, &format!("/devices/{id}"), None).await;
+        assert_eq!(device.body["device"]["online"], false, "{:?}", device.body);
+    }
+
+    // A key given at provisioning (a device's factory key) must be hex of 16 to 64 bytes.
+    for (psk, problem) in [
+        ("zz", "hexadecimal"),
+        ("00ff", "2 bytes"),
+        (&"ab".repeat(65)[..], "65 bytes"),
+    ] {
+        let reply = kit
+            .admin(
+                Method::POST,
+                "/lwm2m/endpoints",
+                Some(json!({"endpoint": "urn:dev:factory", "site": "st-marys/icu", "class": "medical", "psk": psk})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", reply.body);
+        assert!(
+            reply.body.to_string().contains(problem),
+            "{psk}: {:?}",
+            reply.body
+        );
+    }
+    kit.finish().await;
+}
+
+/// Debian's libcoap client built on OpenSSL (or GnuTLS), for DTLS.
+fn coap_client_with_dtls() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["coap-client-openssl", "coap-client-gnutls"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+#[tokio::test]
+async fn debians_coap_client_registers_over_dtls_with_a_factory_key() {
+    let Some(coap_client) = coap_client_with_dtls() else {
+        assert!(
+            std::env::var("WARD_TEST_COAP").as_deref() != Ok("1"),
+            "WARD_TEST_COAP=1 but no coap-client-openssl (apt-get install libcoap3-bin)"
+        );
+        eprintln!("skipping: coap-client-openssl is not installed (apt-get install libcoap3-bin)");
+        return;
+    };
+    let kit = start(&Backend::Sqlite, |_| {}).await;
+    // libcoap takes the key as text on its command line: a factory key of printable bytes.
+    let key = "ward-interop-psk";
+    let reply = kit
+        .admin(
+            Method::POST,
+            "/lwm2m/endpoints",
+            Some(
+                json!({"endpoint": "urn:dev:libcoap-dtls", "site": "st-marys/icu", "class": "iot-gateway",
+                        "psk": hex::encode(key)}),
+            ),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    assert_eq!(reply.body["psk"], hex::encode(key));
+    let id = reply.body["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    let uri = format!(
+        "coaps://127.0.0.1:{}/rd?ep=urn:dev:libcoap-dtls&lt=300&lwm2m=1.1&b=U",
+        dtls_gateway(&kit).port()
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(coap_client)
+            .args([
+                "-m",
+                "post",
+                "-t",
+                "40",
+                "-e",
+                "</1/0>,</3/0>",
+                "-u",
+                "urn:dev:libcoap-dtls",
+                "-k",
+                key,
+                "-B",
+                "5",
+                "-v",
+                "7",
+            ])
+            .arg(uri)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("coap-client runs");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{}: {log}", output.status);
+    assert!(log.contains("c:2.01"), "2.01 Created: {log}");
+    let device = wait_device(&kit, &id, |d| d["facts"]["lwm2m"]["registered"] == true).await;
+    assert_eq!(device["facts"]["lwm2m"]["security"], "psk");
+    assert_eq!(device["online"], true);
+    kit.finish().await;
+}

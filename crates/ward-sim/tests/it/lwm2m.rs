@@ -33,10 +33,12 @@ async fn simulated_lwm2m_devices_register_and_are_managed() {
         server: server.url(),
         token: admin.clone(),
         ca_fingerprint: server.ca_fingerprint.clone(),
-        gateway: server.lwm2m_addr.unwrap(),
+        gateway: server.lwm2m_dtls_addr.unwrap(),
         devices: 4,
         prefix: "sim-".into(),
         lifetime: 120,
+        dtls: true,
+        keys_file: Some(dir.path().join("lwm2m-keys.json")),
     };
     let fleet = ward_sim::lwm2m::start(&options, &mut |_| {}).await.unwrap();
     assert_eq!(fleet.len(), 4);

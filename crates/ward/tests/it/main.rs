@@ -30,6 +30,8 @@ impl ServerProcess {
                 "127.0.0.1:0",
                 "--lwm2m-listen",
                 "127.0.0.1:0",
+                "--lwm2m-dtls-listen",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(data_dir)

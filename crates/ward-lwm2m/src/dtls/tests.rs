@@ -1,0 +1,257 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const KEY: &[u8] = b"0123456789abcdef";
+
+fn peer(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn table() -> Arc<PskTable> {
+    let table = Arc::new(PskTable::default());
+    table.insert(b"urn:dev:pump-1", KEY).unwrap();
+    table.insert(b"urn:dev:pump-2", b"fedcba9876543210").unwrap();
+    table
+}
+
+/// Moves datagrams both ways until neither side has anything to send.
+fn pump(server: &mut DtlsServer, client: &mut DtlsClient, from: SocketAddr, now: Instant) {
+    for _ in 0..50 {
+        let mut moved = false;
+        while let Some(datagram) = client.poll_transmit() {
+            server.handle_datagram(from, &datagram, now);
+            moved = true;
+        }
+        while let Some((to, datagram)) = server.poll_transmit() {
+            if to == from {
+                client.handle_datagram(&datagram, now);
+                moved = true;
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+    panic!("the handshake never settled");
+}
+
+fn events(server: &mut DtlsServer) -> Vec<ServerEvent> {
+    std::iter::from_fn(|| server.poll_event()).collect()
+}
+
+#[test]
+fn a_client_with_the_right_key_connects_and_carries_data_both_ways() {
+    let now = Instant::now();
+    let mut server = DtlsServer::new(table(), ServerLimits::default());
+    let mut client = DtlsClient::new(b"urn:dev:pump-1", KEY, now).unwrap();
+    // Sent before the handshake: held, then delivered.
+    client.send(b"register me", now);
+    pump(&mut server, &mut client, peer(4000), now);
+    assert!(client.is_connected());
+    let identity: Arc<[u8]> = Arc::from(&b"urn:dev:pump-1"[..]);
+    assert_eq!(
+        events(&mut server),
+        vec![ServerEvent::Connected {
+            peer: peer(4000),
+            identity: identity.clone()
+        }]
+    );
+    assert_eq!(server.identity(peer(4000)), Some(&identity));
+    assert_eq!(server.handshakes(), 0);
+    let received = server.poll_received().expect("the held datagram arrives");
+    assert_eq!(received.payload, b"register me");
+    assert_eq!(received.identity, identity);
+
+    assert!(server.send(peer(4000), b"read /3/0", now));
+    pump(&mut server, &mut client, peer(4000), now);
+    assert_eq!(client.poll_received().unwrap(), b"read /3/0");
+    // Nothing readable went over the wire.
+    client.send(b"plaintext-marker", now);
+    let wire = client.poll_transmit().unwrap();
+    assert!(!wire.windows(16).any(|w| w == b"plaintext-marker"));
+}
+
+#[test]
+fn a_wrong_key_or_an_unknown_identity_never_connects() {
+    let now = Instant::now();
+    let mut server = DtlsServer::new(table(), ServerLimits::default());
+    for (port, identity, key) in [
+        (4001, &b"urn:dev:pump-1"[..], &b"wrong-key-wrong!"[..]),
+        (4002, &b"urn:dev:nobody"[..], KEY),
+        // Another device's identity with this device's key.
+        (4003, &b"urn:dev:pump-2"[..], KEY),
+    ] {
+        let mut client = DtlsClient::new(identity, key, now).unwrap();
+        client.send(b"hello", now);
+        pump(&mut server, &mut client, peer(port), now);
+        assert!(!client.is_connected(), "{}", String::from_utf8_lossy(identity));
+        assert!(server.identity(peer(port)).is_none());
+        assert!(server.poll_received().is_none());
+        let closed = events(&mut server);
+        assert!(
+            closed
+                .iter()
+                .all(|e| matches!(e, ServerEvent::Closed { identity: None, .. })),
+            "{closed:?}"
+        );
+    }
+    assert_eq!(server.sessions(), 0, "failed handshakes leave nothing behind");
+    assert_eq!(server.handshakes(), 0);
+}
+
+#[test]
+fn garbage_and_records_that_do_not_start_a_handshake_create_no_session() {
+    let now = Instant::now();
+    let mut server = DtlsServer::new(table(), ServerLimits::default());
+    for datagram in [
+        &b""[..],
+        b"\x40\x01\x00\x01",                                            // plain CoAP
+        &[23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 4, 1, 2, 3, 4],    // application data
+        &[22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2],             // a handshake, not a ClientHello
+        &[22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1, 0, 0], // a ClientHello that lies
+    ] {
+        server.handle_datagram(peer(4100), datagram, now);
+        while server.poll_transmit().is_some() {}
+    }
+    // The lying ClientHello may start a session; it must not connect, and it expires.
+    assert!(server.identity(peer(4100)).is_none());
+    server.expire(now + Duration::from_secs(31));
+    assert_eq!(server.sessions(), 0);
+    assert_eq!(server.handshakes(), 0);
+}
+
+#[test]
+fn a_flood_of_half_open_handshakes_is_bounded_and_does_not_lock_out_a_device() {
+    let now = Instant::now();
+    let limits = ServerLimits {
+        max_handshakes: 8,
+        ..ServerLimits::default()
+    };
+    let mut server = DtlsServer::new(table(), limits);
+    // Forged ClientHellos from many addresses: each only ever gets a HelloVerifyRequest.
+    let hello = DtlsClient::new(b"urn:dev:pump-1", KEY, now)
+        .unwrap()
+        .poll_transmit()
+        .unwrap();
+    for port in 0..100 {
+        server.handle_datagram(peer(10_000 + port), &hello, now);
+    }
+    assert!(server.handshakes() <= 8, "{}", server.handshakes());
+    assert!(server.sessions() <= 8);
+    while server.poll_transmit().is_some() {}
+    events(&mut server);
+    // A real device still gets in.
+    let mut client = DtlsClient::new(b"urn:dev:pump-1", KEY, now).unwrap();
+    pump(&mut server, &mut client, peer(4200), now);
+    assert!(client.is_connected());
+    assert!(server.identity(peer(4200)).is_some());
+    assert!(server.handshakes() <= 8);
+}
+
+#[test]
+fn a_new_handshake_from_an_established_address_replaces_the_session_only_when_it_completes() {
+    let now = Instant::now();
+    let mut server = DtlsServer::new(table(), ServerLimits::default());
+    let mut first = DtlsClient::new(b"urn:dev:pump-1", KEY, now).unwrap();
+    pump(&mut server, &mut first, peer(4300), now);
+    events(&mut server);
+
+    // A forged ClientHello from the device's address: the session survives.
+    let forged = DtlsClient::new(b"urn:dev:pump-2", b"wrong-key-wrong!", now)
+        .unwrap()
+        .poll_transmit()
+        .unwrap();
+    server.handle_datagram(peer(4300), &forged, now);
+    while server.poll_transmit().is_some() {}
+    assert!(server.identity(peer(4300)).is_some());
+    first.send(b"still here", now);
+    pump(&mut server, &mut first, peer(4300), now);
+    assert_eq!(server.poll_received().unwrap().payload, b"still here");
+
+    // The device rebooted and handshakes again from the same address: the new session wins.
+    server.expire(now + Duration::from_secs(31));
+    let later = now + Duration::from_secs(32);
+    let mut rebooted = DtlsClient::new(b"urn:dev:pump-1", KEY, later).unwrap();
+    pump(&mut server, &mut rebooted, peer(4300), later);
+    assert!(rebooted.is_connected());
+    let seen = events(&mut server);
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            ServerEvent::Closed {
+                reason: CloseReason::Replaced,
+                ..
+            }
+        )),
+        "{seen:?}"
+    );
+    rebooted.send(b"after reboot", later);
+    pump(&mut server, &mut rebooted, peer(4300), later);
+    assert_eq!(server.poll_received().unwrap().payload, b"after reboot");
+    assert_eq!(server.handshakes(), 0);
+}
+
+#[test]
+fn idle_sessions_expire_and_close_ends_a_session() {
+    let now = Instant::now();
+    let limits = ServerLimits {
+        idle_timeout: Duration::from_secs(60),
+        ..ServerLimits::default()
+    };
+    let mut server = DtlsServer::new(table(), limits);
+    let mut a = DtlsClient::new(b"urn:dev:pump-1", KEY, now).unwrap();
+    let mut b = DtlsClient::new(b"urn:dev:pump-2", b"fedcba9876543210", now).unwrap();
+    pump(&mut server, &mut a, peer(4400), now);
+    pump(&mut server, &mut b, peer(4401), now);
+    assert_eq!(server.sessions(), 2);
+    server.close_identity(b"urn:dev:pump-2");
+    assert_eq!(server.sessions(), 1);
+    assert!(!server.send(peer(4401), b"x", now));
+    server.expire(now + Duration::from_secs(61));
+    assert_eq!(server.sessions(), 0);
+    let seen = events(&mut server);
+    assert!(seen.iter().any(|e| matches!(
+        e,
+        ServerEvent::Closed {
+            reason: CloseReason::Idle,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn retransmission_recovers_a_lost_flight() {
+    let start = Instant::now();
+    let mut server = DtlsServer::new(table(), ServerLimits::default());
+    let mut client = DtlsClient::new(b"urn:dev:pump-1", KEY, start).unwrap();
+    // The first ClientHello is lost.
+    assert!(client.poll_transmit().is_some());
+    let mut now = start;
+    for _ in 0..20 {
+        now += Duration::from_secs(2);
+        client.handle_timeout(now);
+        server.handle_timeout(now);
+        pump(&mut server, &mut client, peer(4500), now);
+        if client.is_connected() {
+            break;
+        }
+    }
+    assert!(client.is_connected());
+}
+
+#[test]
+fn keys_and_identities_are_bounded() {
+    let table = PskTable::default();
+    assert_eq!(table.insert(b"", KEY), Err(KeyError::Identity));
+    assert_eq!(table.insert(&[b'a'; 129], KEY), Err(KeyError::Identity));
+    assert_eq!(table.insert(b"id", b"short"), Err(KeyError::Key));
+    assert_eq!(table.insert(b"id", &[1; 65]), Err(KeyError::Key));
+    assert!(table.is_empty());
+    assert!(DtlsClient::new(b"id", b"short", Instant::now()).is_err());
+    table.insert(b"id", KEY).unwrap();
+    table.remove(b"id");
+    assert!(table.get(b"id").is_none());
+}
