@@ -1,5 +1,6 @@
-//! The registry of live agent connections: which device is connected to this node, and a way to
-//! close its connection at once (revocation). Kept small so a NATS-backed registry can replace it
+//! The registry of live device connections (agent streams, and LwM2M registrations through the
+//! gateway's shared inbox): which device is connected to this node, and a way to close its
+//! connection at once (revocation). Kept small so a NATS-backed registry can replace it
 //! when there are several server nodes.
 
 use std::collections::HashMap;
@@ -18,15 +19,55 @@ pub struct Channels {
     attempts: Mutex<HashMap<String, Vec<i64>>>,
 }
 
-/// One registered connection: its id, the switch that closes it, and where new commands for it
-/// are handed over (already stored: the connection only pushes them).
+/// One registered connection: its id, and where new commands for it (already stored: the
+/// connection only pushes them) and the order to close go.
 #[derive(Debug)]
 struct Live {
     connection_id: u64,
-    close: watch::Sender<bool>,
-    /// Boxed: a channel allocates its slots in blocks of 32, and 32 inline records were 10 KiB
-    /// per idle connection.
-    commands: mpsc::UnboundedSender<Box<CommandRecord>>,
+    route: Route,
+}
+
+#[derive(Debug)]
+enum Route {
+    /// An agent's stream: its own channel and close switch.
+    Stream {
+        close: watch::Sender<bool>,
+        /// Boxed: a channel allocates its slots in blocks of 32, and 32 inline records were
+        /// 10 KiB per idle connection.
+        commands: mpsc::UnboundedSender<Box<CommandRecord>>,
+    },
+    /// A device served by a gateway task that serves many (LwM2M): one channel for all of them,
+    /// so a registration costs no task and no channel of its own.
+    Shared(mpsc::UnboundedSender<Handover>),
+}
+
+/// What a shared gateway receives for its devices.
+#[derive(Debug)]
+pub enum Handover {
+    /// A command was created for the device while it is connected.
+    Command {
+        device_id: String,
+        connection_id: u64,
+        command: Box<CommandRecord>,
+    },
+    /// The server wants the connection gone (revoked, retired, replaced).
+    Closed { device_id: String, connection_id: u64 },
+}
+
+impl Live {
+    fn close(&self, device_id: &str) {
+        match &self.route {
+            Route::Stream { close, .. } => {
+                let _ = close.send(true);
+            }
+            Route::Shared(sink) => {
+                let _ = sink.send(Handover::Closed {
+                    device_id: device_id.to_owned(),
+                    connection_id: self.connection_id,
+                });
+            }
+        }
+    }
 }
 
 /// Connection attempts one device may make per minute.
@@ -49,17 +90,35 @@ impl Channels {
         let (sender, commands) = mpsc::unbounded_channel();
         let entry = Live {
             connection_id,
-            close,
-            commands: sender,
+            route: Route::Stream {
+                close,
+                commands: sender,
+            },
         };
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = live.insert(device_id.to_owned(), entry) {
-            let _ = old.close.send(true);
-        }
+        self.insert(device_id, entry);
         Registration {
             connection_id,
             closed,
             commands,
+        }
+    }
+
+    /// Registers a device served by a gateway that serves many through `sink`; returns the
+    /// connection id its handovers carry. Closes any older connection of the device.
+    pub fn register_shared(&self, device_id: &str, sink: &mpsc::UnboundedSender<Handover>) -> u64 {
+        let connection_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let entry = Live {
+            connection_id,
+            route: Route::Shared(sink.clone()),
+        };
+        self.insert(device_id, entry);
+        connection_id
+    }
+
+    fn insert(&self, device_id: &str, entry: Live) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = live.insert(device_id.to_owned(), entry) {
+            old.close(device_id);
         }
     }
 
@@ -94,7 +153,7 @@ impl Channels {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         match live.remove(device_id) {
             Some(old) => {
-                let _ = old.close.send(true);
+                old.close(device_id);
                 true
             }
             None => false,
@@ -110,7 +169,20 @@ impl Channels {
             .unwrap_or_else(|p| p.into_inner())
             .get(&command.device_id)
         {
-            Some(live) => live.commands.send(Box::new(command.clone())).is_ok(),
+            Some(Live {
+                route: Route::Stream { commands, .. },
+                ..
+            }) => commands.send(Box::new(command.clone())).is_ok(),
+            Some(Live {
+                connection_id,
+                route: Route::Shared(sink),
+            }) => sink
+                .send(Handover::Command {
+                    device_id: command.device_id.clone(),
+                    connection_id: *connection_id,
+                    command: Box::new(command.clone()),
+                })
+                .is_ok(),
             None => false,
         }
     }

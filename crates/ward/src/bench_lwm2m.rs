@@ -117,8 +117,10 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let seconds = started.elapsed().as_secs_f64();
-    // Let the reads after each registration settle.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Let the reads after each registration settle, and the allocator return what the
+    // registration burst freed (jemalloc gives dirty pages back after 10 s): what a registration
+    // holds, not what registering it churned.
+    tokio::time::sleep(Duration::from_secs(15)).await;
     let after = rss_kib(pid)?;
     drop(fleet);
     if registered < args.endpoints {

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::coap::MAX_DATAGRAM;
 use crate::content::{Path, Value};
-use crate::dtls::{DtlsClient, KeyError};
+use crate::dtls::{DtlsClient, DtlsError};
 use crate::objects::firmware::InvalidTransition;
 
 /// Capacity of the event channel; events beyond it are dropped (with a warning) rather than
@@ -37,7 +37,7 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     /// The pre-shared key or identity cannot be used.
     #[error(transparent)]
-    Key(#[from] KeyError),
+    Key(#[from] DtlsError),
 }
 
 /// How the client talks to the server.

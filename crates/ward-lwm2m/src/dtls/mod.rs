@@ -46,9 +46,9 @@ const MTU: usize = 1400;
 /// Output buffer bound: a record never needs more.
 const MAX_RECORD: usize = 16 * 1024 + 256;
 
-/// A key or identity that cannot be used.
+/// A key, identity or configuration that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KeyError {
+pub enum DtlsError {
     #[error("the PSK identity must be 1 to {MAX_IDENTITY_LEN} bytes")]
     Identity,
     #[error("the pre-shared key must be {MIN_KEY_LEN} to {MAX_KEY_LEN} bytes")]
@@ -57,12 +57,12 @@ pub enum KeyError {
     Engine(String),
 }
 
-fn check(identity: &[u8], key: &[u8]) -> Result<(), KeyError> {
+fn check(identity: &[u8], key: &[u8]) -> Result<(), DtlsError> {
     if identity.is_empty() || identity.len() > MAX_IDENTITY_LEN {
-        return Err(KeyError::Identity);
+        return Err(DtlsError::Identity);
     }
     if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) {
-        return Err(KeyError::Key);
+        return Err(DtlsError::Key);
     }
     Ok(())
 }
@@ -83,7 +83,7 @@ impl std::fmt::Debug for PskTable {
 
 impl PskTable {
     /// Adds or replaces the key of `identity`.
-    pub fn insert(&self, identity: &[u8], key: &[u8]) -> Result<(), KeyError> {
+    pub fn insert(&self, identity: &[u8], key: &[u8]) -> Result<(), DtlsError> {
         check(identity, key)?;
         self.write().insert(identity.to_vec(), key.to_vec());
         Ok(())
@@ -123,11 +123,22 @@ impl PskTable {
     }
 }
 
-/// The server side's resolver: looks the identity up and remembers which identity the peer
-/// presented (the engine does not report it).
+/// The server side's resolver, shared by every session (one configuration for all keeps a
+/// session small): looks the identity up and remembers the identity last presented, which the
+/// server moves into the session it was feeding (the engine does not report it; sessions are
+/// fed one at a time).
 struct SessionResolver {
     table: Arc<PskTable>,
     presented: Mutex<Option<Arc<[u8]>>>,
+}
+
+impl SessionResolver {
+    fn take(&self) -> Option<Arc<[u8]>> {
+        self.presented
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl PskResolver for SessionResolver {
@@ -189,7 +200,9 @@ impl std::fmt::Display for CloseReason {
 /// One DTLS session, either side.
 struct Session {
     dtls: Dtls,
-    resolver: Option<Arc<SessionResolver>>,
+    /// The identity the peer presented in its handshake (server side).
+    presented: Option<Arc<[u8]>>,
+    /// The identity of the established session (server side).
     identity: Option<Arc<[u8]>>,
     connected: bool,
     closed: Option<CloseReason>,
@@ -206,10 +219,10 @@ struct Drained {
 }
 
 impl Session {
-    fn new(dtls: Dtls, resolver: Option<Arc<SessionResolver>>, now: Instant) -> Self {
+    fn new(dtls: Dtls, now: Instant) -> Self {
         Self {
             dtls,
-            resolver,
+            presented: None,
             identity: None,
             connected: false,
             closed: None,
@@ -273,13 +286,7 @@ impl Session {
                 Output::Connected => {
                     self.connected = true;
                     drained.connected = true;
-                    if let Some(resolver) = &self.resolver {
-                        self.identity = resolver
-                            .presented
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .clone();
-                    }
+                    self.identity = self.presented.take();
                 }
                 Output::ApplicationData(data) => drained.plaintexts.push(data.to_vec()),
                 Output::CloseNotify => {
@@ -347,7 +354,8 @@ struct Slot {
 
 /// DTLS-PSK server: sessions by peer address (sans-IO).
 pub struct DtlsServer {
-    table: Arc<PskTable>,
+    resolver: Arc<SessionResolver>,
+    config: Arc<Config>,
     limits: ServerLimits,
     slots: HashMap<SocketAddr, Slot>,
     /// Half-open sessions by age (entries whose session has since connected or gone are skipped).
@@ -386,9 +394,22 @@ fn is_handshake_record(datagram: &[u8]) -> bool {
 
 impl DtlsServer {
     /// A server resolving identities in `table`.
-    pub fn new(table: Arc<PskTable>, limits: ServerLimits) -> Self {
-        Self {
+    pub fn new(table: Arc<PskTable>, limits: ServerLimits) -> Result<Self, DtlsError> {
+        let resolver = Arc::new(SessionResolver {
             table,
+            presented: Mutex::new(None),
+        });
+        let config = Config::builder()
+            .with_psk_server(None, Arc::clone(&resolver) as Arc<dyn PskResolver>)
+            .dtls12_cipher_suites(&[Dtls12CipherSuite::PSK_AES128_CCM_8])
+            .dtls13_cipher_suites(&[])
+            .handshake_timeout(limits.handshake_timeout)
+            .mtu(MTU)
+            .build()
+            .map_err(|err| DtlsError::Engine(err.to_string()))?;
+        Ok(Self {
+            resolver,
+            config: Arc::new(config),
             limits,
             slots: HashMap::new(),
             handshakes: VecDeque::new(),
@@ -398,7 +419,7 @@ impl DtlsServer {
             received: VecDeque::new(),
             events: VecDeque::new(),
             buf: vec![0u8; 2048],
-        }
+        })
     }
 
     fn new_session(&mut self, peer: SocketAddr, now: Instant) -> Option<Session> {
@@ -408,25 +429,9 @@ impl DtlsServer {
         if self.half_open >= self.limits.max_handshakes {
             return None;
         }
-        let resolver = Arc::new(SessionResolver {
-            table: Arc::clone(&self.table),
-            presented: Mutex::new(None),
-        });
-        let config = Config::builder()
-            .with_psk_server(None, Arc::clone(&resolver) as Arc<dyn PskResolver>)
-            .dtls12_cipher_suites(&[Dtls12CipherSuite::PSK_AES128_CCM_8])
-            .dtls13_cipher_suites(&[])
-            .handshake_timeout(self.limits.handshake_timeout)
-            .mtu(MTU)
-            .build()
-            .ok()?;
         self.half_open += 1;
         self.handshakes.push_back((peer, now));
-        Some(Session::new(
-            Dtls::new_12_psk(Arc::new(config), now),
-            Some(resolver),
-            now,
-        ))
+        Some(Session::new(Dtls::new_12_psk(Arc::clone(&self.config), now), now))
     }
 
     /// Removes `peer`'s sessions, keeping the half-open count right.
@@ -503,7 +508,11 @@ impl DtlsServer {
             (Some(next), true) => next,
             _ => &mut slot.current,
         };
+        self.resolver.take();
         session.receive(datagram, now);
+        if let Some(identity) = self.resolver.take() {
+            session.presented = Some(identity);
+        }
         self.settle(peer, now);
     }
 
@@ -771,12 +780,12 @@ const MAX_HELD: usize = 16;
 
 impl DtlsClient {
     /// A client that authenticates as `identity` with `key`; the handshake starts at once.
-    pub fn new(identity: &[u8], key: &[u8], now: Instant) -> Result<Self, KeyError> {
+    pub fn new(identity: &[u8], key: &[u8], now: Instant) -> Result<Self, DtlsError> {
         check(identity, key)?;
         let mut client = Self {
             identity: identity.to_vec(),
             key: key.to_vec(),
-            session: Self::session(identity, key, now).map_err(|err| KeyError::Engine(err.to_string()))?,
+            session: Self::session(identity, key, now).map_err(|err| DtlsError::Engine(err.to_string()))?,
             transmits: VecDeque::new(),
             received: VecDeque::new(),
             held: VecDeque::new(),
@@ -796,7 +805,7 @@ impl DtlsClient {
             .build()?;
         let mut dtls = Dtls::new_12_psk(Arc::new(config), now);
         dtls.set_active(true);
-        let mut session = Session::new(dtls, None, now);
+        let mut session = Session::new(dtls, now);
         // The engine starts its clock (and its first flight) here.
         session.tick(now);
         Ok(session)

@@ -45,7 +45,7 @@ fn events(server: &mut DtlsServer) -> Vec<ServerEvent> {
 #[test]
 fn a_client_with_the_right_key_connects_and_carries_data_both_ways() {
     let now = Instant::now();
-    let mut server = DtlsServer::new(table(), ServerLimits::default());
+    let mut server = DtlsServer::new(table(), ServerLimits::default()).unwrap();
     let mut client = DtlsClient::new(b"urn:dev:pump-1", KEY, now).unwrap();
     // Sent before the handshake: held, then delivered.
     client.send(b"register me", now);
@@ -77,7 +77,7 @@ fn a_client_with_the_right_key_connects_and_carries_data_both_ways() {
 #[test]
 fn a_wrong_key_or_an_unknown_identity_never_connects() {
     let now = Instant::now();
-    let mut server = DtlsServer::new(table(), ServerLimits::default());
+    let mut server = DtlsServer::new(table(), ServerLimits::default()).unwrap();
     for (port, identity, key) in [
         (4001, &b"urn:dev:pump-1"[..], &b"wrong-key-wrong!"[..]),
         (4002, &b"urn:dev:nobody"[..], KEY),
@@ -105,7 +105,7 @@ fn a_wrong_key_or_an_unknown_identity_never_connects() {
 #[test]
 fn garbage_and_records_that_do_not_start_a_handshake_create_no_session() {
     let now = Instant::now();
-    let mut server = DtlsServer::new(table(), ServerLimits::default());
+    let mut server = DtlsServer::new(table(), ServerLimits::default()).unwrap();
     for datagram in [
         &b""[..],
         b"\x40\x01\x00\x01",                                            // plain CoAP
@@ -130,7 +130,7 @@ fn a_flood_of_half_open_handshakes_is_bounded_and_does_not_lock_out_a_device() {
         max_handshakes: 8,
         ..ServerLimits::default()
     };
-    let mut server = DtlsServer::new(table(), limits);
+    let mut server = DtlsServer::new(table(), limits).unwrap();
     // Forged ClientHellos from many addresses: each only ever gets a HelloVerifyRequest.
     let hello = DtlsClient::new(b"urn:dev:pump-1", KEY, now)
         .unwrap()
@@ -154,7 +154,7 @@ fn a_flood_of_half_open_handshakes_is_bounded_and_does_not_lock_out_a_device() {
 #[test]
 fn a_new_handshake_from_an_established_address_replaces_the_session_only_when_it_completes() {
     let now = Instant::now();
-    let mut server = DtlsServer::new(table(), ServerLimits::default());
+    let mut server = DtlsServer::new(table(), ServerLimits::default()).unwrap();
     let mut first = DtlsClient::new(b"urn:dev:pump-1", KEY, now).unwrap();
     pump(&mut server, &mut first, peer(4300), now);
     events(&mut server);
@@ -201,7 +201,7 @@ fn idle_sessions_expire_and_close_ends_a_session() {
         idle_timeout: Duration::from_secs(60),
         ..ServerLimits::default()
     };
-    let mut server = DtlsServer::new(table(), limits);
+    let mut server = DtlsServer::new(table(), limits).unwrap();
     let mut a = DtlsClient::new(b"urn:dev:pump-1", KEY, now).unwrap();
     let mut b = DtlsClient::new(b"urn:dev:pump-2", b"fedcba9876543210", now).unwrap();
     pump(&mut server, &mut a, peer(4400), now);
@@ -225,7 +225,7 @@ fn idle_sessions_expire_and_close_ends_a_session() {
 #[test]
 fn retransmission_recovers_a_lost_flight() {
     let start = Instant::now();
-    let mut server = DtlsServer::new(table(), ServerLimits::default());
+    let mut server = DtlsServer::new(table(), ServerLimits::default()).unwrap();
     let mut client = DtlsClient::new(b"urn:dev:pump-1", KEY, start).unwrap();
     // The first ClientHello is lost.
     assert!(client.poll_transmit().is_some());
@@ -245,10 +245,10 @@ fn retransmission_recovers_a_lost_flight() {
 #[test]
 fn keys_and_identities_are_bounded() {
     let table = PskTable::default();
-    assert_eq!(table.insert(b"", KEY), Err(KeyError::Identity));
-    assert_eq!(table.insert(&[b'a'; 129], KEY), Err(KeyError::Identity));
-    assert_eq!(table.insert(b"id", b"short"), Err(KeyError::Key));
-    assert_eq!(table.insert(b"id", &[1; 65]), Err(KeyError::Key));
+    assert_eq!(table.insert(b"", KEY), Err(DtlsError::Identity));
+    assert_eq!(table.insert(&[b'a'; 129], KEY), Err(DtlsError::Identity));
+    assert_eq!(table.insert(b"id", b"short"), Err(DtlsError::Key));
+    assert_eq!(table.insert(b"id", &[1; 65]), Err(DtlsError::Key));
     assert!(table.is_empty());
     assert!(DtlsClient::new(b"id", b"short", Instant::now()).is_err());
     table.insert(b"id", KEY).unwrap();

@@ -27,7 +27,6 @@ use anyhow::Context;
 use serde_json::{Map, Value, json};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use ward_domain::audit::{AuditRecord, Outcome};
 use ward_domain::device::{Criticality, DeviceClass, DeviceState};
 use ward_lwm2m::coap::{self, MAX_DATAGRAM, MessageClass, Packet, ResponseType, TransmissionParams};
@@ -38,6 +37,7 @@ use ward_lwm2m::registration::{self, Register, RegistrationRequest, Update};
 use ward_lwm2m::server::{Endpoint, Event, Request};
 use ward_store::{CommandRecord, Lwm2mEndpointRecord};
 
+use crate::channels::Handover;
 use crate::commands::{Report, record_acknowledged, record_finished, record_sent};
 use crate::config::Lwm2mConfig;
 use crate::state::AppState;
@@ -135,12 +135,18 @@ async fn recv_from(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Resul
 /// Runs the gateway on `sockets` until the task is aborted.
 pub async fn run(state: AppState, sockets: Sockets) {
     load_keys(&state).await;
-    let (inbox, mut inbox_rx) = mpsc::channel(4096);
+    let (inbox, mut inbox_rx) = mpsc::unbounded_channel();
     let params = TransmissionParams {
         ack_timeout: Duration::from_millis(state.config.lwm2m.ack_timeout_ms),
         ..TransmissionParams::default()
     };
-    let dtls = DtlsServer::new(state.lwm2m_keys.clone(), ServerLimits::default());
+    let dtls = match DtlsServer::new(state.lwm2m_keys.clone(), ServerLimits::default()) {
+        Ok(dtls) => dtls,
+        Err(err) => {
+            tracing::error!(error = %err, "the LwM2M gateway cannot start");
+            return;
+        }
+    };
     let mut gateway = Gateway {
         endpoint: Endpoint::new(params),
         dtls,
@@ -226,19 +232,6 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// What a device's channel forwarder tells the gateway.
-#[derive(Debug)]
-enum Inbox {
-    /// A command was created for the device while it is registered.
-    Command {
-        device_id: String,
-        connection_id: u64,
-        command: Box<CommandRecord>,
-    },
-    /// The server wants the registration gone (revoked, retired).
-    Closed { device_id: String, connection_id: u64 },
-}
-
 /// Why a request to a device was sent.
 #[derive(Debug, Clone)]
 enum Purpose {
@@ -305,7 +298,6 @@ struct Registration {
     /// How it registered; updates and requests must use the same.
     transport: Transport,
     connection_id: u64,
-    forwarder: JoinHandle<()>,
     endpoint: String,
     lifetime_s: u32,
     version: &'static str,
@@ -316,10 +308,9 @@ struct Registration {
     updated_ms: i64,
     /// Queue mode: the device listens until then (after a Register or Update).
     awake_until: Instant,
-    /// The facts stored before this registration, and the `lwm2m` section kept current.
-    base_facts: Value,
-    section: Map<String, Value>,
-    last_document: Value,
+    /// The facts document last handed to the facts writer (compact JSON text: a parsed tree would
+    /// cost several times as much memory per registration, and it changes rarely).
+    stored: Box<str>,
     /// Commands waiting, with when they were queued here (server clock).
     queue: VecDeque<(CommandRecord, i64)>,
     active: Option<Active>,
@@ -366,7 +357,8 @@ struct Gateway {
     requests: HashMap<Vec<u8>, Pending>,
     /// Recent Register attempts per source address (monotonic time: a flood limit, not a record).
     attempts: HashMap<IpAddr, VecDeque<Instant>>,
-    inbox: mpsc::Sender<Inbox>,
+    /// Commands and close orders for registered devices (from [`crate::channels`]).
+    inbox: mpsc::UnboundedSender<Handover>,
 }
 
 impl Gateway {
@@ -643,7 +635,6 @@ impl Gateway {
         if let Some(old) = self.devices.remove(&device_id) {
             self.locations.remove(&old.location);
             self.remove_secure_peer(old.peer, &old.transport);
-            old.forwarder.abort();
             self.forget_requests(&device_id);
         }
         let mut location_bytes = [0u8; 8];
@@ -655,18 +646,10 @@ impl Gateway {
             tracing::debug!(%peer, error = %err, "LwM2M response not sent");
             return;
         }
-        let channel = self.state.channels.register(&device_id);
-        let connection_id = channel.connection_id;
-        let forwarder = spawn_forwarder(device_id.clone(), channel, self.inbox.clone());
+        let connection_id = self.state.channels.register_shared(&device_id, &self.inbox);
         let now_ms = self.state.now_ms();
         let _ = self.state.store.record_seen(&device_id, now_ms).await;
-        let mut base_facts: Value = serde_json::from_str(&device.facts).unwrap_or_else(|_| json!({}));
-        let section = facts::section_of(&base_facts);
-        let last_document = base_facts.clone();
-        // The `lwm2m` section lives in `section` (each document puts it back): not kept twice.
-        if let Value::Object(map) = &mut base_facts {
-            map.remove("lwm2m");
-        }
+        let stored = device.facts.clone().into_boxed_str();
         let binding_text = format!(
             "{}{}",
             register.binding,
@@ -679,7 +662,6 @@ impl Gateway {
             peer,
             transport,
             connection_id,
-            forwarder,
             endpoint: endpoint.endpoint.clone(),
             lifetime_s: register.lifetime,
             version: register.version.as_str(),
@@ -688,9 +670,7 @@ impl Gateway {
             objects: register.object_paths(),
             updated_ms: now_ms,
             awake_until: at + Duration::from_millis(self.config().queue_awake_ms),
-            last_document,
-            base_facts,
-            section,
+            stored,
             queue: VecDeque::new(),
             active: None,
             pushed: HashSet::new(),
@@ -783,7 +763,6 @@ impl Gateway {
         if let Some(registration) = self.devices.remove(device_id) {
             self.locations.remove(&registration.location);
             self.remove_secure_peer(registration.peer, &registration.transport);
-            registration.forwarder.abort();
             self.state
                 .channels
                 .unregister(device_id, registration.connection_id);
@@ -804,23 +783,27 @@ impl Gateway {
             return;
         };
         let summary = registration.facts(registered);
-        facts::set_registration(&mut registration.section, &summary);
-        self.store_facts(device_id).await;
+        self.update_facts(device_id, |section| facts::set_registration(section, &summary))
+            .await;
     }
 
-    /// Hands the device's facts to the facts writer if they changed.
-    async fn store_facts(&mut self, device_id: &str) {
+    /// Changes the device's `facts.lwm2m` section and hands the document to the facts writer if
+    /// that changed it.
+    async fn update_facts(&mut self, device_id: &str, change: impl FnOnce(&mut Map<String, Value>)) {
         let Some(registration) = self.devices.get_mut(device_id) else {
             return;
         };
-        let document = facts::document(&registration.base_facts, &registration.section);
-        let change = crate::agent_channel::json_diff(&registration.last_document, &document);
-        if crate::agent_channel::is_empty_diff(&change) {
+        let before: Value = serde_json::from_str(&registration.stored).unwrap_or_else(|_| json!({}));
+        let mut section = facts::section_of(&before);
+        change(&mut section);
+        let document = facts::document(&before, &section);
+        let diff = crate::agent_channel::json_diff(&before, &document);
+        if crate::agent_channel::is_empty_diff(&diff) {
             return;
         }
-        registration.last_document = document.clone();
+        registration.stored = document.to_string().into_boxed_str();
         let now_ms = self.state.now_ms();
-        crate::agent_channel::store_facts(&self.state, device_id, &document, None, &change, now_ms).await;
+        crate::agent_channel::store_facts(&self.state, device_id, &document, None, &diff, now_ms).await;
     }
 
     /// Sends a request to a registered device.
@@ -1041,10 +1024,8 @@ impl Gateway {
                     value(firmware_update::STATE),
                     value(firmware_update::UPDATE_RESULT),
                 );
-                if let Some(registration) = self.devices.get_mut(device_id) {
-                    facts::set_firmware(&mut registration.section, state, result);
-                }
-                self.store_facts(device_id).await;
+                self.update_facts(device_id, |section| facts::set_firmware(section, state, result))
+                    .await;
                 if let Some(job) = self.firmware_job(device_id, command_id) {
                     job.state = state.or(job.state);
                 }
@@ -1088,10 +1069,10 @@ impl Gateway {
                     .and_then(|r| decode(r, &path))
                     .and_then(|records| records.into_iter().find(|r| r.path == path))
                     .map(|record| record.value);
-                if let (Some(value), Some(registration)) = (&version, self.devices.get_mut(device_id)) {
-                    facts::set_resource(&mut registration.section, &path, value);
+                if let Some(value) = &version {
+                    self.update_facts(device_id, |section| facts::set_resource(section, &path, value))
+                        .await;
                 }
-                self.store_facts(device_id).await;
                 let version = version.as_ref().and_then(|v| v.as_str().map(facts::bounded));
                 self.end_active(device_id, true, firmware_success(version)).await;
             }
@@ -1182,10 +1163,8 @@ impl Gateway {
                 let has_battery = records
                     .iter()
                     .any(|r| r.path.resource_id() == Some(device::BATTERY_LEVEL));
-                if let Some(registration) = self.devices.get_mut(&device_id) {
-                    facts::set_object(&mut registration.section, object, &records);
-                }
-                self.store_facts(&device_id).await;
+                self.update_facts(&device_id, |section| facts::set_object(section, object, &records))
+                    .await;
                 if object == device::ID && has_battery {
                     let battery = Path::resource(device::ID, 0, device::BATTERY_LEVEL);
                     self.send(
@@ -1223,10 +1202,10 @@ impl Gateway {
         let Some(record) = records.iter().find(|r| r.path == path) else {
             return;
         };
-        if let Some(registration) = self.devices.get_mut(device_id) {
-            facts::set_resource(&mut registration.section, &path, &record.value);
-        }
-        self.store_facts(device_id).await;
+        self.update_facts(device_id, |section| {
+            facts::set_resource(section, &path, &record.value)
+        })
+        .await;
     }
 
     async fn on_failure(&mut self, token: Vec<u8>, reason: String) {
@@ -1255,9 +1234,9 @@ impl Gateway {
         }
     }
 
-    async fn on_inbox(&mut self, message: Inbox) {
+    async fn on_inbox(&mut self, message: Handover) {
         match message {
-            Inbox::Command {
+            Handover::Command {
                 device_id,
                 connection_id,
                 command,
@@ -1271,7 +1250,7 @@ impl Gateway {
                     self.run_commands(&device_id).await;
                 }
             }
-            Inbox::Closed {
+            Handover::Closed {
                 device_id,
                 connection_id,
             } => {
@@ -1367,38 +1346,4 @@ fn decode(response: &Packet, base: &Path) -> Option<Vec<content::Record>> {
             None
         }
     }
-}
-
-/// Forwards what the channel registry hands a registered device to the gateway task.
-fn spawn_forwarder(
-    device_id: String,
-    mut channel: crate::channels::Registration,
-    inbox: mpsc::Sender<Inbox>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let connection_id = channel.connection_id;
-        loop {
-            tokio::select! {
-                changed = channel.closed.changed() => {
-                    if changed.is_err() || *channel.closed.borrow() {
-                        let _ = inbox.send(Inbox::Closed { device_id, connection_id }).await;
-                        return;
-                    }
-                }
-                command = channel.commands.recv() => match command {
-                    Some(command) => {
-                        let message = Inbox::Command {
-                            device_id: device_id.clone(),
-                            connection_id,
-                            command,
-                        };
-                        if inbox.send(message).await.is_err() {
-                            return;
-                        }
-                    }
-                    None => return,
-                },
-            }
-        }
-    })
 }
