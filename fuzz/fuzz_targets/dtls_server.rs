@@ -1,0 +1,72 @@
+//! The DTLS server on hostile datagrams: a real client's ClientHello opens a session, then the
+//! input, cut into datagrams at 0xff bytes, arrives from that address and from another. It must
+//! never panic, and its counts must stay within their bounds. One server for the whole run (as in
+//! the gateway: building a DTLS configuration validates the crypto provider, which is slow), with
+//! fresh addresses for each input and everything expired after it.
+
+#![no_main]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use ward_lwm2m::dtls::{DtlsClient, DtlsServer, PskTable, ServerLimits};
+
+struct Harness {
+    server: DtlsServer,
+    hello: Vec<Vec<u8>>,
+    round: u16,
+    clock: Instant,
+}
+
+fn harness() -> &'static Mutex<Harness> {
+    static HARNESS: OnceLock<Mutex<Harness>> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let table = Arc::new(PskTable::default());
+        table.insert(b"urn:dev:fuzz", b"0123456789abcdef").unwrap();
+        let limits = ServerLimits {
+            max_handshakes: 4,
+            ..ServerLimits::default()
+        };
+        let now = Instant::now();
+        let mut client = DtlsClient::new(b"urn:dev:fuzz", b"0123456789abcdef", now).unwrap();
+        let hello = std::iter::from_fn(|| client.poll_transmit()).collect();
+        Mutex::new(Harness {
+            server: DtlsServer::new(table, limits).unwrap(),
+            hello,
+            round: 0,
+            clock: now,
+        })
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut guard = harness().lock().unwrap_or_else(|p| p.into_inner());
+    let h = &mut *guard;
+    h.round = h.round.wrapping_add(1);
+    let a = SocketAddr::from(([127, 0, 0, 1], h.round));
+    let b = SocketAddr::from(([127, 0, 0, 2], h.round));
+    let mut now = h.clock;
+    for hello in &h.hello {
+        h.server.handle_datagram(a, hello, now);
+    }
+    for (i, datagram) in data.split(|&byte| byte == 0xff).enumerate() {
+        let peer = if i % 3 == 2 { b } else { a };
+        now += Duration::from_millis(700);
+        h.server.handle_datagram(peer, datagram, now);
+        h.server.handle_timeout(now);
+        while h.server.poll_transmit().is_some() {}
+        while h.server.poll_received().is_some() {}
+        while h.server.poll_event().is_some() {}
+    }
+    assert!(h.server.handshakes() <= 4);
+    now += Duration::from_secs(3600);
+    h.server.expire(now);
+    h.server.handle_timeout(now);
+    while h.server.poll_transmit().is_some() {}
+    while h.server.poll_event().is_some() {}
+    assert_eq!(h.server.sessions(), 0, "everything half-open expired");
+    assert_eq!(h.server.handshakes(), 0);
+    h.clock = now;
+});
