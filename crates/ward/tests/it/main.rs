@@ -289,6 +289,58 @@ fn readme_flow(backend: Backend) {
     assert_eq!(code(&listed), 0, "{}", text(&listed));
     assert!(text(&listed).contains("urn:dev:cli-pump"), "{}", text(&listed));
     assert!(!text(&listed).contains(&psk), "{}", text(&listed));
+    // A device's own factory key, from a file: taken as given; a missing file or a bad key is a
+    // clear error and provisions nothing.
+    let key_file = cli.path().join("pump.key");
+    std::fs::write(&key_file, format!("{}\n", "a1".repeat(16))).unwrap();
+    let missing = cli.path().join("missing.key");
+    let short = cli.path().join("short.key");
+    std::fs::write(&short, "00ff").unwrap();
+    for (file, endpoint, expected) in [
+        (&missing, "urn:dev:cli-nokey", "missing.key"),
+        (&short, "urn:dev:cli-short", "2 bytes"),
+    ] {
+        let refused = ward(
+            cfg,
+            &[
+                "lwm2m",
+                "provision",
+                "--endpoint",
+                endpoint,
+                "--site",
+                "st-marys",
+                "--class",
+                "medical",
+                "--psk-file",
+                file.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert_ne!(code(&refused), 0, "{}", text(&refused));
+        assert!(text(&refused).contains(expected), "{}", text(&refused));
+    }
+    let factory = ward(
+        cfg,
+        &[
+            "lwm2m",
+            "provision",
+            "--endpoint",
+            "urn:dev:cli-factory",
+            "--site",
+            "st-marys",
+            "--class",
+            "medical",
+            "--psk-file",
+            key_file.to_str().unwrap(),
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(code(&factory), 0, "{}", text(&factory));
+    let factory: serde_json::Value = serde_json::from_slice(&factory.stdout).unwrap();
+    assert_eq!(factory["psk"], "a1".repeat(16));
+    let listed = ward(cfg, &["lwm2m", "list"], "");
+    assert!(!text(&listed).contains("urn:dev:cli-nokey") && !text(&listed).contains("urn:dev:cli-short"));
     let ward_site = ward(
         cfg,
         &["sites", "create", "st-marys/icu", "--name", "Intensive care"],
