@@ -297,6 +297,14 @@ impl Endpoint {
         self.observations.remove(token);
     }
 
+    /// Abandons the request with `token`: no more retransmissions, no event for it, and any
+    /// observation it started is forgotten. For a request whose purpose is gone (the device
+    /// registered again: a retransmitted Execute must not reach the restarted device).
+    pub fn cancel(&mut self, token: &[u8]) {
+        self.pending.remove(token);
+        self.observations.remove(token);
+    }
+
     /// Answers a device's request (from [`Event::Request`]); the answer is cached so a
     /// retransmitted request gets it again.
     pub fn respond(

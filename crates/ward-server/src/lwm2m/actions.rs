@@ -167,10 +167,71 @@ pub fn plan(kind: CommandKind, params: &serde_json::Value, has_lock_wipe: bool, 
     }
 }
 
+/// What becomes of a command that an earlier registration of the device was already carrying
+/// out when the device registered again (it restarted, or its registration was replaced).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resumed {
+    /// Send it again: doing it twice does no harm (a lock state written again).
+    Repeat,
+    /// Done: registering again is what it causes (a reboot).
+    Succeeded(String),
+    /// Not repeated: doing it twice could harm (a wipe, a firmware update); the operator checks.
+    Interrupted(String),
+}
+
+/// The rule for a command `kind` already sent to an earlier registration: never run a wipe or a
+/// firmware update twice because its answer was lost with the registration.
+pub fn resumed(kind: CommandKind) -> Resumed {
+    match kind {
+        CommandKind::Reboot => Resumed::Succeeded(
+            "the device registered again after the reboot was sent (it restarted); not sent again".into(),
+        ),
+        CommandKind::WipeSelective | CommandKind::WipeFull => Resumed::Interrupted(
+            "interrupted: the device registered again while the wipe was in progress; not repeated — \
+             check the device and send it again if it is still needed"
+                .into(),
+        ),
+        CommandKind::FirmwareUpdate => Resumed::Interrupted(
+            "interrupted: the device registered again during the firmware update (it may be running \
+             the new firmware: see facts.lwm2m.device.firmware_version); not repeated"
+                .into(),
+        ),
+        CommandKind::Lock
+        | CommandKind::Unlock
+        | CommandKind::Quarantine
+        | CommandKind::Release
+        | CommandKind::Message
+        | CommandKind::Shutdown
+        | CommandKind::CollectDiagnostics
+        | CommandKind::LostMode
+        | CommandKind::ApplySettings => Resumed::Repeat,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ward_lwm2m::coap::Method;
+
+    #[test]
+    fn only_harmless_commands_are_repeated_after_a_re_registration() {
+        assert!(matches!(resumed(CommandKind::Reboot), Resumed::Succeeded(_)));
+        for kind in [
+            CommandKind::WipeSelective,
+            CommandKind::WipeFull,
+            CommandKind::FirmwareUpdate,
+        ] {
+            assert!(matches!(resumed(kind), Resumed::Interrupted(_)), "{kind}");
+        }
+        for kind in [
+            CommandKind::Lock,
+            CommandKind::Unlock,
+            CommandKind::Quarantine,
+            CommandKind::Release,
+        ] {
+            assert_eq!(resumed(kind), Resumed::Repeat, "{kind}");
+        }
+    }
 
     const NONE: serde_json::Value = serde_json::Value::Null;
 

@@ -631,8 +631,11 @@ impl Gateway {
         if !previous && self.devices.len() >= MAX_REGISTRATIONS {
             return self.respond(peer, request, ResponseType::ServiceUnavailable);
         }
-        // A Register from a registered device replaces its registration (it rebooted).
+        // A Register from a registered device replaces its registration (it rebooted). The command
+        // it was carrying out is known here even before the store has recorded it as sent.
+        let mut in_flight: Option<String> = None;
         if let Some(old) = self.devices.remove(&device_id) {
+            in_flight = old.active.as_ref().map(|a| a.command.id.clone());
             self.locations.remove(&old.location);
             self.remove_secure_peer(old.peer, &old.transport);
             self.forget_requests(&device_id);
@@ -702,7 +705,24 @@ impl Gateway {
         match self.state.store.pending_commands(&device_id).await {
             Ok(pending) => {
                 for command in pending {
-                    self.enqueue(&device_id, command);
+                    // Sent to an earlier registration and not finished: its answer was lost with
+                    // that registration. Repeat only what is harmless twice.
+                    let resumed =
+                        if command.sent_ms.is_some() || in_flight.as_deref() == Some(command.id.as_str()) {
+                            actions::resumed(command.kind)
+                        } else {
+                            actions::Resumed::Repeat
+                        };
+                    match resumed {
+                        actions::Resumed::Repeat => self.enqueue(&device_id, command),
+                        actions::Resumed::Succeeded(detail) => {
+                            record_acknowledged(&self.state, &device_id, &command.id).await;
+                            self.finish(&device_id, &command, true, detail).await;
+                        }
+                        actions::Resumed::Interrupted(reason) => {
+                            self.finish(&device_id, &command, false, reason).await;
+                        }
+                    }
                 }
             }
             Err(err) => tracing::warn!(device = %device_id, error = %err, "reading pending commands failed"),
@@ -773,8 +793,16 @@ impl Gateway {
         self.forget_requests(device_id);
     }
 
+    /// Forgets the device's requests in flight and stops their retransmission.
     fn forget_requests(&mut self, device_id: &str) {
-        self.requests.retain(|_, p| p.device_id != device_id);
+        let endpoint = &mut self.endpoint;
+        self.requests.retain(|token, p| {
+            let keep = p.device_id != device_id;
+            if !keep {
+                endpoint.cancel(token);
+            }
+            keep
+        });
     }
 
     /// Stores the registration part of the facts (`registered` as given).

@@ -443,6 +443,37 @@ impl Raw {
         self.answer_to(self.next_id).await
     }
 
+    /// Registers with these objects; returns the gateway's answer.
+    async fn register_objects(&mut self, endpoint: &str, objects: &[(u16, u16)]) -> Packet {
+        self.next_id += 1;
+        let links = objects
+            .iter()
+            .map(|(object, instance)| Link::to_path(&ward_lwm2m::content::Path::instance(*object, *instance)))
+            .collect();
+        let mut register = Register::new(endpoint, links);
+        register.lifetime = 60;
+        let packet = register.to_packet(self.next_id, vec![5, 6, 7, self.next_id as u8]);
+        self.send(&coap::serialize(&packet).unwrap()).await;
+        self.answer_to(self.next_id).await
+    }
+
+    /// Waits for a request from the gateway to `path` (`8/0/3`); None if none comes in `within`.
+    async fn request_to(&self, path: &str, within: Duration) -> Option<Packet> {
+        let mut buf = vec![0u8; 4096];
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (n, _) = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf))
+                .await
+                .ok()?
+                .unwrap();
+            let packet = coap::parse(&buf[..n]).unwrap();
+            let segments = coap::string_options(&packet, coap::CoapOption::UriPath).unwrap_or_default();
+            if matches!(packet.header.code, coap::MessageClass::Request(_)) && segments.join("/") == path {
+                return Some(packet);
+            }
+        }
+    }
+
     /// The next datagram that answers message `id` (requests from the gateway are skipped).
     async fn answer_to(&self, id: u16) -> Packet {
         let mut buf = vec![0u8; 4096];
@@ -1060,5 +1091,58 @@ async fn debians_coap_client_registers_over_dtls_with_a_factory_key() {
     let device = wait_device(&kit, &id, |d| d["facts"]["lwm2m"]["registered"] == true).await;
     assert_eq!(device["facts"]["lwm2m"]["security"], "psk");
     assert_eq!(device["online"], true);
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn a_wipe_cut_short_by_a_restart_is_not_repeated_and_a_reboot_counts_as_done() {
+    // Time enough to register again before the gateway gives up on an unanswered request.
+    let kit = start(&Backend::Sqlite, |config| config.lwm2m.ack_timeout_ms = 1000).await;
+    let created = provision(&kit, "urn:dev:restarts", "iot-gateway", "normal").await;
+    let id = created["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    let mut raw = Raw::new(&kit).await;
+    let objects = [(3, 0), (8, 0)];
+    let answer = raw.register_objects("urn:dev:restarts", &objects).await;
+    assert_eq!(response_code(&answer), Some(ResponseType::Created));
+
+    // The wipe's Execute reaches the device, which restarts instead of answering.
+    let wipe = command(&kit, &id, json!({"kind": "wipe-selective"})).await;
+    assert!(raw.request_to("8/0/3", WAIT).await.is_some(), "the wipe is sent");
+    let answer = raw.register_objects("urn:dev:restarts", &objects).await;
+    assert_eq!(response_code(&answer), Some(ResponseType::Created));
+    let view = finished(&kit, &wipe).await;
+    assert_eq!(view["state"], "failed", "{view}");
+    assert!(
+        view["detail"].as_str().unwrap().contains("not repeated"),
+        "{view}"
+    );
+    assert!(
+        raw.request_to("8/0/3", Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "a wipe is never sent twice"
+    );
+
+    // A reboot whose answer was lost the same way: the device registering again is its effect.
+    let reboot = command(&kit, &id, json!({"kind": "reboot"})).await;
+    assert!(
+        raw.request_to("3/0/4", WAIT).await.is_some(),
+        "the reboot is sent"
+    );
+    let answer = raw.register_objects("urn:dev:restarts", &objects).await;
+    assert_eq!(response_code(&answer), Some(ResponseType::Created));
+    let view = finished(&kit, &reboot).await;
+    assert_eq!(view["state"], "succeeded", "{view}");
+    assert!(
+        view["detail"].as_str().unwrap().contains("registered again"),
+        "{view}"
+    );
+    assert!(
+        raw.request_to("3/0/4", Duration::from_millis(1500))
+            .await
+            .is_none()
+    );
+    let results = kit.audit("command.result").await;
+    assert_eq!(results.len(), 2, "both outcomes audited: {results:?}");
     kit.finish().await;
 }
