@@ -634,8 +634,17 @@ impl Gateway {
         // A Register from a registered device replaces its registration (it rebooted). The command
         // it was carrying out is known here even before the store has recorded it as sent.
         let mut in_flight: Option<String> = None;
-        if let Some(old) = self.devices.remove(&device_id) {
+        // A firmware update whose Update was executed: the device restarts to apply it, so its
+        // new registration is where the update ends (its /5/0/5 Update Result is read there).
+        let mut carried: Option<Active> = None;
+        if let Some(mut old) = self.devices.remove(&device_id) {
             in_flight = old.active.as_ref().map(|a| a.command.id.clone());
+            carried = old.active.take().filter(|active| {
+                active
+                    .firmware
+                    .as_ref()
+                    .is_some_and(|job| job.stage == actions::FirmwareStage::Updating)
+            });
             self.locations.remove(&old.location);
             self.remove_secure_peer(old.peer, &old.transport);
             self.forget_requests(&device_id);
@@ -705,6 +714,19 @@ impl Gateway {
         match self.state.store.pending_commands(&device_id).await {
             Ok(pending) => {
                 for command in pending {
+                    if let Some(active) = carried.take_if(|a| a.command.id == command.id) {
+                        tracing::info!(device = %device_id, command = %command.id,
+                            "firmware update continues on the device's new registration");
+                        if let Some(registration) = self.devices.get_mut(&device_id) {
+                            let mut active = active;
+                            active.requests.clear();
+                            if let Some(job) = active.firmware.as_mut() {
+                                job.busy = false;
+                            }
+                            registration.active = Some(active);
+                        }
+                        continue;
+                    }
                     // Sent to an earlier registration and not finished: its answer was lost with
                     // that registration. Repeat only what is harmless twice.
                     let resumed =

@@ -1146,3 +1146,62 @@ async fn a_wipe_cut_short_by_a_restart_is_not_repeated_and_a_reboot_counts_as_do
     assert_eq!(results.len(), 2, "both outcomes audited: {results:?}");
     kit.finish().await;
 }
+
+#[tokio::test]
+async fn a_firmware_update_finishes_on_the_registration_after_the_devices_restart() {
+    let kit = start(&Backend::Sqlite, |config| {
+        config.lwm2m.firmware_timeout_ms = 10_000
+    })
+    .await;
+    let pump = provision(&kit, "urn:dev:pump-restart", "medical", "high").await;
+    let id = pump["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    let mut device = Device::start(&kit, "urn:dev:pump-restart", true).await;
+    wait_device(&kit, &id, |d| {
+        d["facts"]["lwm2m"]["device"]["firmware_version"] == "2.4.1"
+    })
+    .await;
+    let update = command(&kit, &id, firmware_update()).await;
+    download_asked(&mut device).await;
+    device
+        .handle
+        .firmware(FirmwareProgress::Downloaded)
+        .await
+        .unwrap();
+    update_asked(&mut device).await;
+    // The pump restarts to apply the package (no De-register, no answer) and comes back
+    // running 2.5.0 with Update Result 1 (success), from a new address.
+    device._task.abort();
+    let mut store = ObjectStore::standard(DeviceInfo {
+        manufacturer: "Acme Medical".into(),
+        model: "Infusion Pump".into(),
+        serial: "SN-restart".into(),
+        firmware_version: "2.5.0".into(),
+    });
+    store
+        .set(
+            ward_lwm2m::content::Path::resource(5, 0, 5),
+            ward_lwm2m::content::Value::Integer(1),
+        )
+        .unwrap();
+    let config = ClientConfig {
+        lifetime: 60,
+        ..ClientConfig::new("urn:dev:pump-restart")
+    };
+    let (_handle, mut events, _task) = client::spawn(
+        config,
+        store,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        gateway(&kit),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        next_event(&mut events).await,
+        ClientEvent::Registered { .. }
+    ));
+    let view = finished(&kit, &update).await;
+    assert_eq!(view["state"], "succeeded", "{view}");
+    let detail = view["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("firmware version now 2.5.0"), "{detail}");
+    kit.finish().await;
+}
