@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let descriptors = protox::compile(["ward/agent/v1/agent.proto"], ["proto"])?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        .codec_path("crate::agent_codec::LeanCodec")
+        .compile_fds(descriptors)?;
     Ok(())
 }

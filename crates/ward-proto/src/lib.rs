@@ -15,6 +15,56 @@ pub mod agent {
     pub const PROTOCOL_VERSION: u32 = 1;
 }
 
+/// The agent channel's codec: prost encoding, as tonic's default, with small initial buffers.
+/// Each live stream keeps an encode and a decode buffer for as long as the device is connected,
+/// and tonic starts both at 8 KiB; the messages of an idle session (heartbeats, commands, acks)
+/// are tens of bytes, and a large one (an inventory) grows its buffer as it needs.
+#[cfg(feature = "agent")]
+pub mod agent_codec {
+    use std::marker::PhantomData;
+
+    use tonic::codec::{BufferSettings, Codec};
+    use tonic_prost::{ProstDecoder, ProstEncoder};
+
+    /// Initial size of each stream's encode and decode buffer.
+    pub const BUFFER_SIZE: usize = 512;
+    /// tonic's default: a stream yields to others after this much encoded output.
+    const YIELD_THRESHOLD: usize = 32 * 1024;
+
+    fn settings() -> BufferSettings {
+        BufferSettings::new(BUFFER_SIZE, YIELD_THRESHOLD)
+    }
+
+    /// Used by the generated client and server (`codec_path` in build.rs).
+    #[derive(Debug, Clone)]
+    pub struct LeanCodec<T, U>(PhantomData<(T, U)>);
+
+    impl<T, U> Default for LeanCodec<T, U> {
+        fn default() -> Self {
+            Self(PhantomData)
+        }
+    }
+
+    impl<T, U> Codec for LeanCodec<T, U>
+    where
+        T: prost::Message + Send + 'static,
+        U: prost::Message + Default + Send + 'static,
+    {
+        type Encode = T;
+        type Decode = U;
+        type Encoder = ProstEncoder<T>;
+        type Decoder = ProstDecoder<U>;
+
+        fn encoder(&mut self) -> Self::Encoder {
+            ProstEncoder::new(settings())
+        }
+
+        fn decoder(&mut self) -> Self::Decoder {
+            ProstDecoder::new(settings())
+        }
+    }
+}
+
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use lwm2m::*;
 pub use policies::*;

@@ -176,13 +176,14 @@ impl Engine {
         }
     }
 
-    /// Stored results of one device.
-    pub fn results(&self, device_id: &str) -> Vec<ComplianceRecord> {
-        self.cache()
-            .results
-            .get(device_id)
-            .map(|r| r.values().cloned().collect())
-            .unwrap_or_default()
+    /// A device's results with the status they make, read together (the evaluator may change
+    /// them between two separate reads).
+    pub fn results_with_brief(&self, device_id: &str) -> (Vec<ComplianceRecord>, ComplianceBrief) {
+        let cache = self.cache();
+        match cache.results.get(device_id) {
+            Some(results) => (results.values().cloned().collect(), brief_of(results)),
+            None => (Vec::new(), ComplianceBrief::default()),
+        }
     }
 
     /// Fills in a view's groups and compliance, so selectors and the console see them.

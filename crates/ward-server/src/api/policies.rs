@@ -397,9 +397,8 @@ pub async fn device_compliance(
     )
     .await?;
     let snapshot = state.policy.snapshot();
-    let results: Vec<CheckResultView> = state
-        .policy
-        .results(&id)
+    let (records, brief) = state.policy.results_with_brief(&id);
+    let results: Vec<CheckResultView> = records
         .into_iter()
         .map(|r| {
             let check = snapshot
@@ -423,7 +422,7 @@ pub async fn device_compliance(
     let (settings, conflicts) = policies::device_settings(&state, &device);
     Ok(axum::Json(DeviceComplianceView {
         device_id: id.clone(),
-        status: state.policy.brief(&id).status,
+        status: brief.status,
         results,
         settings: serde_json::to_value(&settings).unwrap_or(Value::Null),
         conflicts: conflicts
