@@ -13,7 +13,8 @@
 //! * sessions: at most [`ServerLimits::max_sessions`]; half-open ones (handshake not finished)
 //!   at most [`ServerLimits::max_handshakes`] — the oldest is dropped for a new one, so a flood
 //!   of forged ClientHellos cannot lock real devices out — and each must finish within
-//!   [`ServerLimits::handshake_timeout`];
+//!   [`ServerLimits::handshake_timeout`]; one source address may start at most
+//!   [`ServerLimits::handshakes_per_address_per_minute`];
 //! * a session that carried nothing for [`ServerLimits::idle_timeout`] is dropped (the device
 //!   handshakes again);
 //! * a new handshake from the address of an established session runs beside it and replaces
@@ -310,6 +311,9 @@ pub struct ServerLimits {
     pub handshake_timeout: Duration,
     /// A session that carried nothing for this long is dropped.
     pub idle_timeout: Duration,
+    /// Most handshakes one source address may start in a minute (one host cannot push
+    /// everyone else's handshakes out); generous, for gateways and NATs with many devices.
+    pub handshakes_per_address_per_minute: usize,
 }
 
 impl Default for ServerLimits {
@@ -319,6 +323,7 @@ impl Default for ServerLimits {
             max_handshakes: 4096,
             handshake_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(24 * 3600),
+            handshakes_per_address_per_minute: 600,
         }
     }
 }
@@ -361,6 +366,8 @@ pub struct DtlsServer {
     /// Half-open sessions by age (entries whose session has since connected or gone are skipped).
     handshakes: VecDeque<(SocketAddr, Instant)>,
     half_open: usize,
+    /// Handshakes started per source address in the last minute.
+    starts: HashMap<std::net::IpAddr, VecDeque<Instant>>,
     timers: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     received: VecDeque<Received>,
@@ -414,6 +421,7 @@ impl DtlsServer {
             slots: HashMap::new(),
             handshakes: VecDeque::new(),
             half_open: 0,
+            starts: HashMap::new(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             received: VecDeque::new(),
@@ -422,7 +430,34 @@ impl DtlsServer {
         })
     }
 
+    /// Counts a handshake from `peer`'s address; false when the address is over its limit.
+    fn allow_start(&mut self, peer: SocketAddr, now: Instant) -> bool {
+        let window = Duration::from_secs(60);
+        if self.starts.len() > 100_000 {
+            self.starts.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.saturating_duration_since(*t) < window)
+            });
+        }
+        let times = self.starts.entry(peer.ip()).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+        {
+            times.pop_front();
+        }
+        if times.len() >= self.limits.handshakes_per_address_per_minute {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+
     fn new_session(&mut self, peer: SocketAddr, now: Instant) -> Option<Session> {
+        if !self.allow_start(peer, now) {
+            return None;
+        }
         if self.half_open >= self.limits.max_handshakes {
             self.evict_oldest_handshake();
         }

@@ -255,3 +255,33 @@ fn keys_and_identities_are_bounded() {
     table.remove(b"id");
     assert!(table.get(b"id").is_none());
 }
+
+#[test]
+fn one_address_may_start_only_so_many_handshakes_a_minute() {
+    let now = Instant::now();
+    let limits = ServerLimits {
+        handshakes_per_address_per_minute: 10,
+        ..ServerLimits::default()
+    };
+    let mut server = DtlsServer::new(table(), limits).unwrap();
+    let hello = DtlsClient::new(b"urn:dev:pump-1", KEY, now)
+        .unwrap()
+        .poll_transmit()
+        .unwrap();
+    // One host, many source ports.
+    for port in 0..100 {
+        server.handle_datagram(peer(20_000 + port), &hello, now);
+    }
+    assert_eq!(server.sessions(), 10);
+    while server.poll_transmit().is_some() {}
+    // Another address is not affected.
+    let other = SocketAddr::from(([127, 0, 0, 9], 4600));
+    let mut client = DtlsClient::new(b"urn:dev:pump-1", KEY, now).unwrap();
+    pump(&mut server, &mut client, other, now);
+    assert!(client.is_connected());
+    // A minute later the host may start again.
+    let later = now + Duration::from_secs(61);
+    server.expire(later);
+    server.handle_datagram(peer(30_000), &hello, later);
+    assert_eq!(server.handshakes(), 1);
+}
