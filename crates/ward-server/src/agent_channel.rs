@@ -198,7 +198,7 @@ async fn run_session(
                 break;
             }
             Some(command) = registration.commands.recv(), if greeted => {
-                if crate::commands::push(&state, &command, &outbound, &mut pushed).await.is_err() {
+                if Box::pin(crate::commands::push(&state, &command, &outbound, &mut pushed)).await.is_err() {
                     break;
                 }
                 continue;
@@ -219,7 +219,9 @@ async fn run_session(
             Ok(Ok(Some(message))) => message,
         };
         let was_greeted = greeted;
-        match handle(
+        // Boxed, like the pushes: handling a message awaits the store, whose futures are large,
+        // and an unboxed await would make every idle session's task that large for its lifetime.
+        match Box::pin(handle(
             &state,
             &device_id,
             &leaf,
@@ -227,7 +229,7 @@ async fn run_session(
             &mut greeted,
             &mut current,
             &pushed,
-        )
+        ))
         .await
         {
             Ok(Some(reply)) => {
@@ -237,9 +239,14 @@ async fn run_session(
                 // Welcomed: the device's queue follows, in order.
                 if !was_greeted
                     && greeted
-                    && crate::commands::deliver(&state, &device_id, &outbound, &mut pushed)
-                        .await
-                        .is_err()
+                    && Box::pin(crate::commands::deliver(
+                        &state,
+                        &device_id,
+                        &outbound,
+                        &mut pushed,
+                    ))
+                    .await
+                    .is_err()
                 {
                     break;
                 }
