@@ -38,6 +38,14 @@ fn pump(server: &mut DtlsServer, client: &mut DtlsClient, from: SocketAddr, now:
     panic!("the handshake never settled");
 }
 
+/// The first datagram a client sends: its ClientHello.
+fn client_hello(identity: &[u8], key: &[u8], now: Instant) -> Vec<u8> {
+    DtlsClient::new(identity, key, now)
+        .unwrap()
+        .poll_transmit()
+        .unwrap()
+}
+
 fn events(server: &mut DtlsServer) -> Vec<ServerEvent> {
     std::iter::from_fn(|| server.poll_event()).collect()
 }
@@ -132,10 +140,7 @@ fn a_flood_of_half_open_handshakes_is_bounded_and_does_not_lock_out_a_device() {
     };
     let mut server = DtlsServer::new(table(), limits).unwrap();
     // Forged ClientHellos from many addresses: each only ever gets a HelloVerifyRequest.
-    let hello = DtlsClient::new(b"urn:dev:pump-1", KEY, now)
-        .unwrap()
-        .poll_transmit()
-        .unwrap();
+    let hello = client_hello(b"urn:dev:pump-1", KEY, now);
     for port in 0..100 {
         server.handle_datagram(peer(10_000 + port), &hello, now);
     }
@@ -160,10 +165,7 @@ fn a_new_handshake_from_an_established_address_replaces_the_session_only_when_it
     events(&mut server);
 
     // A forged ClientHello from the device's address: the session survives.
-    let forged = DtlsClient::new(b"urn:dev:pump-2", b"wrong-key-wrong!", now)
-        .unwrap()
-        .poll_transmit()
-        .unwrap();
+    let forged = client_hello(b"urn:dev:pump-2", b"wrong-key-wrong!", now);
     server.handle_datagram(peer(4300), &forged, now);
     while server.poll_transmit().is_some() {}
     assert!(server.identity(peer(4300)).is_some());
@@ -264,10 +266,7 @@ fn one_address_may_start_only_so_many_handshakes_a_minute() {
         ..ServerLimits::default()
     };
     let mut server = DtlsServer::new(table(), limits).unwrap();
-    let hello = DtlsClient::new(b"urn:dev:pump-1", KEY, now)
-        .unwrap()
-        .poll_transmit()
-        .unwrap();
+    let hello = client_hello(b"urn:dev:pump-1", KEY, now);
     // One host, many source ports.
     for port in 0..100 {
         server.handle_datagram(peer(20_000 + port), &hello, now);

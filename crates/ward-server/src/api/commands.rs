@@ -2,8 +2,6 @@
 //! parameters, device state, clinical safety), signed, stored with its audit entry, and only then
 //! pushed to the device if it is connected; offline devices get their queue when they connect.
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -335,13 +333,7 @@ async fn visible(
     if caller.user.sites.is_unrestricted() {
         return Ok(commands);
     }
-    let sites: HashMap<String, DeviceRecord> = state
-        .store
-        .list_devices(true)
-        .await?
-        .into_iter()
-        .map(|d| (d.id.clone(), d))
-        .collect();
+    let sites = crate::api::devices::records_by_id(state).await?;
     Ok(commands
         .into_iter()
         .filter(|c| {

@@ -59,6 +59,19 @@ fn subject(view: &DeviceView) -> Value {
 }
 
 /// Devices the caller may see that match the query, with their views.
+/// Every device (retired ones too) by id.
+pub(crate) async fn records_by_id(
+    state: &AppState,
+) -> ApiResult<std::collections::HashMap<String, DeviceRecord>> {
+    Ok(state
+        .store
+        .list_devices(true)
+        .await?
+        .into_iter()
+        .map(|d| (d.id.clone(), d))
+        .collect())
+}
+
 pub(crate) async fn select_records(
     state: &AppState,
     caller: &Caller,

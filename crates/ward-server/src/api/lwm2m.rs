@@ -2,8 +2,6 @@
 //! endpoint is an ordinary device (inventory, commands, incidents) plus its LwM2M name and its
 //! DTLS pre-shared key, which is shown once.
 
-use std::collections::HashMap;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
@@ -176,13 +174,7 @@ pub async fn list(
             "lwm2m_endpoints",
         )
         .await?;
-    let devices: HashMap<String, DeviceRecord> = state
-        .store
-        .list_devices(true)
-        .await?
-        .into_iter()
-        .map(|d| (d.id.clone(), d))
-        .collect();
+    let devices = crate::api::devices::records_by_id(&state).await?;
     let endpoints = state.store.list_lwm2m_endpoints().await?;
     Ok(axum::Json(
         endpoints

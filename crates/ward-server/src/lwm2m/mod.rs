@@ -633,18 +633,9 @@ impl Gateway {
         }
         // A Register from a registered device replaces its registration (it rebooted). The command
         // it was carrying out is known here even before the store has recorded it as sent.
-        let mut in_flight: Option<String> = None;
-        // A firmware update whose Update was executed: the device restarts to apply it, so its
-        // new registration is where the update ends (its /5/0/5 Update Result is read there).
-        let mut carried: Option<Active> = None;
-        if let Some(mut old) = self.devices.remove(&device_id) {
-            in_flight = old.active.as_ref().map(|a| a.command.id.clone());
-            carried = old.active.take().filter(|active| {
-                active
-                    .firmware
-                    .as_ref()
-                    .is_some_and(|job| job.stage == actions::FirmwareStage::Updating)
-            });
+        let mut in_flight: Option<Active> = None;
+        if let Some(old) = self.devices.remove(&device_id) {
+            in_flight = old.active;
             self.locations.remove(&old.location);
             self.remove_secure_peer(old.peer, &old.transport);
             self.forget_requests(&device_id);
@@ -662,6 +653,15 @@ impl Gateway {
         let now_ms = self.state.now_ms();
         let _ = self.state.store.record_seen(&device_id, now_ms).await;
         let stored = device.facts.clone().into_boxed_str();
+        let in_flight_id = in_flight.as_ref().map(|a| a.command.id.clone());
+        // A firmware update whose Update was executed: the device restarts to apply it, so its
+        // new registration is where the update ends (its /5/0/5 Update Result is read there).
+        let mut carried = in_flight.filter(|active| {
+            active
+                .firmware
+                .as_ref()
+                .is_some_and(|job| job.stage == actions::FirmwareStage::Updating)
+        });
         let binding_text = format!(
             "{}{}",
             register.binding,
@@ -714,11 +714,10 @@ impl Gateway {
         match self.state.store.pending_commands(&device_id).await {
             Ok(pending) => {
                 for command in pending {
-                    if let Some(active) = carried.take_if(|a| a.command.id == command.id) {
+                    if let Some(mut active) = carried.take_if(|a| a.command.id == command.id) {
                         tracing::info!(device = %device_id, command = %command.id,
                             "firmware update continues on the device's new registration");
                         if let Some(registration) = self.devices.get_mut(&device_id) {
-                            let mut active = active;
                             active.requests.clear();
                             if let Some(job) = active.firmware.as_mut() {
                                 job.busy = false;
@@ -729,12 +728,13 @@ impl Gateway {
                     }
                     // Sent to an earlier registration and not finished: its answer was lost with
                     // that registration. Repeat only what is harmless twice.
-                    let resumed =
-                        if command.sent_ms.is_some() || in_flight.as_deref() == Some(command.id.as_str()) {
-                            actions::resumed(command.kind)
-                        } else {
-                            actions::Resumed::Repeat
-                        };
+                    let resumed = if command.sent_ms.is_some()
+                        || in_flight_id.as_deref() == Some(command.id.as_str())
+                    {
+                        actions::resumed(command.kind)
+                    } else {
+                        actions::Resumed::Repeat
+                    };
                     match resumed {
                         actions::Resumed::Repeat => self.enqueue(&device_id, command),
                         actions::Resumed::Succeeded(detail) => {
@@ -978,6 +978,14 @@ impl Gateway {
         }
     }
 
+    /// Whether `command_id` is the device's active command.
+    fn is_active(&self, device_id: &str, command_id: &str) -> bool {
+        self.devices
+            .get(device_id)
+            .and_then(|r| r.active.as_ref())
+            .is_some_and(|a| a.command.id == command_id)
+    }
+
     /// The active command's firmware update, if it is `command_id`'s.
     fn firmware_job(&mut self, device_id: &str, command_id: &str) -> Option<&mut FirmwareJob> {
         self.devices
@@ -1178,11 +1186,7 @@ impl Gateway {
         let success = code.is_some_and(|c| !c.is_error());
         match purpose {
             Purpose::Step { command_id } => {
-                let is_active = self
-                    .devices
-                    .get(&device_id)
-                    .and_then(|r| r.active.as_ref())
-                    .is_some_and(|a| a.command.id == command_id);
+                let is_active = self.is_active(&device_id, &command_id);
                 if !is_active {
                     return;
                 }
@@ -1264,11 +1268,7 @@ impl Gateway {
         };
         match purpose {
             Purpose::Step { command_id } => {
-                let is_active = self
-                    .devices
-                    .get(&device_id)
-                    .and_then(|r| r.active.as_ref())
-                    .is_some_and(|a| a.command.id == command_id);
+                let is_active = self.is_active(&device_id, &command_id);
                 if is_active {
                     self.end_active(&device_id, false, reason).await;
                 }

@@ -765,29 +765,59 @@ async fn a_firmware_download_that_never_completes_times_out() {
     kit.finish().await;
 }
 
-/// Debian's libcoap command-line client (package libcoap3-bin; bookworm names it after its TLS
-/// library), if installed.
-fn coap_client() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    [
-        "coap-client",
-        "coap-client-notls",
-        "coap-client-gnutls",
-        "coap-client-openssl",
-    ]
-    .iter()
-    .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
-    .find(|candidate| candidate.is_file())
+/// The first of Debian's libcoap command-line clients (package libcoap3-bin; bookworm names them
+/// after their TLS library) that is installed; `None` (the test is skipped) unless
+/// `WARD_TEST_COAP=1` says it must be there.
+fn coap_client(names: &[&str]) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        names
+            .iter()
+            .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("WARD_TEST_COAP").as_deref() != Ok("1"),
+            "WARD_TEST_COAP=1 but none of {names:?} (apt-get install libcoap3-bin)"
+        );
+        eprintln!("skipping: none of {names:?} is installed (apt-get install libcoap3-bin)");
+    }
+    found
+}
+
+/// Registers with `coap-client` (`-t 40`: link format; `-v 7` logs the response's code and
+/// options; `-B 5`: never hang) and returns its log once it succeeded.
+async fn coap_register(coap_client: std::path::PathBuf, security: &[&str], uri: String) -> String {
+    let mut args: Vec<String> = ["-m", "post", "-t", "40", "-e", "</1/0>,</3/0>"]
+        .iter()
+        .chain(security)
+        .chain(&["-B", "5", "-v", "7"])
+        .map(|a| (*a).to_owned())
+        .collect();
+    args.push(uri);
+    let output =
+        tokio::task::spawn_blocking(move || std::process::Command::new(coap_client).args(args).output())
+            .await
+            .unwrap()
+            .expect("coap-client runs");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{}: {log}", output.status);
+    assert!(log.contains("c:2.01"), "2.01 Created: {log}");
+    log
 }
 
 #[tokio::test]
 async fn debians_coap_client_registers_a_provisioned_endpoint() {
-    let Some(coap_client) = coap_client() else {
-        assert!(
-            std::env::var("WARD_TEST_COAP").as_deref() != Ok("1"),
-            "WARD_TEST_COAP=1 but no coap-client (apt-get install libcoap3-bin)"
-        );
-        eprintln!("skipping: coap-client is not installed (apt-get install libcoap3-bin)");
+    let Some(coap_client) = coap_client(&[
+        "coap-client",
+        "coap-client-notls",
+        "coap-client-gnutls",
+        "coap-client-openssl",
+    ]) else {
         return;
     };
     let kit = start(&Backend::Sqlite, |_| {}).await;
@@ -797,34 +827,7 @@ async fn debians_coap_client_registers_a_provisioned_endpoint() {
         "coap://127.0.0.1:{}/rd?ep=urn:dev:libcoap-1&lt=300&lwm2m=1.1&b=U",
         gateway(&kit).port()
     );
-    // -t 40: link format; -v 7 logs the response (code and options); -B: never hang.
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(coap_client)
-            .args([
-                "-m",
-                "post",
-                "-t",
-                "40",
-                "-e",
-                "</1/0>,</3/0>",
-                "-B",
-                "5",
-                "-v",
-                "7",
-            ])
-            .arg(uri)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("coap-client runs");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{}: {log}", output.status);
-    assert!(log.contains("c:2.01"), "2.01 Created: {log}");
+    let log = coap_register(coap_client, &[], uri).await;
     assert!(log.contains("Location-Path:rd"), "a registration location: {log}");
     let device = wait_device(&kit, &id, |d| d["facts"]["lwm2m"]["registered"] == true).await;
     assert_eq!(device["online"], true);
@@ -849,6 +852,16 @@ fn psk_of(created: &Value) -> Vec<u8> {
     hex::decode(created["psk"].as_str().unwrap()).unwrap()
 }
 
+/// A pump's objects (/3, /4, /5, /8) with this serial number and firmware version.
+fn pump_store(serial: &str, firmware_version: &str) -> ObjectStore {
+    ObjectStore::standard(DeviceInfo {
+        manufacturer: "Acme Medical".into(),
+        model: "Infusion Pump".into(),
+        serial: serial.into(),
+        firmware_version: firmware_version.into(),
+    })
+}
+
 /// A client registering over DTLS as `identity` with `key` under the endpoint name `endpoint`;
 /// returns it with its first event.
 async fn secure_client(
@@ -857,12 +870,7 @@ async fn secure_client(
     identity: &str,
     key: &[u8],
 ) -> (Device, Option<ClientEvent>) {
-    let store = ObjectStore::standard(DeviceInfo {
-        manufacturer: "Acme Medical".into(),
-        model: "Infusion Pump".into(),
-        serial: format!("SN-{endpoint}"),
-        firmware_version: "2.4.1".into(),
-    });
+    let store = pump_store(&format!("SN-{endpoint}"), "2.4.1");
     let config = ClientConfig {
         lifetime: 60,
         params: TransmissionParams {
@@ -1018,23 +1026,9 @@ async fn wrong_keys_and_borrowed_identities_are_refused_and_audited() {
     kit.finish().await;
 }
 
-/// Debian's libcoap client built on OpenSSL (or GnuTLS), for DTLS.
-fn coap_client_with_dtls() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    ["coap-client-openssl", "coap-client-gnutls"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-}
-
 #[tokio::test]
 async fn debians_coap_client_registers_over_dtls_with_a_factory_key() {
-    let Some(coap_client) = coap_client_with_dtls() else {
-        assert!(
-            std::env::var("WARD_TEST_COAP").as_deref() != Ok("1"),
-            "WARD_TEST_COAP=1 but no coap-client-openssl (apt-get install libcoap3-bin)"
-        );
-        eprintln!("skipping: coap-client-openssl is not installed (apt-get install libcoap3-bin)");
+    let Some(coap_client) = coap_client(&["coap-client-openssl", "coap-client-gnutls"]) else {
         return;
     };
     let kit = start(&Backend::Sqlite, |_| {}).await;
@@ -1057,37 +1051,7 @@ async fn debians_coap_client_registers_over_dtls_with_a_factory_key() {
         "coaps://127.0.0.1:{}/rd?ep=urn:dev:libcoap-dtls&lt=300&lwm2m=1.1&b=U",
         dtls_gateway(&kit).port()
     );
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(coap_client)
-            .args([
-                "-m",
-                "post",
-                "-t",
-                "40",
-                "-e",
-                "</1/0>,</3/0>",
-                "-u",
-                "urn:dev:libcoap-dtls",
-                "-k",
-                key,
-                "-B",
-                "5",
-                "-v",
-                "7",
-            ])
-            .arg(uri)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("coap-client runs");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{}: {log}", output.status);
-    assert!(log.contains("c:2.01"), "2.01 Created: {log}");
+    coap_register(coap_client, &["-u", "urn:dev:libcoap-dtls", "-k", key], uri).await;
     let device = wait_device(&kit, &id, |d| d["facts"]["lwm2m"]["registered"] == true).await;
     assert_eq!(device["facts"]["lwm2m"]["security"], "psk");
     assert_eq!(device["online"], true);
@@ -1171,12 +1135,7 @@ async fn a_firmware_update_finishes_on_the_registration_after_the_devices_restar
     // The pump restarts to apply the package (no De-register, no answer) and comes back
     // running 2.5.0 with Update Result 1 (success), from a new address.
     device._task.abort();
-    let mut store = ObjectStore::standard(DeviceInfo {
-        manufacturer: "Acme Medical".into(),
-        model: "Infusion Pump".into(),
-        serial: "SN-restart".into(),
-        firmware_version: "2.5.0".into(),
-    });
+    let mut store = pump_store("SN-restart", "2.5.0");
     store
         .set(
             ward_lwm2m::content::Path::resource(5, 0, 5),

@@ -3,33 +3,18 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use serde_json::json;
 use ward_sim::SimOptions;
 
-use crate::incident::{Api, client_for};
+use crate::incident::Running;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churning_devices_reconnect_and_stay_managed() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ward_server::config::Config::for_data_dir(&dir.path().join("server"));
-    config.heartbeat_ms = 1_000;
-    let server = ward_server::start(config).await.unwrap();
-    let (_, password) = server.initial_admin.clone().unwrap();
-    let api = Api {
-        http: client_for(&server.ca_cert_pem),
-        url: server.url(),
-    };
-    let admin = api.login("admin", &password).await;
-    let (status, _) = api
-        .post(
-            "/auth/password",
-            &admin,
-            json!({"current_password": password, "new_password": "simulated admin 1"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let Running {
+        dir,
+        server,
+        api,
+        admin,
+    } = Running::start(|config| config.heartbeat_ms = 1_000).await;
     let options = SimOptions {
         server: server.url(),
         token: admin.clone(),

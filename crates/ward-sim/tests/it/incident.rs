@@ -8,6 +8,45 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use ward_sim::{SimOptions, sandbox_records};
 
+/// A real server in a temporary directory, with the admin's password changed and logged in.
+pub struct Running {
+    pub dir: tempfile::TempDir,
+    pub server: ward_server::Server,
+    pub api: Api,
+    /// The admin's session token.
+    pub admin: String,
+}
+
+impl Running {
+    pub async fn start(adjust: impl FnOnce(&mut ward_server::config::Config)) -> Running {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ward_server::config::Config::for_data_dir(&dir.path().join("server"));
+        adjust(&mut config);
+        let server = ward_server::start(config).await.unwrap();
+        let (_, password) = server.initial_admin.clone().unwrap();
+        let api = Api {
+            http: client_for(&server.ca_cert_pem),
+            url: server.url(),
+        };
+        let admin = api.login("admin", &password).await;
+        let (status, _) = api
+            .post(
+                "/auth/password",
+                &admin,
+                json!({"current_password": password, "new_password": "simulated admin 1"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        Running {
+            dir,
+            server,
+            api,
+            admin,
+        }
+    }
+}
+
 pub struct Api {
     pub http: reqwest::Client,
     pub url: String,
@@ -90,26 +129,12 @@ pub fn client_for(ca_pem: &str) -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breach_is_contained_across_a_simulated_hospital_and_reported() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ward_server::config::Config::for_data_dir(&dir.path().join("server"));
-    config.heartbeat_ms = 2_000;
-    let server = ward_server::start(config).await.unwrap();
-    let (_, password) = server.initial_admin.clone().unwrap();
-    let http = client_for(&server.ca_cert_pem);
-    let api = Api {
-        http,
-        url: server.url(),
-    };
-    let admin = api.login("admin", &password).await;
-    let (status, _) = api
-        .post(
-            "/auth/password",
-            &admin,
-            json!({"current_password": password, "new_password": "simulated admin 1"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let Running {
+        dir,
+        server,
+        api,
+        admin,
+    } = Running::start(|config| config.heartbeat_ms = 2_000).await;
     let (status, _) = api
         .post(
             "/users",

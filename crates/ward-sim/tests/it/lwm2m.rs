@@ -7,28 +7,16 @@ use reqwest::StatusCode;
 use serde_json::json;
 use ward_sim::lwm2m::Lwm2mOptions;
 
-use crate::incident::{Api, client_for};
+use crate::incident::Running;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_lwm2m_devices_register_and_are_managed() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let config = ward_server::config::Config::for_data_dir(&dir.path().join("server"));
-    let server = ward_server::start(config).await.unwrap();
-    let (_, password) = server.initial_admin.clone().unwrap();
-    let api = Api {
-        http: client_for(&server.ca_cert_pem),
-        url: server.url(),
-    };
-    let admin = api.login("admin", &password).await;
-    let (status, _) = api
-        .post(
-            "/auth/password",
-            &admin,
-            json!({"current_password": password, "new_password": "simulated admin 1"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let Running {
+        dir,
+        server,
+        api,
+        admin,
+    } = Running::start(|_| {}).await;
     let options = Lwm2mOptions {
         server: server.url(),
         token: admin.clone(),
