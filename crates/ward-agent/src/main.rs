@@ -127,6 +127,7 @@ fn main() -> ExitCode {
                     config,
                     mode,
                     synthetic_facts: None,
+                    threads: Default::default(),
                 };
                 match ward_agent::session::run(options).await {
                     Ok(()) => ExitCode::SUCCESS,

@@ -36,6 +36,112 @@ pub struct RunOptions {
     pub mode: Mode,
     /// Report these facts instead of collecting them (the fleet simulator's virtual devices).
     pub synthetic_facts: Option<Arc<Facts>>,
+    /// Where commands are checked and carried out.
+    pub threads: Threads,
+}
+
+/// Where a session checks commands (signature, journal: the path to the acknowledgement) and
+/// carries out the ones it accepted. Both block (an fsync, an executor), so neither runs on the
+/// async threads.
+#[derive(Debug, Clone, Default)]
+pub enum Threads {
+    /// On tokio's blocking pool: a real device, whose processors are its own.
+    #[default]
+    Blocking,
+    /// On fixed pools shared by every session given them.
+    Shared {
+        checks: Background,
+        executions: Background,
+    },
+}
+
+/// A fixed pool of threads taking jobs in order from one queue. The fleet simulator gives all its
+/// virtual devices one pool for checking commands and one thread for carrying them out: on a real
+/// fleet every device has its own processor, so one device carrying out a quarantine never delays
+/// another device acknowledging its command; thousands of virtual devices sharing one machine's
+/// cores would otherwise split them evenly (and start a blocking thread for hundreds of them at
+/// once), and a containment would measure the whole fleet's executions and thread start-ups
+/// before the last acknowledgement.
+#[derive(Clone)]
+pub struct Background {
+    queue: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Background")
+    }
+}
+
+impl Background {
+    /// Starts `threads` threads (at least one), each running `init` first (to lower its priority,
+    /// say); they end when every clone of the handle has been dropped.
+    pub fn start(name: &str, threads: usize, init: fn()) -> std::io::Result<Self> {
+        let (queue, work) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let work = Arc::new(std::sync::Mutex::new(work));
+        for n in 0..threads.max(1) {
+            let work = work.clone();
+            std::thread::Builder::new()
+                .name(format!("{name}-{n}"))
+                .spawn(move || {
+                    init();
+                    loop {
+                        let job = match work.lock() {
+                            Ok(queue) => match queue.recv() {
+                                Ok(job) => job,
+                                Err(_) => return,
+                            },
+                            Err(_) => return,
+                        };
+                        // A panicking job must not take the other devices' work with it (its own
+                        // waiter sees the dropped result and reports the failure).
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                })?;
+        }
+        Ok(Self { queue })
+    }
+
+    /// Runs `job` on the thread and waits for its result (`None` if the thread has gone).
+    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job = Box::new(move || {
+            let _ = done.send(job());
+        });
+        self.queue.send(job).ok()?;
+        result.await.ok()
+    }
+}
+
+impl Threads {
+    /// Runs a command's check (signature, journal).
+    async fn check<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+        match self {
+            Threads::Blocking => tokio::task::spawn_blocking(job)
+                .await
+                .map_err(|err| err.to_string()),
+            Threads::Shared { checks, .. } => checks
+                .run(job)
+                .await
+                .ok_or_else(|| "the checking threads have stopped".to_owned()),
+        }
+    }
+
+    /// Carries out an accepted command.
+    async fn execute<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        match self {
+            Threads::Blocking => tokio::task::spawn_blocking(job)
+                .await
+                .map_err(|err| err.to_string()),
+            Threads::Shared { executions, .. } => executions
+                .run(job)
+                .await
+                .ok_or_else(|| "the executing thread has stopped".to_owned()),
+        }
+    }
 }
 
 /// Aborts a background task when dropped.
@@ -53,6 +159,7 @@ struct Shared {
     /// One command executes at a time across sessions (a reconnect must not start a second
     /// worker beside one still finishing a wipe).
     executing: Arc<tokio::sync::Mutex<()>>,
+    threads: Threads,
 }
 
 /// Where the time of the last contact with the server is kept (for offline self-lock).
@@ -133,6 +240,7 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
     let shared = Shared {
         runner,
         executing: Arc::new(tokio::sync::Mutex::new(())),
+        threads: options.threads.clone(),
     };
     let mut failures: u32 = 0;
     loop {
@@ -209,6 +317,7 @@ fn spawn_worker(
     let (jobs, mut queue) = mpsc::unbounded_channel::<crate::commands::Job>();
     let runner = shared.runner.clone();
     let executing = shared.executing.clone();
+    let threads = shared.threads.clone();
     tokio::spawn(async move {
         while let Some(job) = queue.recv().await {
             let _turn = executing.lock().await;
@@ -219,11 +328,13 @@ fn spawn_worker(
                     | ward_domain::command::CommandKind::ApplySettings
             );
             let runner = runner.clone();
-            let update = match tokio::task::spawn_blocking(move || runner.execute(job, wall_clock_ms())).await
+            let update = match threads
+                .execute(move || runner.execute(job, wall_clock_ms()))
+                .await
             {
                 Ok(update) => update,
                 Err(err) => {
-                    eprintln!("ward-agent: a command's executor panicked: {err}");
+                    eprintln!("ward-agent: carrying out a command failed: {err}");
                     continue;
                 }
             };
@@ -391,7 +502,7 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
                     Some(server_message::Body::Command(command)) => {
                         let runner = shared.runner.clone();
                         let now = wall_clock_ms();
-                        let accepted = match tokio::task::spawn_blocking(move || runner.accept(&command, now)).await {
+                        let accepted = match shared.threads.check(move || runner.accept(&command, now)).await {
                             Ok(accepted) => accepted,
                             Err(err) => return Ended::Lost(format!("checking a command failed: {err}")),
                         };

@@ -224,12 +224,17 @@ const MAX_EVENTS: usize = 1024;
 /// Group commit for what devices report: one task stores whatever has queued up in a single
 /// transaction (a containment fan-out brings thousands of acknowledgements within milliseconds;
 /// one transaction each made SQLite's single writer the bottleneck). A batch that fails is retried
-/// event by event, so one bad event cannot lose the others.
+/// event by event, so one bad event cannot lose the others. While a containment is storing and
+/// pushing its commands (`fan_out` held shared) the writer waits and lets events queue up: their
+/// times were taken when they arrived, and each of the fan-out's commits would otherwise wait for
+/// one of these.
 pub async fn event_writer(
     store: std::sync::Arc<dyn ward_store::Store>,
     mut events: mpsc::Receiver<CommandEvent>,
+    fan_out: std::sync::Arc<tokio::sync::RwLock<()>>,
 ) {
     while let Some(first) = events.recv().await {
+        let _quiet = fan_out.write().await;
         let mut batch = vec![first];
         while batch.len() < MAX_EVENTS {
             match events.try_recv() {

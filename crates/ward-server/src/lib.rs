@@ -230,7 +230,12 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let (command_events, command_queue) = tokio::sync::mpsc::channel(65_536);
     let (enrollments, enroll_queue) = tokio::sync::mpsc::channel(4096);
     let enroll_task = tokio::spawn(enroll_writer::run(store.clone(), enroll_queue));
-    let events_task = tokio::spawn(commands::event_writer(store.clone(), command_queue));
+    let fan_out = Arc::new(tokio::sync::RwLock::new(()));
+    let events_task = tokio::spawn(commands::event_writer(
+        store.clone(),
+        command_queue,
+        fan_out.clone(),
+    ));
     let (policy_work, policy_queue) = tokio::sync::mpsc::channel(4096);
     let writer_task = tokio::spawn(agent_channel::facts_writer(
         store.clone(),
@@ -259,6 +264,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         policy,
         policy_work,
         lwm2m_keys: Default::default(),
+        fan_out,
     }));
     let app = api::app(state.clone());
     let serve_task = tokio::spawn(serve::serve(listener, tls, app));

@@ -59,6 +59,10 @@ pub struct Inner {
     pub policy_work: tokio::sync::mpsc::Sender<crate::policies::Work>,
     /// LwM2M pre-shared keys by PSK identity, read by DTLS handshakes.
     pub lwm2m_keys: Arc<ward_lwm2m::dtls::PskTable>,
+    /// Held (shared) while a containment's commands are being stored and pushed; the command
+    /// event writer takes it (exclusively) before each commit, so the fan-out's chunks never queue
+    /// behind the acknowledgements of the chunks already pushed on the database's single writer.
+    pub fan_out: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl std::ops::Deref for AppState {

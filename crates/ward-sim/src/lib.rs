@@ -19,7 +19,7 @@ use ward_agent::actions::Mode;
 use ward_agent::config::AgentConfig;
 use ward_agent::facts::Facts;
 use ward_agent::identity::StateDir;
-use ward_agent::session::RunOptions;
+use ward_agent::session::{Background, RunOptions, Threads};
 use ward_client::{Client, Trust};
 use ward_proto::{CreateEnrollTokenRequest, CreateSiteRequest};
 
@@ -409,6 +409,17 @@ pub async fn start(options: &SimOptions, progress: &mut (dyn FnMut(&str) + Send)
     progress(&format!("{} devices enrolled; connecting", devices.len()));
     let mut tasks = Vec::new();
     let mut runs = Vec::new();
+    // The virtual devices share this machine's processors; a real fleet does not. Checking
+    // commands on a pool as large as the machine and carrying them out on one thread keeps one
+    // device's quarantine from delaying another device's acknowledgement (see `Background`).
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let started = |name: &str, threads: usize, init: fn()| {
+        Background::start(name, threads, init).map_err(|err| format!("starting the {name} threads: {err}"))
+    };
+    let threads = Threads::Shared {
+        checks: started("sim-checks", cores, || {})?,
+        executions: started("sim-executions", 1, lowest_priority)?,
+    };
     for (i, hostname, state_dir) in &devices {
         let run = RunOptions {
             state_dir: state_dir.clone(),
@@ -422,6 +433,7 @@ pub async fn start(options: &SimOptions, progress: &mut (dyn FnMut(&str) + Send)
             },
             mode: Mode::Sandbox(state_dir.join("sandbox")),
             synthetic_facts: Some(Arc::new(facts(*i, hostname))),
+            threads: threads.clone(),
         };
         runs.push(run.clone());
         tasks.push(spawn_device(run));
@@ -519,5 +531,18 @@ mod tests {
                 .iter()
                 .any(|f| f.firewall.as_ref().is_some_and(|fw| !fw.active))
         );
+    }
+}
+
+/// Gives the calling thread the lowest scheduling priority (nice 19): the simulator's executions
+/// then only use processor time no virtual device's acknowledgement is waiting for. Best effort: a
+/// system that refuses leaves the thread as it was.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `gettid` has no preconditions; `setpriority` on this thread's own id only changes
+    // its scheduling weight and reports failure through its return value, which is ignored.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
     }
 }

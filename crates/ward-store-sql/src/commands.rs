@@ -57,6 +57,7 @@ pub(crate) async fn insert_commands(
 ) -> StoreResult<()> {
     for chunk in commands.chunks(crate::ROWS_PER_INSERT) {
         let sql = crate::multi_row_insert(
+            crate::Dialect::of(conn),
             "INSERT INTO commands (id, device_id, kind, params, not_after_ms, signature, state, \
              batch_id, created_by, created_ms, detail) VALUES ",
             11,

@@ -330,6 +330,7 @@ impl DeviceStore for SqlStore {
             .collect();
         for chunk in history.chunks(crate::ROWS_PER_INSERT) {
             let sql = crate::multi_row_insert(
+                self.dialect,
                 "INSERT INTO device_facts_history (device_id, time_ms, change) VALUES ",
                 3,
                 chunk.len(),

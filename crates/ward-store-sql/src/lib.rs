@@ -49,6 +49,15 @@ impl Dialect {
         }
     }
 
+    /// The dialect of an open connection (for code handed a connection rather than the store).
+    pub(crate) fn of(conn: &AnyConnection) -> Self {
+        if conn.backend_name() == "PostgreSQL" {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        }
+    }
+
     /// Starts a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`, waiting
     /// out other writers via `busy_timeout`) so that read-then-write never fails to upgrade.
     fn begin_statement(self) -> &'static str {
@@ -233,6 +242,7 @@ impl SqlStore {
         // entries, and one round trip per row was most of its time.
         for chunk in entries.chunks(ROWS_PER_INSERT) {
             let sql = multi_row_insert(
+                self.dialect,
                 "INSERT INTO audit_entries (seq, time_ms, actor, action, target, outcome, details, source, prev_hash, hash) VALUES ",
                 10,
                 chunk.len(),
@@ -298,9 +308,13 @@ async fn read_head(conn: &mut AnyConnection, sql: &'static str) -> StoreResult<A
 /// Rows per multi-row INSERT (well under SQLite's and PostgreSQL's bind limits).
 pub(crate) const ROWS_PER_INSERT: usize = 100;
 
-/// `prefix` followed by `rows` tuples of `columns` numbered placeholders: `($1, $2), ($3, $4)`.
-/// Only placeholders are generated, never values, so the text is safe to build.
-pub(crate) fn multi_row_insert(prefix: &str, columns: usize, rows: usize) -> String {
+/// `prefix` followed by `rows` tuples of `columns` placeholders: numbered for PostgreSQL
+/// (`($1, $2), ($3, $4)`), anonymous for SQLite (`(?, ?), (?, ?)`), bound in order either way.
+/// SQLite looks each numbered parameter's name up in a list as long as the statement's, once per
+/// bound value: quadratic in the row count, and a tenth of a containment's transaction before
+/// the placeholders went anonymous. Only placeholders are generated, never values, so the text is
+/// safe to build.
+pub(crate) fn multi_row_insert(dialect: Dialect, prefix: &str, columns: usize, rows: usize) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * columns * 5);
     sql.push_str(prefix);
     for row in 0..rows {
@@ -312,8 +326,13 @@ pub(crate) fn multi_row_insert(prefix: &str, columns: usize, rows: usize) -> Str
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(row * columns + column + 1).to_string());
+            match dialect {
+                Dialect::Sqlite => sql.push('?'),
+                Dialect::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(row * columns + column + 1).to_string());
+                }
+            }
         }
         sql.push(')');
     }

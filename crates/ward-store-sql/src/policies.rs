@@ -146,6 +146,7 @@ impl PolicyStore for SqlStore {
         let mut tx = self.begin().await?;
         for chunk in upserts.chunks(crate::ROWS_PER_INSERT) {
             let mut sql = crate::multi_row_insert(
+                self.dialect,
                 "INSERT INTO compliance_results (device_id, policy, check_id, status, since_ms, evaluated_ms, \
                  policy_version) VALUES ",
                 7,
@@ -260,6 +261,7 @@ impl PolicyStore for SqlStore {
             .chunks(crate::ROWS_PER_INSERT)
         {
             let mut sql = crate::multi_row_insert(
+                self.dialect,
                 "INSERT INTO device_settings (device_id, digest, command_id, updated_ms) VALUES ",
                 4,
                 chunk.len(),

@@ -56,7 +56,7 @@ pub(crate) async fn spawn_server(
             "--data-dir",
         ])
         .arg(data_dir)
-        .env("WARD_LOG", "error")
+        .env("WARD_LOG", "error,ward_server::api::incidents=info")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -75,7 +75,12 @@ pub(crate) async fn spawn_server(
                 break;
             }
         }
-        std::thread::spawn(move || for _ in lines {});
+        // Errors, and the containment's timing line, pass through.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("server: {line}");
+            }
+        });
         (url, fingerprint, password)
     })
     .await?;
