@@ -128,6 +128,7 @@ fn main() -> ExitCode {
                     mode,
                     synthetic_facts: None,
                     threads: Default::default(),
+                    local_address: None,
                 };
                 match ward_agent::session::run(options).await {
                     Ok(()) => ExitCode::SUCCESS,

@@ -38,6 +38,10 @@ pub struct RunOptions {
     pub synthetic_facts: Option<Arc<Facts>>,
     /// Where commands are checked and carried out.
     pub threads: Threads,
+    /// The local address to connect from (`None`: the system picks). The fleet simulator spreads
+    /// its devices over loopback addresses: one source address reaches one server port from at
+    /// most ~28 000 ephemeral ports.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 /// Where a session checks commands (signature, journal: the path to the acknowledgement) and
@@ -377,7 +381,9 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
         .map_err(|e| e.to_string())
         .and_then(|c| c.tls_config(tls).map_err(|e| e.to_string()))
     {
-        Ok(endpoint) => endpoint.connect_timeout(Duration::from_secs(10)),
+        Ok(endpoint) => endpoint
+            .connect_timeout(Duration::from_secs(10))
+            .local_address(options.local_address),
         Err(why) => return Ended::Lost(why),
     };
     let channel = match channel.connect().await {

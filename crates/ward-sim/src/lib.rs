@@ -41,7 +41,41 @@ pub struct SimOptions {
     pub prefix: String,
     /// Devices per second that drop their connection and reconnect (0: none).
     pub churn: f64,
+    /// Connect the devices from this many loopback addresses, 127.20.0.1 and up, in turn (0: the
+    /// system picks). For a server on loopback: one source address reaches one server port from
+    /// at most ~28 000 ephemeral ports, so 100 000 devices need at least four.
+    pub source_addresses: u32,
 }
+
+/// The loopback address device `index` connects from when spreading over `count` addresses.
+pub fn source_address(index: usize, count: u32) -> Option<std::net::IpAddr> {
+    if count == 0 {
+        return None;
+    }
+    let n = (index % count as usize) as u32;
+    Some(std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+        u32::from(std::net::Ipv4Addr::new(127, 20, 0, 1)) + n,
+    )))
+}
+
+/// Whether a server URL names a loopback host.
+fn on_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => host,
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Source addresses must stay inside 127.0.0.0/8 (and the server must be on loopback to be
+/// reached from them).
+pub const MAX_SOURCE_ADDRESSES: u32 = 0x00EB_FFFE;
 
 /// One kind of device in the hospital profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,6 +399,17 @@ async fn prepare(client: &Client, options: &SimOptions) -> Result<BTreeMap<(usiz
 /// Enrolls `options.devices` virtual devices and starts them; returns once every device is enrolled
 /// and its session started (connections come up in the background).
 pub async fn start(options: &SimOptions, progress: &mut (dyn FnMut(&str) + Send)) -> Result<Fleet, String> {
+    if options.source_addresses > MAX_SOURCE_ADDRESSES {
+        return Err(format!(
+            "at most {MAX_SOURCE_ADDRESSES} source addresses fit in 127.20.0.1–127.255.255.254"
+        ));
+    }
+    if options.source_addresses > 0 && !on_loopback(&options.server) {
+        return Err(format!(
+            "source addresses are loopback addresses: the server ({}) must be on 127.0.0.0/8 or localhost",
+            options.server
+        ));
+    }
     let trust = Trust::Fingerprint(options.ca_fingerprint.clone());
     let client = Client::new(&options.server, &trust)
         .map_err(|e| e.to_string())?
@@ -433,6 +478,7 @@ pub async fn start(options: &SimOptions, progress: &mut (dyn FnMut(&str) + Send)
             },
             mode: Mode::Sandbox(state_dir.join("sandbox")),
             synthetic_facts: Some(Arc::new(facts(*i, hostname))),
+            local_address: source_address(*i, options.source_addresses),
             threads: threads.clone(),
         };
         runs.push(run.clone());
@@ -510,6 +556,37 @@ pub fn sandbox_records(dir: &std::path::Path) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devices_take_source_addresses_in_turn_inside_loopback() {
+        assert_eq!(source_address(7, 0), None);
+        assert_eq!(source_address(0, 4), Some([127, 20, 0, 1].into()));
+        assert_eq!(source_address(5, 4), Some([127, 20, 0, 2].into()));
+        assert_eq!(source_address(300, 1000), Some([127, 20, 1, 45].into()));
+        let last = source_address(MAX_SOURCE_ADDRESSES as usize - 1, MAX_SOURCE_ADDRESSES);
+        assert_eq!(last, Some([127, 255, 255, 254].into()));
+    }
+
+    #[test]
+    fn source_addresses_need_a_server_on_loopback() {
+        for url in [
+            "https://127.0.0.1:8443",
+            "https://127.3.2.1",
+            "https://localhost:8443/",
+            "https://[::1]:8443",
+        ] {
+            assert!(on_loopback(url), "{url}");
+        }
+        for url in [
+            "https://10.0.0.5:8443",
+            "https://ward.example.org",
+            "https://[2001:db8::1]:8443",
+            "https://localhost.example.org",
+            "",
+        ] {
+            assert!(!on_loopback(url), "{url}");
+        }
+    }
 
     /// The simulated facts must decode into the agent's types (a mistake would silently fall
     /// back to the minimal facts and the demo would show nothing to comply with).

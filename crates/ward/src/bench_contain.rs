@@ -178,6 +178,8 @@ pub async fn contain(
         concurrency: 16,
         prefix: String::new(),
         churn: 0.0,
+        // Beyond ~28 000 devices one source address runs out of ports.
+        source_addresses: args.devices.div_ceil(20_000) as u32,
     };
     let fleet = ward_sim::start(&options, progress)
         .await

@@ -494,12 +494,12 @@ pub async fn contain(
     }))
 }
 
+/// Signs a slice of (device, action) pairs into commands and their audit records.
+type SignFn<'a, T, C, R> = dyn Fn(&[T]) -> (Vec<C>, Vec<R>) + Sync + 'a;
+
 /// Signs a fan-out's commands (and builds their audit records) on every core, in order: at a
 /// thousand devices signing is a third of the time before the first command leaves.
-fn sign_in_parallel<T: Sync, C: Send, R: Send>(
-    items: &[T],
-    sign: &(dyn Fn(&[T]) -> (Vec<C>, Vec<R>) + Sync),
-) -> (Vec<C>, Vec<R>) {
+fn sign_in_parallel<T: Sync, C: Send, R: Send>(items: &[T], sign: &SignFn<'_, T, C, R>) -> (Vec<C>, Vec<R>) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores < 2 || items.len() < 256 {
         return sign(items);

@@ -24,6 +24,7 @@ async fn churning_devices_reconnect_and_stay_managed() {
         concurrency: 4,
         prefix: "churn-".into(),
         churn: 4.0,
+        source_addresses: 0,
     };
     let fleet = ward_sim::start(&options, &mut |_| {}).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -154,6 +154,8 @@ async fn a_breach_is_contained_across_a_simulated_hospital_and_reported() {
         concurrency: 8,
         prefix: String::new(),
         churn: 0.0,
+        // The devices connect from four loopback addresses, as a 100 000-device run does.
+        source_addresses: 4,
     };
     let fleet = ward_sim::start(&options, &mut |line| eprintln!("{line}"))
         .await
