@@ -553,6 +553,19 @@ pub fn sandbox_records(dir: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// Gives the calling thread the lowest scheduling priority (nice 19): the simulator's executions
+/// then only use processor time no virtual device's acknowledgement is waiting for. Best effort: a
+/// system that refuses leaves the thread as it was.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `gettid` has no preconditions; `setpriority` on this thread's own id only changes
+    // its scheduling weight and reports failure through its return value, which is ignored.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,18 +621,5 @@ mod tests {
                 .iter()
                 .any(|f| f.firewall.as_ref().is_some_and(|fw| !fw.active))
         );
-    }
-}
-
-/// Gives the calling thread the lowest scheduling priority (nice 19): the simulator's executions
-/// then only use processor time no virtual device's acknowledgement is waiting for. Best effort: a
-/// system that refuses leaves the thread as it was.
-fn lowest_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: `gettid` has no preconditions; `setpriority` on this thread's own id only changes
-    // its scheduling weight and reports failure through its return value, which is ignored.
-    unsafe {
-        let tid = libc::gettid();
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
     }
 }
