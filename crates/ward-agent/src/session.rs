@@ -120,15 +120,11 @@ impl Background {
 impl Threads {
     /// Runs a command's check (signature, journal).
     async fn check<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-        match self {
-            Threads::Blocking => tokio::task::spawn_blocking(job)
-                .await
-                .map_err(|err| err.to_string()),
-            Threads::Shared { checks, .. } => checks
-                .run(job)
-                .await
-                .ok_or_else(|| "the checking threads have stopped".to_owned()),
-        }
+        let pool = match self {
+            Threads::Blocking => None,
+            Threads::Shared { checks, .. } => Some(checks),
+        };
+        run_on(pool, job).await
     }
 
     /// Carries out an accepted command.
@@ -136,15 +132,27 @@ impl Threads {
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, String> {
-        match self {
-            Threads::Blocking => tokio::task::spawn_blocking(job)
-                .await
-                .map_err(|err| err.to_string()),
-            Threads::Shared { executions, .. } => executions
-                .run(job)
-                .await
-                .ok_or_else(|| "the executing thread has stopped".to_owned()),
-        }
+        let pool = match self {
+            Threads::Blocking => None,
+            Threads::Shared { executions, .. } => Some(executions),
+        };
+        run_on(pool, job).await
+    }
+}
+
+/// Runs `job` on `pool`, or on tokio's blocking pool without one.
+async fn run_on<T: Send + 'static>(
+    pool: Option<&Background>,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    match pool {
+        None => tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|err| err.to_string()),
+        Some(pool) => pool
+            .run(job)
+            .await
+            .ok_or_else(|| "the command threads have stopped".to_owned()),
     }
 }
 
