@@ -15,6 +15,7 @@ use ward_proto::agent::agent_channel_client::AgentChannelClient;
 use ward_proto::agent::{
     AgentMessage, Heartbeat, Hello, Inventory, InventoryDiff, PROTOCOL_VERSION, agent_message, server_message,
 };
+use ward_proto::fragments::fragmenting;
 
 use crate::actions::Mode;
 use crate::commands::{Accepted, Runner};
@@ -416,7 +417,7 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
     {
         return Ended::Lost("stream closed".into());
     }
-    let mut inbound = match client.session(ReceiverStream::new(receiver)).await {
+    let mut inbound = match client.session(fragmenting(ReceiverStream::new(receiver))).await {
         Ok(response) => response.into_inner(),
         Err(status) => {
             return if status.code() == tonic::Code::PermissionDenied {

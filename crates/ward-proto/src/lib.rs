@@ -15,6 +15,9 @@ pub mod agent {
     pub const PROTOCOL_VERSION: u32 = 1;
 }
 
+#[cfg(feature = "agent")]
+pub mod fragments;
+
 /// The agent channel's codec: prost encoding, as tonic's default, with small initial buffers.
 /// Each live stream keeps an encode and a decode buffer for as long as the device is connected,
 /// and tonic starts both at 8 KiB; the messages of an idle session (heartbeats, commands, acks)
@@ -28,8 +31,10 @@ pub mod agent_codec {
 
     /// Initial size of each stream's encode and decode buffer.
     pub const BUFFER_SIZE: usize = 512;
-    /// tonic's default: a stream yields to others after this much encoded output.
-    const YIELD_THRESHOLD: usize = 32 * 1024;
+    /// An encoder hands its output on once it holds this much (tonic's default is 32 KiB): with
+    /// messages of at most a fragment ([`crate::fragments::FRAGMENT_BYTES`]), each HTTP/2 DATA
+    /// frame stays under 8 KiB, and so does the receiving connection's read buffer.
+    const YIELD_THRESHOLD: usize = 4 * 1024;
 
     fn settings() -> BufferSettings {
         BufferSettings::new(BUFFER_SIZE, YIELD_THRESHOLD)

@@ -19,12 +19,15 @@ use ward_proto::agent::{
     Welcome, agent_message, server_message,
 };
 
+use ward_proto::fragments::{FragmentError, Reassembly};
 use ward_store::FactsUpdate;
 
 use crate::state::AppState;
 
 /// Largest message accepted from an agent (a full inventory with thousands of packages fits).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How long a session keeps the device's parsed facts after its last message.
+const FACTS_KEPT: Duration = Duration::from_secs(10);
 /// Largest stored facts document.
 const MAX_FACTS_BYTES: usize = 2 * 1024 * 1024;
 
@@ -186,8 +189,12 @@ async fn run_session(
 ) {
     let silence = Duration::from_millis(3 * state.config.heartbeat_ms as u64);
     let mut greeted = false;
-    // The device's current facts, read once per session rather than once per report.
+    // The device's current facts, kept while it is reporting (a connect sends everything and
+    // diffs may follow) and dropped once it has been quiet for FACTS_KEPT: a parsed inventory is
+    // hundreds of KiB, and an idle session must not hold one (BENCHMARKS.md, idle agents).
     let mut current: Option<Value> = None;
+    let mut last_heard = tokio::time::Instant::now();
+    let mut fragments = Reassembly::new(MAX_MESSAGE_BYTES);
     // Commands pushed on this connection (each is pushed once per connection, again on reconnect
     // until the agent reports a result).
     let mut pushed = crate::commands::Pushed::new();
@@ -203,9 +210,16 @@ async fn run_session(
                 }
                 continue;
             }
-            next = tokio::time::timeout(silence, inbound.message()) => next,
+            next = tokio::time::timeout_at(
+                last_heard + if current.is_some() { FACTS_KEPT.min(silence) } else { silence },
+                inbound.message(),
+            ) => next,
         };
         let message = match message {
+            Err(_) if current.is_some() => {
+                current = None;
+                continue;
+            }
             Err(_) => break, // silent past the offline threshold
             Ok(Err(status)) => {
                 if status.code() == tonic::Code::OutOfRange || status.message().contains("message length") {
@@ -217,6 +231,20 @@ async fn run_session(
             }
             Ok(Ok(None)) => break,
             Ok(Ok(Some(message))) => message,
+        };
+        last_heard = tokio::time::Instant::now();
+        let message = match fragments.accept(message) {
+            Ok(Some(whole)) => whole,
+            Ok(None) => continue,
+            Err(why) => {
+                let code = if why == FragmentError::TooLarge {
+                    "too_large"
+                } else {
+                    "bad_message"
+                };
+                let _ = outbound.send(Box::new(refusal(code, why.to_string()))).await;
+                break;
+            }
         };
         let was_greeted = greeted;
         // Boxed, like the pushes: handling a message awaits the store, whose futures are large,
@@ -300,6 +328,8 @@ async fn handle(
     }
     match body {
         agent_message::Body::Hello(_) => Err(refusal("bad_message", "hello was already sent")),
+        // Joined by the session before it gets here.
+        agent_message::Body::Fragment(_) => Err(refusal("bad_message", "a fragment inside a fragment")),
         agent_message::Body::CommandUpdate(update) => {
             crate::commands::record_update(state, device_id, leaf, update, pushed).await;
             Ok(None)

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use ward_proto::agent::agent_channel_client::AgentChannelClient;
-use ward_proto::agent::{AgentMessage, Hello, Inventory, agent_message};
+use ward_proto::agent::{AgentMessage, Heartbeat, Hello, Inventory, agent_message};
+use ward_proto::fragments::fragmenting;
 
 use crate::config::{Config, TlsMode};
 
@@ -287,7 +288,10 @@ pub async fn ingest(args: &IngestArgs, progress: &mut dyn FnMut(&str)) -> anyhow
                     })),
                 })
                 .await?;
-            let mut stream = client.session(ReceiverStream::new(receiver)).await?.into_inner();
+            let mut stream = client
+                .session(fragmenting(ReceiverStream::new(receiver)))
+                .await?
+                .into_inner();
             stream.message().await?; // welcome
             senders.push(sender);
             streams.push((client, stream));
@@ -350,6 +354,13 @@ pub struct ConnectionsArgs {
     /// Idle agent connections to open.
     #[arg(long, default_value_t = 10_000)]
     pub connections: usize,
+    /// Seconds to wait after enrolling, before opening the connections: time to attach a heap
+    /// profiler to the server (its process id is printed), e.g. `heaptrack --pid PID`.
+    #[arg(long, default_value_t = 0)]
+    pub pause_before_connect: u64,
+    /// Send only hello, not the full inventory (500 packages) an agent sends on connecting.
+    #[arg(long)]
+    pub hello_only: bool,
 }
 
 /// The resident memory of process `pid`, in bytes.
@@ -422,6 +433,13 @@ pub async fn connections(args: &ConnectionsArgs, progress: &mut dyn FnMut(&str))
             .text()
             .await?;
         let ca = Certificate::from_pem(ca_pem);
+        if args.pause_before_connect > 0 {
+            progress(&format!(
+                "server process {pid}: waiting {} s before connecting",
+                args.pause_before_connect
+            ));
+            tokio::time::sleep(Duration::from_secs(args.pause_before_connect)).await;
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
         let before = rss_bytes(pid)?;
         progress(&format!(
@@ -434,6 +452,7 @@ pub async fn connections(args: &ConnectionsArgs, progress: &mut dyn FnMut(&str))
             let mut tasks = tokio::task::JoinSet::new();
             for (key, cert) in chunk.iter().cloned() {
                 let (ca, agent) = (ca.clone(), agent.clone());
+                let inventory = (!args.hello_only).then(|| sample_facts(0));
                 tasks.spawn(async move {
                     let tls = ClientTlsConfig::new()
                         .ca_certificate(ca)
@@ -454,8 +473,32 @@ pub async fn connections(args: &ConnectionsArgs, progress: &mut dyn FnMut(&str))
                             })),
                         })
                         .await?;
-                    let mut stream = client.session(ReceiverStream::new(receiver)).await?.into_inner();
+                    let mut stream = client
+                        .session(fragmenting(ReceiverStream::new(receiver)))
+                        .await?
+                        .into_inner();
                     stream.message().await?;
+                    if let Some(facts_json) = inventory {
+                        sender
+                            .send(AgentMessage {
+                                body: Some(agent_message::Body::Inventory(Inventory { facts_json })),
+                            })
+                            .await?;
+                    }
+                    // Heartbeats, as an agent sends them (the server drops a session silent for
+                    // three heartbeat intervals, and opening 10 000 takes a while).
+                    let beating = sender.clone();
+                    tokio::spawn(async move {
+                        for seq in 1.. {
+                            tokio::time::sleep(Duration::from_secs(20)).await;
+                            let beat = AgentMessage {
+                                body: Some(agent_message::Body::Heartbeat(Heartbeat { seq })),
+                            };
+                            if beating.send(beat).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
                     Ok::<_, anyhow::Error>((client, sender, stream))
                 });
             }
@@ -463,7 +506,15 @@ pub async fn connections(args: &ConnectionsArgs, progress: &mut dyn FnMut(&str))
                 open.push(joined??);
             }
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // With inventories: the server keeps a device's parsed facts for a while after its last
+        // message, and jemalloc returns freed pages on a 10 s decay; an idle agent is measured
+        // once both have passed.
+        let settle = if args.hello_only { 2 } else { 25 };
+        progress(&format!(
+            "{} connections open; settling for {settle} s",
+            open.len()
+        ));
+        tokio::time::sleep(Duration::from_secs(settle)).await;
         let after = rss_bytes(pid)?;
         let per = after.saturating_sub(before) as f64 / open.len() as f64;
         progress(&format!(

@@ -8,6 +8,10 @@ use std::process::ExitCode;
 /// every inventory report, and glibc's malloc spent a quarter of the ingest time on them. Measured
 /// in BENCHMARKS.md: ingest 5 975 → 10 474 reports/s; memory per idle connection 40.7 → 55.1 KiB
 /// (mimalloc: faster still, but 86 KiB).
+///
+/// The `system-allocator` feature leaves glibc's malloc in place, for heap profilers that
+/// intercept it (`heaptrack`, valgrind's massif); see BENCHMARKS.md.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -17,6 +21,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// went quiet after a burst (devices registering) kept the burst's pages: LwM2M memory per
 /// registration 12.2 → 6.2 KiB, ingest rate unchanged (BENCHMARKS.md). `_RJEM_MALLOC_CONF` in the
 /// environment still overrides it.
+#[cfg(not(feature = "system-allocator"))]
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static malloc_conf: &[u8; 48] = b"background_thread:true,max_background_threads:1\0";

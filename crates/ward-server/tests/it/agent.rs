@@ -10,8 +10,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use ward_proto::agent::agent_channel_client::AgentChannelClient;
 use ward_proto::agent::{
-    AgentMessage, Heartbeat, Hello, Inventory, ServerMessage, agent_message, server_message,
+    AgentMessage, Fragment, Heartbeat, Hello, Inventory, ServerMessage, agent_message, server_message,
 };
+use ward_proto::fragments::fragment;
 
 use crate::kit::{Backend, Kit};
 
@@ -107,6 +108,22 @@ pub async fn session(
     sender.send(first).await.unwrap();
     let response = client.session(ReceiverStream::new(receiver)).await?;
     Ok((sender, response.into_inner()))
+}
+
+/// The device's stored facts once they say `os.id = debian` (or as they are after 5 s).
+async fn stored_debian_facts(kit: &Kit, device_id: &str) -> Value {
+    let mut stored = Value::Null;
+    for _ in 0..50 {
+        let reply = kit
+            .admin(Method::GET, &format!("/devices/{device_id}"), None)
+            .await;
+        stored = reply.body["device"]["facts"].clone();
+        if stored["os"]["id"] == "debian" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stored
 }
 
 pub async fn next_body(stream: &mut tonic::Streaming<ServerMessage>) -> Option<server_message::Body> {
@@ -397,17 +414,23 @@ async fn devices_are_listed_filtered_viewed_and_exported() {
     kit.finish().await;
 }
 
-#[tokio::test]
-async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
-    let kit = Kit::start(&Backend::Sqlite).await;
-    setup_sites(&kit).await;
+/// Sites, and two enrolled workstations in `general` (ws-1, ws-2).
+async fn two_workstations(kit: &Kit) -> (Enrolled, Enrolled) {
+    setup_sites(kit).await;
     let many = token(
-        &kit,
+        kit,
         json!({"site": "general", "class": "workstation", "uses": 10}),
     )
     .await;
-    let device = enroll(&kit, &many, "ws-1").await.map_err(|r| r.body).unwrap();
-    let other = enroll(&kit, &many, "ws-2").await.map_err(|r| r.body).unwrap();
+    let device = enroll(kit, &many, "ws-1").await.map_err(|r| r.body).unwrap();
+    let other = enroll(kit, &many, "ws-2").await.map_err(|r| r.body).unwrap();
+    (device, other)
+}
+
+#[tokio::test]
+async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (device, other) = two_workstations(&kit).await;
 
     // A good session: hello, welcome, inventory with hostile strings, heartbeat.
     let mut client = channel(&kit, &device.key_pem, &device.cert_pem).await.unwrap();
@@ -427,17 +450,7 @@ async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
         .send(msg(agent_message::Body::Heartbeat(Heartbeat { seq: 1 })))
         .await
         .unwrap();
-    let mut stored = Value::Null;
-    for _ in 0..50 {
-        let reply = kit
-            .admin(Method::GET, &format!("/devices/{}", device.id), None)
-            .await;
-        stored = reply.body["device"]["facts"].clone();
-        if stored["os"]["id"] == "debian" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let stored = stored_debian_facts(&kit, &device.id).await;
     let hostname = stored["hostname"].as_str().expect("facts stored");
     assert!(
         hostname.starts_with("<b>x</b>h") && hostname.len() == 4096,
@@ -560,6 +573,76 @@ async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
         denied
             .iter()
             .any(|e| e["details"].as_str().unwrap().contains("revoked"))
+    );
+    kit.finish().await;
+}
+
+fn fragment_msg(data: Vec<u8>, more: bool) -> AgentMessage {
+    msg(agent_message::Body::Fragment(Fragment { data, more }))
+}
+
+#[tokio::test]
+async fn the_agent_channel_joins_fragments_and_refuses_bad_ones() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (device, _) = two_workstations(&kit).await;
+    let mut client = channel(&kit, &device.key_pem, &device.cert_pem).await.unwrap();
+
+    // A 70 KB inventory as 2 KiB fragments is stored whole.
+    let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
+    next_body(&mut stream).await;
+    let packages: Vec<Value> = (0..1500)
+        .map(|i| json!({"name": format!("package-{i}"), "version": "1.0"}))
+        .collect();
+    let facts = json!({"os": {"id": "debian"}, "packages": {"manager": "dpkg", "items": packages}});
+    let parts = fragment(msg(agent_message::Body::Inventory(Inventory {
+        facts_json: facts.to_string(),
+    })));
+    assert!(parts.len() > 20, "{} fragments", parts.len());
+    for part in parts {
+        sender.send(part).await.unwrap();
+    }
+    let stored = stored_debian_facts(&kit, &device.id).await;
+    assert_eq!(stored["packages"]["items"].as_array().map(Vec::len), Some(1500));
+    drop(sender);
+
+    // Something else between the fragments of one message.
+    let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
+    next_body(&mut stream).await;
+    sender.send(fragment_msg(vec![1, 2, 3], true)).await.unwrap();
+    sender
+        .send(msg(agent_message::Body::Heartbeat(Heartbeat { seq: 1 })))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next_body(&mut stream).await, Some(server_message::Body::Refusal(r)) if r.code == "bad_message")
+    );
+
+    // Fragments that join into something that is not a message.
+    let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
+    next_body(&mut stream).await;
+    sender.send(fragment_msg(vec![0xff; 10], false)).await.unwrap();
+    assert!(
+        matches!(next_body(&mut stream).await, Some(server_message::Body::Refusal(r)) if r.code == "bad_message")
+    );
+
+    // Fragments each under the message limit that together exceed it.
+    let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
+    next_body(&mut stream).await;
+    for _ in 0..5 {
+        if sender
+            .send(fragment_msg(vec![b'x'; 1024 * 1024], true))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert!(
+        matches!(next_body(&mut stream).await, Some(server_message::Body::Refusal(r)) if r.code == "too_large")
+    );
+    assert_eq!(
+        kit.call(Method::GET, "/health", None, None).await.status,
+        StatusCode::OK
     );
     kit.finish().await;
 }

@@ -289,6 +289,14 @@ async fn a_breach_is_contained_across_a_simulated_hospital_and_reported() {
         s["lift"]["commands"].as_u64() > Some(0) && s["lift"]["outstanding"] == 0
     })
     .await;
+    // Acknowledged comes before carried out (the simulator runs commands on a background thread).
+    api.wait(
+        "lift succeeded",
+        &format!("/incidents/{id}/status"),
+        &admin,
+        |s| s["lift"]["succeeded"] == s["lift"]["commands"],
+    )
+    .await;
     assert_eq!(kinds(by_name("ws")), ["lock", "quarantine", "release", "unlock"]);
     let (status, closed) = api
         .post(
