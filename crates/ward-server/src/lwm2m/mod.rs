@@ -313,7 +313,9 @@ struct Registration {
     stored: Box<str>,
     /// Commands waiting, with when they were queued here (server clock).
     queue: VecDeque<(CommandRecord, i64)>,
-    active: Option<Active>,
+    /// Boxed: a command is rarely in flight, and inline it made every registration (and every
+    /// empty slot of the registrations map) hundreds of bytes larger.
+    active: Option<Box<Active>>,
     /// Commands handed over on this registration (a command arrives once per registration).
     pushed: HashSet<String>,
     battery_token: Option<Vec<u8>>,
@@ -633,7 +635,7 @@ impl Gateway {
         }
         // A Register from a registered device replaces its registration (it rebooted). The command
         // it was carrying out is known here even before the store has recorded it as sent.
-        let mut in_flight: Option<Active> = None;
+        let mut in_flight: Option<Box<Active>> = None;
         if let Some(old) = self.devices.remove(&device_id) {
             in_flight = old.active;
             self.locations.remove(&old.location);
@@ -923,13 +925,13 @@ impl Gateway {
                 }
                 actions::Plan::Requests { requests, detail } => {
                     if let Some(registration) = self.devices.get_mut(device_id) {
-                        registration.active = Some(Active {
+                        registration.active = Some(Box::new(Active {
                             command,
                             requests: requests.into(),
                             detail,
                             acknowledged: false,
                             firmware: None,
-                        });
+                        }));
                     }
                     self.next_step(device_id).await;
                     return;
@@ -937,7 +939,7 @@ impl Gateway {
                 actions::Plan::Firmware { write } => {
                     let timeout = Duration::from_millis(self.config().firmware_timeout_ms);
                     if let Some(registration) = self.devices.get_mut(device_id) {
-                        registration.active = Some(Active {
+                        registration.active = Some(Box::new(Active {
                             command,
                             requests: VecDeque::from([write]),
                             detail: String::new(),
@@ -948,7 +950,7 @@ impl Gateway {
                                 busy: false,
                                 state: None,
                             }),
-                        });
+                        }));
                     }
                     self.next_step(device_id).await;
                     return;
