@@ -410,6 +410,11 @@ fn parse_base_url(base_url: &str) -> Result<Url> {
     Ok(url)
 }
 
+/// Whether the URL `text` names a loopback host (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback_url(text: &str) -> bool {
+    Url::parse(text.trim()).is_ok_and(|url| is_loopback(&url))
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host_str() {
         Some(host) if host.eq_ignore_ascii_case("localhost") => true,

@@ -447,12 +447,14 @@ pub async fn connections(args: &ConnectionsArgs, progress: &mut dyn FnMut(&str))
             before / 1024,
             args.connections
         ));
+        // The same inventory for every device, built once.
+        let inventory = (!args.hello_only).then(|| sample_facts(0));
         let mut open = Vec::with_capacity(identities.len());
         for chunk in identities.chunks(200) {
             let mut tasks = tokio::task::JoinSet::new();
             for (key, cert) in chunk.iter().cloned() {
                 let (ca, agent) = (ca.clone(), agent.clone());
-                let inventory = (!args.hello_only).then(|| sample_facts(0));
+                let inventory = inventory.clone();
                 tasks.spawn(async move {
                     let tls = ClientTlsConfig::new()
                         .ca_certificate(ca)

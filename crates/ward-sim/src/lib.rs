@@ -58,21 +58,6 @@ pub fn source_address(index: usize, count: u32) -> Option<std::net::IpAddr> {
     )))
 }
 
-/// Whether a server URL names a loopback host.
-fn on_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = match host.rsplit_once(':') {
-        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
-        _ => host,
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Source addresses must stay inside 127.0.0.0/8 (and the server must be on loopback to be
 /// reached from them).
 pub const MAX_SOURCE_ADDRESSES: u32 = 0x00EB_FFFE;
@@ -404,7 +389,7 @@ pub async fn start(options: &SimOptions, progress: &mut (dyn FnMut(&str) + Send)
             "at most {MAX_SOURCE_ADDRESSES} source addresses fit in 127.20.0.1–127.255.255.254"
         ));
     }
-    if options.source_addresses > 0 && !on_loopback(&options.server) {
+    if options.source_addresses > 0 && !ward_client::is_loopback_url(&options.server) {
         return Err(format!(
             "source addresses are loopback addresses: the server ({}) must be on 127.0.0.0/8 or localhost",
             options.server
@@ -588,7 +573,7 @@ mod tests {
             "https://localhost:8443/",
             "https://[::1]:8443",
         ] {
-            assert!(on_loopback(url), "{url}");
+            assert!(ward_client::is_loopback_url(url), "{url}");
         }
         for url in [
             "https://10.0.0.5:8443",
@@ -597,7 +582,7 @@ mod tests {
             "https://localhost.example.org",
             "",
         ] {
-            assert!(!on_loopback(url), "{url}");
+            assert!(!ward_client::is_loopback_url(url), "{url}");
         }
     }
 

@@ -577,6 +577,15 @@ async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
     kit.finish().await;
 }
 
+/// A session past hello and welcome.
+async fn welcomed(
+    client: &mut AgentChannelClient<Channel>,
+) -> (mpsc::Sender<AgentMessage>, tonic::Streaming<ServerMessage>) {
+    let (sender, mut stream) = session(client, hello(1)).await.unwrap();
+    next_body(&mut stream).await;
+    (sender, stream)
+}
+
 fn fragment_msg(data: Vec<u8>, more: bool) -> AgentMessage {
     msg(agent_message::Body::Fragment(Fragment { data, more }))
 }
@@ -588,8 +597,7 @@ async fn the_agent_channel_joins_fragments_and_refuses_bad_ones() {
     let mut client = channel(&kit, &device.key_pem, &device.cert_pem).await.unwrap();
 
     // A 70 KB inventory as 2 KiB fragments is stored whole.
-    let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
-    next_body(&mut stream).await;
+    let (sender, _stream) = welcomed(&mut client).await;
     let packages: Vec<Value> = (0..1500)
         .map(|i| json!({"name": format!("package-{i}"), "version": "1.0"}))
         .collect();
@@ -606,8 +614,7 @@ async fn the_agent_channel_joins_fragments_and_refuses_bad_ones() {
     drop(sender);
 
     // Something else between the fragments of one message.
-    let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
-    next_body(&mut stream).await;
+    let (sender, mut stream) = welcomed(&mut client).await;
     sender.send(fragment_msg(vec![1, 2, 3], true)).await.unwrap();
     sender
         .send(msg(agent_message::Body::Heartbeat(Heartbeat { seq: 1 })))
@@ -618,16 +625,14 @@ async fn the_agent_channel_joins_fragments_and_refuses_bad_ones() {
     );
 
     // Fragments that join into something that is not a message.
-    let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
-    next_body(&mut stream).await;
+    let (sender, mut stream) = welcomed(&mut client).await;
     sender.send(fragment_msg(vec![0xff; 10], false)).await.unwrap();
     assert!(
         matches!(next_body(&mut stream).await, Some(server_message::Body::Refusal(r)) if r.code == "bad_message")
     );
 
     // Fragments each under the message limit that together exceed it.
-    let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
-    next_body(&mut stream).await;
+    let (sender, mut stream) = welcomed(&mut client).await;
     for _ in 0..5 {
         if sender
             .send(fragment_msg(vec![b'x'; 1024 * 1024], true))
