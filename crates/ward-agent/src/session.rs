@@ -1,4 +1,5 @@
-//! `ward-agent run`: one long-lived stream to the server over mutual TLS — hello, full inventory,
+//! `ward-agent run`: one long-lived stream to the server over mutual TLS (the framed channel,
+//! [`ward_proto::framed`]) — hello, full inventory,
 //! heartbeats, inventory diffs when facts change, commands and their results — reconnecting with
 //! jittered exponential backoff. Commands run one at a time, in the order received, on a worker
 //! beside the stream (heartbeats go on while a wipe runs); the journal in [`crate::commands`]
@@ -9,19 +10,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use ward_proto::agent::agent_channel_client::AgentChannelClient;
 use ward_proto::agent::{
-    AgentMessage, Heartbeat, Hello, Inventory, InventoryDiff, PROTOCOL_VERSION, agent_message, server_message,
+    AgentMessage, Heartbeat, Hello, Inventory, InventoryDiff, PROTOCOL_VERSION, ServerMessage, agent_message,
+    server_message,
 };
-use ward_proto::fragments::fragmenting;
+use ward_proto::framed::{self, FrameReader};
 
 use crate::actions::Mode;
 use crate::commands::{Accepted, Runner};
 use crate::config::AgentConfig;
 use crate::facts::{self, CollectOptions, Facts};
 use crate::identity::StateDir;
+
+/// Largest message accepted from the server (commands are small; a settings bundle fits).
+const MAX_SERVER_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -377,30 +381,33 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
             };
         }
     };
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .identity(Identity::from_pem(cert, key))
-        .domain_name(enrollment.server_host.clone());
-    let url = format!(
-        "https://{}:{}",
-        host_for_url(&enrollment.server_host),
-        enrollment.agent_port
-    );
-    let channel = match Channel::from_shared(url)
-        .map_err(|e| e.to_string())
-        .and_then(|c| c.tls_config(tls).map_err(|e| e.to_string()))
-    {
-        Ok(endpoint) => endpoint
-            .connect_timeout(Duration::from_secs(10))
-            .local_address(options.local_address),
+    let config = match framed::client_config(&ca, &cert, &key) {
+        Ok(config) => config,
         Err(why) => return Ended::Lost(why),
     };
-    let channel = match channel.connect().await {
-        Ok(channel) => channel,
+    let stream = match framed::connect(
+        config,
+        &enrollment.server_host,
+        enrollment.agent_port,
+        options.local_address,
+        Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok(stream) => stream,
         Err(err) => return Ended::Lost(format!("connecting: {err}")),
     };
-    let mut client = AgentChannelClient::new(channel).max_decoding_message_size(64 * 1024);
-    let (sender, receiver) = mpsc::channel(16);
+    let (read, mut write) = tokio::io::split(stream);
+    let mut inbound = FrameReader::new(read, MAX_SERVER_MESSAGE_BYTES);
+    let (sender, mut receiver) = mpsc::channel::<AgentMessage>(16);
+    // Sends what the session and the command worker queue, in order; stops with the session.
+    let _writer = AbortOnDrop(tokio::spawn(async move {
+        while let Some(message) = receiver.recv().await {
+            if framed::write_message(&mut write, &message).await.is_err() {
+                return;
+            }
+        }
+    }));
     let hostname = match collect_facts(options).await {
         Ok(facts) => facts,
         Err(ended) => return ended,
@@ -417,20 +424,7 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
     {
         return Ended::Lost("stream closed".into());
     }
-    let mut inbound = match client.session(fragmenting(ReceiverStream::new(receiver))).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => {
-            return if status.code() == tonic::Code::PermissionDenied {
-                Ended::Refused {
-                    code: "revoked".into(),
-                    message: status.message().into(),
-                }
-            } else {
-                Ended::Lost(format!("{}: {}", status.code(), status.message()))
-            };
-        }
-    };
-    let heartbeat = match inbound.message().await {
+    let heartbeat = match inbound.message::<ServerMessage>().await {
         Ok(Some(reply)) => match reply.body {
             Some(server_message::Body::Welcome(welcome)) => {
                 Duration::from_secs(u64::from(welcome.heartbeat_seconds.max(1)))
@@ -444,11 +438,11 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
             _ => return Ended::Lost("the server did not welcome us".into()),
         },
         Ok(None) => return Ended::Lost("closed before welcome".into()),
-        Err(status) => return Ended::Lost(status.message().into()),
+        Err(err) => return Ended::Lost(err.to_string()),
     };
     write_last_contact(&last_contact_path(state), wall_clock_ms());
     if crate::identity::needs_renewal(wall_clock_ms(), enrollment.not_after_ms) {
-        return match renew(&mut client, state, &enrollment).await {
+        return match renew(state, options, &enrollment).await {
             Ok(()) => Ended::Lost("certificate renewed; reconnecting with it".into()),
             Err(why) => Ended::Lost(format!("certificate renewal failed: {why}")),
         };
@@ -509,7 +503,7 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
                     last_sent = now;
                 }
             }
-            reply = inbound.message() => match reply {
+            reply = inbound.message::<ServerMessage>() => match reply {
                 Ok(Some(reply)) => match reply.body {
                     Some(server_message::Body::Refusal(refusal)) => {
                         return Ended::Refused { code: refusal.code, message: refusal.message };
@@ -549,13 +543,7 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
                     _ => {}
                 },
                 Ok(None) => return Ended::Lost("the server closed the stream".into()),
-                Err(status) => {
-                    return if status.code() == tonic::Code::PermissionDenied {
-                        Ended::Refused { code: "revoked".into(), message: status.message().into() }
-                    } else {
-                        Ended::Lost(format!("{}: {}", status.code(), status.message()))
-                    };
-                }
+                Err(err) => return Ended::Lost(err.to_string()),
             }
         }
     }
@@ -570,12 +558,33 @@ fn wall_clock_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Rotates the device key: a new key pair and CSR, signed by the server over the current channel.
+/// Rotates the device key: a new key pair and CSR, signed by the server over the agent port's
+/// gRPC service (a unary call, made only for this), authenticated with the current certificate.
 async fn renew(
-    client: &mut AgentChannelClient<Channel>,
     state: &StateDir,
+    options: &RunOptions,
     enrollment: &crate::identity::Enrollment,
 ) -> Result<(), String> {
+    let (_, key_pem, cert_pem, ca) = state.load()?;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert_pem, key_pem))
+        .domain_name(enrollment.server_host.clone());
+    let url = format!(
+        "https://{}:{}",
+        host_for_url(&enrollment.server_host),
+        enrollment.agent_port
+    );
+    let channel = Channel::from_shared(url)
+        .map_err(|e| e.to_string())?
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(10))
+        .local_address(options.local_address)
+        .connect()
+        .await
+        .map_err(|err| format!("connecting: {err}"))?;
+    let mut client = AgentChannelClient::new(channel).max_decoding_message_size(64 * 1024);
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())
         .and_then(|params| params.serialize_request(&key))

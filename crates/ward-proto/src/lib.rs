@@ -18,6 +18,9 @@ pub mod agent {
 #[cfg(feature = "agent")]
 pub mod fragments;
 
+#[cfg(feature = "agent")]
+pub mod framed;
+
 /// The agent channel's codec: prost encoding, as tonic's default, with small initial buffers.
 /// Each live stream keeps an encode and a decode buffer for as long as the device is connected,
 /// and tonic starts both at 8 KiB; the messages of an idle session (heartbeats, commands, acks)

@@ -1,11 +1,23 @@
-//! The agent channel: a gRPC service over mutual TLS on its own port. Each device keeps one
+//! The agent channel: mutual TLS on its own port, in two transports chosen by ALPN — framed
+//! protobuf messages (`ward-agent/2`, [`ward_proto::framed`]: what agents use) and the gRPC
+//! service of agent.proto (`h2`: certificate renewal, older agents). Each device keeps one
 //! bidirectional stream; the server identifies it by the certificate Ward's CA issued, refuses
 //! revoked, retired or superseded certificates, stores inventory and presence, and closes the
-//! stream at once when the device is revoked.
+//! stream at once when the device is revoked. Both transports run the same session.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use ward_proto::framed::{self, FrameError, FrameReader};
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -54,58 +66,99 @@ fn refusal(code: &str, message: impl Into<String>) -> ServerMessage {
     }
 }
 
-/// The device id (certificate subject CN) and SHA-256 fingerprint of the client certificate.
-fn identify<T>(request: &Request<T>) -> Result<(String, String), Status> {
-    let certs = request
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    let fingerprint = hex::encode(Sha256::digest(leaf.as_ref()));
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
-        .map_err(|_| Status::unauthenticated("unreadable client certificate"))?;
+/// The device id (certificate subject CN) and SHA-256 fingerprint of a client certificate.
+fn identify(leaf: &[u8]) -> Result<(String, String), Denied> {
+    if leaf.is_empty() {
+        return Err(Denied::Unauthenticated("a client certificate is required"));
+    }
+    let fingerprint = hex::encode(Sha256::digest(leaf));
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|_| Denied::Unauthenticated("unreadable client certificate"))?;
     let cn = cert
         .subject()
         .iter_common_name()
         .next()
         .and_then(|cn| cn.as_str().ok())
-        .ok_or_else(|| Status::unauthenticated("client certificate has no device id"))?;
+        .ok_or(Denied::Unauthenticated("client certificate has no device id"))?;
     Ok((cn.to_owned(), fingerprint))
 }
 
-impl AgentService {
-    /// The device behind a request's client certificate, if it may connect; refusals are audited.
-    async fn authenticate<T>(&self, request: &Request<T>) -> Result<(String, String), Status> {
-        let state = &self.state;
-        let source = request.remote_addr().map(|a| a.ip().to_string());
-        let (device_id, fingerprint) = identify(request)?;
-        let device = state
-            .store
-            .device(&device_id)
-            .await
-            .map_err(|_| Status::unavailable("storage unavailable"))?;
-        let reason = match &device {
-            None => Some("unknown device"),
-            Some(d) if !d.state.may_connect() => Some("revoked"),
-            Some(d) if d.cert_fingerprint != fingerprint => Some("superseded certificate"),
-            Some(_) => None,
-        };
-        if let Some(reason) = reason {
-            let record = AuditRecord::new(
-                format!("device:{device_id}"),
-                "device.connect",
-                format!("device:{device_id}"),
-                Outcome::Denied,
-                json!({ "reason": reason }),
-            )
-            .with_source(source);
-            let _ = state.store.append(state.audit(record)).await;
-            return Err(Status::permission_denied(format!(
-                "this device may not connect: {reason}"
-            )));
+/// Why a connection was not admitted.
+#[derive(Debug)]
+enum Denied {
+    /// No usable client certificate.
+    Unauthenticated(&'static str),
+    /// Unknown, revoked, retired or superseded: audited.
+    Refused(&'static str),
+    /// The store could not be asked.
+    Unavailable,
+}
+
+impl Denied {
+    fn status(&self) -> Status {
+        match self {
+            Denied::Unauthenticated(why) => Status::unauthenticated(*why),
+            Denied::Refused(reason) => {
+                Status::permission_denied(format!("this device may not connect: {reason}"))
+            }
+            Denied::Unavailable => Status::unavailable("storage unavailable"),
         }
-        Ok((device_id, fingerprint))
+    }
+
+    /// The refusal a framed connection gets; the codes are the ones an agent already knows.
+    fn refusal(&self) -> ServerMessage {
+        match self {
+            Denied::Unauthenticated(why) => refusal("unauthenticated", *why),
+            Denied::Refused(reason) => refusal("revoked", format!("this device may not connect: {reason}")),
+            Denied::Unavailable => refusal("unavailable", "storage unavailable; try again later"),
+        }
+    }
+}
+
+/// The device behind the client certificate `leaf`, if it may connect; refusals are audited.
+async fn admit(state: &AppState, leaf: &[u8], source: Option<IpAddr>) -> Result<(String, String), Denied> {
+    let (device_id, fingerprint) = identify(leaf)?;
+    let device = state
+        .store
+        .device(&device_id)
+        .await
+        .map_err(|_| Denied::Unavailable)?;
+    let reason = match &device {
+        None => Some("unknown device"),
+        Some(d) if !d.state.may_connect() => Some("revoked"),
+        Some(d) if d.cert_fingerprint != fingerprint => Some("superseded certificate"),
+        Some(_) => None,
+    };
+    if let Some(reason) = reason {
+        let record = AuditRecord::new(
+            format!("device:{device_id}"),
+            "device.connect",
+            format!("device:{device_id}"),
+            Outcome::Denied,
+            json!({ "reason": reason }),
+        )
+        .with_source(source.map(|ip| ip.to_string()));
+        let _ = state.store.append(state.audit(record)).await;
+        return Err(Denied::Refused(reason));
+    }
+    Ok((device_id, fingerprint))
+}
+
+/// The first certificate a gRPC request's connection presented, as DER (empty without one).
+fn leaf_of<T>(request: &Request<T>) -> Vec<u8> {
+    request
+        .peer_certs()
+        .and_then(|certs| certs.first().map(|cert| cert.as_ref().to_vec()))
+        .unwrap_or_default()
+}
+
+impl AgentService {
+    /// The device behind a request's client certificate, if it may connect.
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<(String, String), Status> {
+        let source = request.remote_addr().map(|a| a.ip());
+        admit(&self.state, &leaf_of(request), source)
+            .await
+            .map_err(|denied| denied.status())
     }
 }
 
@@ -157,10 +210,7 @@ impl AgentChannel for AgentService {
             ));
         }
         // The certificate this connection proved: wipe completion records are verified with its key.
-        let leaf = request
-            .peer_certs()
-            .and_then(|certs| certs.first().map(|cert| cert.as_ref().to_vec()))
-            .unwrap_or_default();
+        let leaf = leaf_of(&request);
         let registration = state.channels.register(&device_id);
         // Boxed messages: a channel allocates its slots in blocks of 32, and 32 inline messages
         // were 4 KiB per idle connection. Nothing is ever sent as an error status.
@@ -169,7 +219,7 @@ impl AgentChannel for AgentService {
             state,
             device_id,
             leaf,
-            request.into_inner(),
+            Inbound::Grpc(request.into_inner()),
             sender,
             registration,
         ));
@@ -178,12 +228,48 @@ impl AgentChannel for AgentService {
     }
 }
 
+/// Where a session's messages come from: either transport.
+enum Inbound {
+    Grpc(Streaming<AgentMessage>),
+    Framed(FrameReader<tokio::io::ReadHalf<TlsStream<TcpStream>>>),
+}
+
+/// Why a session's next message could not be read.
+enum InboundError {
+    /// Over [`MAX_MESSAGE_BYTES`].
+    TooLarge,
+    /// Not an `AgentMessage`.
+    Malformed,
+    /// The connection failed or the stream was reset.
+    Lost,
+}
+
+impl Inbound {
+    /// The next message, `Ok(None)` when the agent ended the stream. Cancel-safe.
+    async fn message(&mut self) -> Result<Option<AgentMessage>, InboundError> {
+        match self {
+            Inbound::Grpc(stream) => stream.message().await.map_err(|status| {
+                if status.code() == tonic::Code::OutOfRange || status.message().contains("message length") {
+                    InboundError::TooLarge
+                } else {
+                    InboundError::Lost
+                }
+            }),
+            Inbound::Framed(reader) => reader.message().await.map_err(|err| match err {
+                FrameError::TooLarge { .. } => InboundError::TooLarge,
+                FrameError::Malformed(_) => InboundError::Malformed,
+                FrameError::Io(_) => InboundError::Lost,
+            }),
+        }
+    }
+}
+
 /// Drives one stream until the agent leaves, goes silent, misbehaves or is revoked.
 async fn run_session(
     state: AppState,
     device_id: String,
     leaf: Vec<u8>,
-    mut inbound: Streaming<AgentMessage>,
+    mut inbound: Inbound,
     outbound: mpsc::Sender<Box<ServerMessage>>,
     mut registration: crate::channels::Registration,
 ) {
@@ -221,14 +307,19 @@ async fn run_session(
                 continue;
             }
             Err(_) => break, // silent past the offline threshold
-            Ok(Err(status)) => {
-                if status.code() == tonic::Code::OutOfRange || status.message().contains("message length") {
-                    let _ = outbound
-                        .send(Box::new(refusal("too_large", "message too large")))
-                        .await;
-                }
+            Ok(Err(InboundError::TooLarge)) => {
+                let _ = outbound
+                    .send(Box::new(refusal("too_large", "message too large")))
+                    .await;
                 break;
             }
+            Ok(Err(InboundError::Malformed)) => {
+                let _ = outbound
+                    .send(Box::new(refusal("bad_message", "not a valid agent message")))
+                    .await;
+                break;
+            }
+            Ok(Err(InboundError::Lost)) => break,
             Ok(Ok(None)) => break,
             Ok(Ok(Some(message))) => message,
         };
@@ -666,27 +757,130 @@ fn remove_path(root: &mut Value, path: &str) {
     }
 }
 
-/// Serves the agent channel on `listener` with mutual TLS (client certificates from Ward's CA).
+/// The agent port's TLS settings: client certificates from Ward's CA required, the framed
+/// channel offered before gRPC.
+fn tls_config(state: &AppState, chain_pem: &str, key_pem: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(state.keys.ca_cert_pem.as_bytes()) {
+        roots
+            .add(cert.context("reading the CA certificate")?)
+            .context("adding the CA certificate")?;
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .context("building the client certificate verifier")?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .context("parsing the agent port's certificate chain")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("parsing the agent port's key")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("building the agent port's TLS configuration")?;
+    config.alpn_protocols = vec![framed::ALPN.to_vec(), b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves the agent channel on `listener` with mutual TLS (client certificates from Ward's CA):
+/// each connection's handshake is finished here, then it goes to the framed session or, for
+/// ALPN `h2` (or none), to the gRPC server.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     cert_chain_pem: String,
     key_pem: String,
-) -> Result<(), tonic::transport::Error> {
-    let tls = tonic::transport::ServerTlsConfig::new()
-        .identity(tonic::transport::Identity::from_pem(cert_chain_pem, key_pem))
-        .client_ca_root(tonic::transport::Certificate::from_pem(
-            state.keys.ca_cert_pem.clone(),
-        ));
-    tonic::transport::Server::builder()
-        .tls_config(tls)?
+) -> anyhow::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config(&state, &cert_chain_pem, &key_pem)?);
+    let (grpc_connections, incoming) = mpsc::channel::<std::io::Result<TlsStream<TcpStream>>>(64);
+    let grpc = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(3600 * 24 * 365))
         .http2_keepalive_interval(Some(Duration::from_secs(60)))
         // An agent holds one stream; a few more are room for a reconnect overlapping.
         .max_concurrent_streams(Some(4))
-        .add_service(service(state))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-        .await
+        .add_service(service(state.clone()))
+        .serve_with_incoming(ReceiverStream::new(incoming));
+    let grpc = tokio::spawn(grpc);
+    loop {
+        if grpc.is_finished() {
+            anyhow::bail!("the gRPC agent channel stopped");
+        }
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(error = %err, "agent port: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        let grpc_connections = grpc_connections.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "agent port: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "agent port: TLS handshake timed out");
+                    return;
+                }
+            };
+            if stream.get_ref().1.alpn_protocol() == Some(framed::ALPN) {
+                framed_connection(state, stream, peer).await;
+            } else {
+                let _ = grpc_connections.send(Ok(stream)).await;
+            }
+        });
+    }
+}
+
+/// One framed connection: admitted like a gRPC session, then the session reads from the
+/// connection while this task writes what it sends.
+async fn framed_connection(state: AppState, stream: TlsStream<TcpStream>, peer: SocketAddr) {
+    let leaf = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first().map(|cert| cert.as_ref().to_vec()))
+        .unwrap_or_default();
+    let (read, mut write) = tokio::io::split(stream);
+    let admitted = match admit(&state, &leaf, Some(peer.ip())).await {
+        Ok((device_id, _)) if !state.channels.allow_attempt(&device_id, state.now_ms()) => Err(refusal(
+            "throttled",
+            "too many connections from this device; back off",
+        )),
+        Ok((device_id, _)) => Ok(device_id),
+        Err(denied) => Err(denied.refusal()),
+    };
+    let device_id = match admitted {
+        Ok(device_id) => device_id,
+        Err(refusal) => {
+            let _ = framed::write_message(&mut write, &refusal).await;
+            let _ = write.shutdown().await;
+            return;
+        }
+    };
+    let registration = state.channels.register(&device_id);
+    let (sender, mut receiver) = mpsc::channel::<Box<ServerMessage>>(8);
+    let inbound = Inbound::Framed(FrameReader::new(read, MAX_MESSAGE_BYTES));
+    let session = run_session(state, device_id, leaf, inbound, sender, registration);
+    let writer = async move {
+        while let Some(message) = receiver.recv().await {
+            if framed::write_message(&mut write, message.as_ref()).await.is_err() {
+                break;
+            }
+        }
+        // The session ended (its sender is gone) or the connection failed.
+        let _ = write.shutdown().await;
+    };
+    tokio::join!(session, writer);
 }
 
 #[cfg(test)]

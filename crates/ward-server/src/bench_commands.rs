@@ -10,13 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::json;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use ward_domain::command::{CommandState, verify_command};
-use ward_proto::agent::agent_channel_client::AgentChannelClient;
-use ward_proto::agent::{AgentMessage, CommandUpdate, Hello, agent_message, server_message};
+use ward_proto::agent::{AgentMessage, CommandUpdate, ServerMessage, agent_message, server_message};
 
-use crate::bench_devices::{Bench, enroll_many, median};
+use crate::bench_devices::{Bench, enroll_many, median, open_agent};
 
 /// `ward bench commands`.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,6 +23,9 @@ pub struct CommandsArgs {
     pub commands: usize,
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Connect the device over the gRPC transport (ALPN h2) instead of the framed one agents use.
+    #[arg(long)]
+    pub grpc: bool,
 }
 
 /// Median and 99th percentile, milliseconds.
@@ -42,7 +42,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// The device side: verifies each command as the agent does, journals it with an fsync, acks.
 async fn fake_agent(
-    mut stream: tonic::Streaming<ward_proto::agent::ServerMessage>,
+    mut incoming: mpsc::Receiver<ServerMessage>,
     sender: mpsc::Sender<AgentMessage>,
     device_id: String,
     key: ed25519_dalek::VerifyingKey,
@@ -52,7 +52,7 @@ async fn fake_agent(
         .create(true)
         .append(true)
         .open(journal)?;
-    while let Some(message) = stream.message().await? {
+    while let Some(message) = incoming.recv().await {
         let Some(server_message::Body::Command(command)) = message.body else {
             continue;
         };
@@ -95,27 +95,15 @@ pub async fn commands(args: &CommandsArgs, progress: &mut dyn FnMut(&str)) -> an
         let server = bench.server()?;
         let devices = server.state.store.list_devices(false).await?;
         let device_id = devices.first().context("no device")?.id.clone();
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&server.ca_cert_pem))
-            .identity(Identity::from_pem(cert_pem, key_pem))
-            .domain_name("localhost");
-        let channel = Channel::from_shared(format!("https://{}", server.agent_addr))?
-            .tls_config(tls)?
-            .connect()
-            .await?;
-        let mut client = AgentChannelClient::new(channel);
-        let (sender, receiver) = mpsc::channel(16);
-        sender
-            .send(AgentMessage {
-                body: Some(agent_message::Body::Hello(Hello {
-                    protocol_version: 1,
-                    agent_version: "bench".into(),
-                    hostname: "b".into(),
-                })),
-            })
-            .await?;
-        let mut stream = client.session(ReceiverStream::new(receiver)).await?.into_inner();
-        stream.message().await?; // welcome
+        let connection = open_agent(
+            server.agent_addr,
+            &server.ca_cert_pem,
+            (&key_pem, &cert_pem),
+            args.grpc,
+            16,
+        )
+        .await?;
+        let (sender, stream) = (connection.sender.clone(), connection.incoming);
         let journal = tempfile::NamedTempFile::new()?;
         let agent = tokio::spawn(fake_agent(
             stream,

@@ -11,8 +11,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use ward_proto::agent::agent_channel_client::AgentChannelClient;
-use ward_proto::agent::{AgentMessage, Heartbeat, Hello, Inventory, agent_message};
+use ward_proto::agent::{AgentMessage, Heartbeat, Hello, Inventory, ServerMessage, agent_message};
 use ward_proto::fragments::fragmenting;
+use ward_proto::framed::{self, FrameReader};
 
 use crate::config::{Config, TlsMode};
 
@@ -38,6 +39,9 @@ pub struct IngestArgs {
     /// Full inventory reports each device sends.
     #[arg(long, default_value_t = 40)]
     pub reports: usize,
+    /// Connect over the gRPC transport (ALPN h2) instead of the framed one agents use.
+    #[arg(long)]
+    pub grpc: bool,
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
 }
@@ -265,37 +269,19 @@ pub async fn ingest(args: &IngestArgs, progress: &mut dyn FnMut(&str)) -> anyhow
         let (_, identities) = enroll_many(&bench, args.devices, 8).await?;
         let reports: Vec<String> = (0..args.reports).map(sample_facts).collect();
         let server = bench.server()?;
-        let ca = Certificate::from_pem(&server.ca_cert_pem);
-        let mut senders = Vec::new();
-        let mut streams = Vec::new();
+        let mut agents = Vec::new();
         for (key, cert) in &identities {
-            let tls = ClientTlsConfig::new()
-                .ca_certificate(ca.clone())
-                .identity(Identity::from_pem(cert, key))
-                .domain_name("localhost");
-            let channel = Channel::from_shared(format!("https://{}", server.agent_addr))?
-                .tls_config(tls)?
-                .connect()
-                .await?;
-            let mut client = AgentChannelClient::new(channel).max_encoding_message_size(8 * 1024 * 1024);
-            let (sender, receiver) = mpsc::channel(args.reports + 2);
-            sender
-                .send(AgentMessage {
-                    body: Some(agent_message::Body::Hello(Hello {
-                        protocol_version: 1,
-                        agent_version: "bench".into(),
-                        hostname: "b".into(),
-                    })),
-                })
-                .await?;
-            let mut stream = client
-                .session(fragmenting(ReceiverStream::new(receiver)))
-                .await?
-                .into_inner();
-            stream.message().await?; // welcome
-            senders.push(sender);
-            streams.push((client, stream));
+            let agent = open_agent(
+                server.agent_addr,
+                &server.ca_cert_pem,
+                (key, cert),
+                args.grpc,
+                args.reports + 2,
+            )
+            .await?;
+            agents.push(agent);
         }
+        let senders: Vec<_> = agents.iter().map(|agent| agent.sender.clone()).collect();
         let started = Instant::now();
         for sender in &senders {
             for report in &reports {
@@ -342,7 +328,7 @@ pub async fn ingest(args: &IngestArgs, progress: &mut dyn FnMut(&str)) -> anyhow
         ));
         rates.push(rate);
         drop(senders);
-        drop(streams);
+        drop(agents);
         bench.shutdown().await;
     }
     Ok(median(rates))
@@ -361,6 +347,105 @@ pub struct ConnectionsArgs {
     /// Send only hello, not the full inventory (500 packages) an agent sends on connecting.
     #[arg(long)]
     pub hello_only: bool,
+    /// Connect over the gRPC transport (ALPN h2) instead of the framed one agents use.
+    #[arg(long)]
+    pub grpc: bool,
+}
+
+/// A benchmark's agent connection, welcomed: what is sent on `sender` goes out in order; what the
+/// server sends arrives on `incoming` (dropped when nobody takes it). Dropping it closes the
+/// connection.
+pub(crate) struct BenchAgent {
+    pub sender: mpsc::Sender<AgentMessage>,
+    pub incoming: mpsc::Receiver<ServerMessage>,
+    _tasks: Vec<AbortOnDrop>,
+    _grpc: Option<Box<dyn std::any::Any + Send>>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn hello() -> AgentMessage {
+    AgentMessage {
+        body: Some(agent_message::Body::Hello(Hello {
+            protocol_version: 1,
+            agent_version: "bench".into(),
+            hostname: "b".into(),
+        })),
+    }
+}
+
+/// Connects one enrolled device to the agent port at `agent` as an agent does (`grpc`: over the
+/// gRPC transport), says hello and waits for the welcome. `queue` messages can wait to be sent.
+pub(crate) async fn open_agent(
+    agent: std::net::SocketAddr,
+    ca_pem: &str,
+    (key, cert): (&str, &str),
+    grpc: bool,
+    queue: usize,
+) -> anyhow::Result<BenchAgent> {
+    let (sender, mut receiver) = mpsc::channel(queue.max(2));
+    let (deliver, incoming) = mpsc::channel(64);
+    sender.send(hello()).await?;
+    if grpc {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca_pem))
+            .identity(Identity::from_pem(cert, key))
+            .domain_name("localhost");
+        let channel = Channel::from_shared(format!("https://{agent}"))?
+            .tls_config(tls)?
+            .connect()
+            .await?;
+        let mut client = AgentChannelClient::new(channel).max_encoding_message_size(8 * 1024 * 1024);
+        let mut stream = client
+            .session(fragmenting(ReceiverStream::new(receiver)))
+            .await?
+            .into_inner();
+        stream.message().await?.context("closed before welcome")?;
+        let reading = tokio::spawn(async move {
+            while let Ok(Some(message)) = stream.message().await {
+                let _ = deliver.try_send(message);
+            }
+        });
+        return Ok(BenchAgent {
+            sender,
+            incoming,
+            _tasks: vec![AbortOnDrop(reading)],
+            _grpc: Some(Box::new(client)),
+        });
+    }
+    let config = framed::client_config(ca_pem, cert, key).map_err(anyhow::Error::msg)?;
+    let stream = framed::connect_to(config, agent, "localhost", None).await?;
+    let (read, mut write) = tokio::io::split(stream);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = receiver.recv().await {
+            if framed::write_message(&mut write, &message).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut reader = FrameReader::new(read, 64 * 1024);
+    reader
+        .message::<ServerMessage>()
+        .await?
+        .context("closed before welcome")?;
+    let reading = tokio::spawn(async move {
+        while let Ok(Some(message)) = reader.message::<ServerMessage>().await {
+            let _ = deliver.try_send(message);
+        }
+    });
+    Ok(BenchAgent {
+        sender,
+        incoming,
+        _tasks: vec![AbortOnDrop(writer), AbortOnDrop(reading)],
+        _grpc: None,
+    })
 }
 
 /// The resident memory of process `pid`, in bytes.
@@ -432,7 +517,7 @@ pub async fn connections(args: &ConnectionsArgs, progress: &mut dyn FnMut(&str))
             .await?
             .text()
             .await?;
-        let ca = Certificate::from_pem(ca_pem);
+        let agent: std::net::SocketAddr = agent.parse().context("the server's agent address")?;
         if args.pause_before_connect > 0 {
             progress(&format!(
                 "server process {pid}: waiting {} s before connecting",
@@ -452,34 +537,13 @@ pub async fn connections(args: &ConnectionsArgs, progress: &mut dyn FnMut(&str))
         let mut open = Vec::with_capacity(identities.len());
         for chunk in identities.chunks(200) {
             let mut tasks = tokio::task::JoinSet::new();
-            for (key, cert) in chunk.iter().cloned() {
-                let (ca, agent) = (ca.clone(), agent.clone());
+            for (key, cert) in chunk {
+                let (key, cert) = (key.clone(), cert.clone());
+                let (ca_pem, grpc) = (ca_pem.clone(), args.grpc);
                 let inventory = inventory.clone();
                 tasks.spawn(async move {
-                    let tls = ClientTlsConfig::new()
-                        .ca_certificate(ca)
-                        .identity(Identity::from_pem(cert, key))
-                        .domain_name("localhost");
-                    let channel = Channel::from_shared(format!("https://{agent}"))?
-                        .tls_config(tls)?
-                        .connect()
-                        .await?;
-                    let mut client = AgentChannelClient::new(channel);
-                    let (sender, receiver) = mpsc::channel(2);
-                    sender
-                        .send(AgentMessage {
-                            body: Some(agent_message::Body::Hello(Hello {
-                                protocol_version: 1,
-                                agent_version: "bench".into(),
-                                hostname: "b".into(),
-                            })),
-                        })
-                        .await?;
-                    let mut stream = client
-                        .session(fragmenting(ReceiverStream::new(receiver)))
-                        .await?
-                        .into_inner();
-                    stream.message().await?;
+                    let connection = open_agent(agent, &ca_pem, (&key, &cert), grpc, 2).await?;
+                    let sender = connection.sender.clone();
                     if let Some(facts_json) = inventory {
                         sender
                             .send(AgentMessage {
@@ -501,7 +565,7 @@ pub async fn connections(args: &ConnectionsArgs, progress: &mut dyn FnMut(&str))
                             }
                         }
                     });
-                    Ok::<_, anyhow::Error>((client, sender, stream))
+                    Ok::<_, anyhow::Error>(connection)
                 });
             }
             while let Some(joined) = tasks.join_next().await {

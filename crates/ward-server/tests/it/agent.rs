@@ -13,6 +13,7 @@ use ward_proto::agent::{
     AgentMessage, Fragment, Heartbeat, Hello, Inventory, ServerMessage, agent_message, server_message,
 };
 use ward_proto::fragments::fragment;
+use ward_proto::framed::{self, FrameReader};
 
 use crate::kit::{Backend, Kit};
 
@@ -427,6 +428,30 @@ async fn two_workstations(kit: &Kit) -> (Enrolled, Enrolled) {
     (device, other)
 }
 
+/// A key and certificate for `device_id` signed by a CA that is not the server's (PEM).
+fn foreign_certificate(device_id: &str) -> (String, String) {
+    let rogue_key = KeyPair::generate().unwrap();
+    let mut rogue_ca = CertificateParams::new(vec![]).unwrap();
+    rogue_ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    rogue_ca.distinguished_name.push(DnType::CommonName, "Ward CA");
+    let issuer = Issuer::new(rogue_ca, &rogue_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec![]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, device_id);
+    let leaf = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    (leaf_key.serialize_pem(), leaf.pem())
+}
+
+/// Revokes `device_id` through the API.
+pub async fn revoke(kit: &Kit, device_id: &str) -> crate::kit::Reply {
+    kit.admin(
+        Method::POST,
+        &format!("/devices/{device_id}/revoke"),
+        Some(json!({})),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
     let kit = Kit::start(&Backend::Sqlite).await;
@@ -522,30 +547,15 @@ async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
     );
 
     // A certificate from another CA never gets past TLS.
-    let rogue_key = KeyPair::generate().unwrap();
-    let mut rogue_ca = CertificateParams::new(vec![]).unwrap();
-    rogue_ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    rogue_ca.distinguished_name.push(DnType::CommonName, "Ward CA");
-    let issuer = Issuer::new(rogue_ca, &rogue_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec![]).unwrap();
-    leaf.distinguished_name
-        .push(DnType::CommonName, device.id.as_str());
-    let leaf = leaf.signed_by(&leaf_key, &issuer).unwrap();
-    let foreign = match channel(&kit, &leaf_key.serialize_pem(), &leaf.pem()).await {
+    let (rogue_key, rogue_cert) = foreign_certificate(&device.id);
+    let foreign = match channel(&kit, &rogue_key, &rogue_cert).await {
         Err(_) => true,
         Ok(mut client) => session(&mut client, hello(1)).await.is_err(),
     };
     assert!(foreign, "a certificate from another CA is refused");
 
     // Revocation closes the live stream at once and refuses the certificate afterwards.
-    let revoked = kit
-        .admin(
-            Method::POST,
-            &format!("/devices/{}/revoke", device.id),
-            Some(json!({})),
-        )
-        .await;
+    let revoked = revoke(&kit, &device.id).await;
     assert_eq!(revoked.body["state"], "revoked");
     assert!(
         matches!(next_body(&mut stream).await, Some(server_message::Body::Refusal(r)) if r.code == "revoked")
@@ -695,5 +705,197 @@ async fn certificates_renew_with_a_new_key_and_the_old_one_stops_working() {
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
     assert!(status.message().contains("superseded"));
     assert_eq!(kit.audit("device.renew_certificate").await.len(), 1);
+    kit.finish().await;
+}
+
+/// A framed-channel connection (what `ward-agent` uses): TLS with ALPN `ward-agent/2`.
+type Framed = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+async fn framed_connect(kit: &Kit, key_pem: &str, cert_pem: &str) -> std::io::Result<Framed> {
+    let config = framed::client_config(&kit.server.ca_cert_pem, cert_pem, key_pem).unwrap();
+    framed::connect_to(config, kit.server.agent_addr, "localhost", None).await
+}
+
+/// The next message the server sends on a framed connection, `None` when it closed it.
+async fn framed_next(reader: &mut FrameReader<tokio::io::ReadHalf<Framed>>) -> Option<server_message::Body> {
+    tokio::time::timeout(Duration::from_secs(10), reader.message::<ServerMessage>())
+        .await
+        .expect("the server answers within 10 s")
+        .ok()?
+        .and_then(|m| m.body)
+}
+
+/// A framed connection split into its reading and writing halves.
+async fn framed_open(
+    kit: &Kit,
+    key_pem: &str,
+    cert_pem: &str,
+) -> (
+    FrameReader<tokio::io::ReadHalf<Framed>>,
+    tokio::io::WriteHalf<Framed>,
+) {
+    let stream = framed_connect(kit, key_pem, cert_pem).await.unwrap();
+    let (read, write) = tokio::io::split(stream);
+    (FrameReader::new(read, 64 * 1024), write)
+}
+
+/// A framed session past hello and welcome.
+async fn framed_welcomed(
+    kit: &Kit,
+    device: &Enrolled,
+) -> (
+    FrameReader<tokio::io::ReadHalf<Framed>>,
+    tokio::io::WriteHalf<Framed>,
+) {
+    let (mut reader, mut write) = framed_open(kit, &device.key_pem, &device.cert_pem).await;
+    framed::write_message(&mut write, &hello(1)).await.unwrap();
+    assert!(
+        matches!(framed_next(&mut reader).await, Some(server_message::Body::Welcome(w)) if w.device_id == device.id)
+    );
+    (reader, write)
+}
+
+#[tokio::test]
+async fn the_framed_agent_channel_serves_and_refuses_bad_input() {
+    use tokio::io::AsyncWriteExt;
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (device, other) = two_workstations(&kit).await;
+
+    // A good session: a 70 KB inventory whole (no fragments needed), a heartbeat, online.
+    let (mut reader, mut first) = framed_welcomed(&kit, &device).await;
+    let packages: Vec<Value> = (0..1500)
+        .map(|i| json!({"name": format!("package-{i}"), "version": "1.0"}))
+        .collect();
+    let facts = json!({"hostname": "<script>x</script>\u{1b}[2J", "os": {"id": "debian"}, "packages": {"manager": "dpkg", "items": packages}});
+    let inventory = msg(agent_message::Body::Inventory(Inventory {
+        facts_json: facts.to_string(),
+    }));
+    framed::write_message(&mut first, &inventory).await.unwrap();
+    framed::write_message(
+        &mut first,
+        &msg(agent_message::Body::Heartbeat(Heartbeat { seq: 1 })),
+    )
+    .await
+    .unwrap();
+    let stored = stored_debian_facts(&kit, &device.id).await;
+    assert_eq!(stored["packages"]["items"].as_array().map(Vec::len), Some(1500));
+    assert_eq!(
+        stored["hostname"], "<script>x</script>[2J",
+        "control characters removed"
+    );
+    let online = kit
+        .admin(Method::GET, "/devices?filter=online%20%3D%20true", None)
+        .await;
+    assert_eq!(online.body.as_array().unwrap().len(), 1);
+
+    // A length prefix over the limit: refused as too large, the connection closed.
+    let (mut big_reader, mut big_write) = framed_welcomed(&kit, &other).await;
+    big_write
+        .write_all(&(5u32 * 1024 * 1024).to_be_bytes())
+        .await
+        .unwrap();
+    big_write.flush().await.unwrap();
+    assert!(
+        matches!(framed_next(&mut big_reader).await, Some(server_message::Body::Refusal(r)) if r.code == "too_large")
+    );
+    assert!(
+        framed_next(&mut big_reader).await.is_none(),
+        "closed after the refusal"
+    );
+
+    // Bytes that are not a message.
+    let (mut bad_reader, mut bad_write) = framed_welcomed(&kit, &other).await;
+    bad_write
+        .write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    bad_write.flush().await.unwrap();
+    assert!(
+        matches!(framed_next(&mut bad_reader).await, Some(server_message::Body::Refusal(r)) if r.code == "bad_message")
+    );
+
+    // A message that is not hello first, a wrong version, and a frame cut off by a close.
+    for (first, code) in [
+        (
+            msg(agent_message::Body::Heartbeat(Heartbeat { seq: 1 })),
+            "bad_message",
+        ),
+        (hello(99), "unsupported_version"),
+    ] {
+        let (mut reader, mut write) = framed_open(&kit, &other.key_pem, &other.cert_pem).await;
+        framed::write_message(&mut write, &first).await.unwrap();
+        assert!(
+            matches!(framed_next(&mut reader).await, Some(server_message::Body::Refusal(r)) if r.code == code),
+            "{code}"
+        );
+    }
+    let (mut cut_reader, mut write) = framed_open(&kit, &other.key_pem, &other.cert_pem).await;
+    write.write_all(&[0, 0, 1, 0, 1, 2]).await.unwrap();
+    write.shutdown().await.unwrap();
+    assert!(
+        framed_next(&mut cut_reader).await.is_none(),
+        "a cut-off frame ends the session"
+    );
+
+    // The first session was served throughout.
+    framed::write_message(
+        &mut first,
+        &msg(agent_message::Body::Heartbeat(Heartbeat { seq: 2 })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        kit.call(Method::GET, "/health", None, None).await.status,
+        StatusCode::OK
+    );
+
+    // An unknown application protocol, and a certificate from another CA, fail the handshake.
+    let mut config =
+        (*framed::client_config(&kit.server.ca_cert_pem, &device.cert_pem, &device.key_pem).unwrap()).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(kit.server.agent_addr)
+        .await
+        .unwrap();
+    let wrong_protocol = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await;
+    assert!(wrong_protocol.is_err(), "only ward-agent/2 and h2 are spoken");
+    let (rogue_key, rogue_cert) = foreign_certificate(&device.id);
+    let foreign = match framed_connect(&kit, &rogue_key, &rogue_cert).await {
+        Err(_) => true,
+        // TLS 1.3: the client may finish before the server refuses its certificate.
+        Ok(stream) => {
+            let (read, mut write) = tokio::io::split(stream);
+            let mut reader = FrameReader::new(read, 64 * 1024);
+            let _ = framed::write_message(&mut write, &hello(1)).await;
+            reader.message::<ServerMessage>().await.is_err()
+        }
+    };
+    assert!(foreign, "a certificate from another CA is refused");
+
+    // Revocation ends the live session with a stated reason; the certificate is refused after.
+    let revoked = revoke(&kit, &device.id).await;
+    assert_eq!(revoked.body["state"], "revoked");
+    assert!(
+        matches!(framed_next(&mut reader).await, Some(server_message::Body::Refusal(r)) if r.code == "revoked")
+    );
+    let (mut again, mut write) = framed_open(&kit, &device.key_pem, &device.cert_pem).await;
+    let _ = framed::write_message(&mut write, &hello(1)).await;
+    assert!(
+        matches!(framed_next(&mut again).await, Some(server_message::Body::Refusal(r)) if r.code == "revoked" && r.message.contains("revoked"))
+    );
+
+    // A reconnect flood is cut off with its own code.
+    let mut throttled = false;
+    for _ in 0..30 {
+        let (mut reader, mut write) = framed_open(&kit, &other.key_pem, &other.cert_pem).await;
+        let _ = framed::write_message(&mut write, &hello(1)).await;
+        if matches!(framed_next(&mut reader).await, Some(server_message::Body::Refusal(r)) if r.code == "throttled")
+        {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "reconnect flood refused");
     kit.finish().await;
 }
