@@ -820,38 +820,65 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let state = state.clone();
         let grpc_connections = grpc_connections.clone();
+        // The task lives as long as the connection and is allocated at its largest state's size:
+        // the handshake (rustls' connection state inline) and admission (store futures) run
+        // boxed, so an idle connection's task holds only its session.
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(err)) => {
-                    tracing::debug!(%peer, error = %err, "agent port: TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "agent port: TLS handshake timed out");
-                    return;
-                }
-            };
-            if stream.get_ref().1.alpn_protocol() == Some(framed::ALPN) {
-                framed_connection(state, stream, peer).await;
-            } else {
-                let _ = grpc_connections.send(Ok(stream)).await;
+            // Not in the `if let`: its temporaries (the box) would live as long as the session.
+            let accepted = Box::pin(handshake(acceptor, tcp, peer, grpc_connections)).await;
+            if let Some((read, write, leaf)) = accepted {
+                framed_connection(state, read, write, leaf, peer).await;
             }
         });
     }
 }
 
-/// One framed connection: admitted like a gRPC session, then the session reads from the
-/// connection while this task writes what it sends.
-async fn framed_connection(state: AppState, stream: TlsStream<TcpStream>, peer: SocketAddr) {
+type FramedRead = tokio::io::ReadHalf<TlsStream<TcpStream>>;
+type FramedWrite = tokio::io::WriteHalf<TlsStream<TcpStream>>;
+
+/// Finishes the TLS handshake (within 10 s). A connection that chose gRPC is handed to the gRPC
+/// server; a framed one comes back split, with its client certificate (DER).
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    grpc_connections: mpsc::Sender<std::io::Result<TlsStream<TcpStream>>>,
+) -> Option<(FramedRead, FramedWrite, Vec<u8>)> {
+    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, error = %err, "agent port: TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "agent port: TLS handshake timed out");
+            return None;
+        }
+    };
+    if stream.get_ref().1.alpn_protocol() != Some(framed::ALPN) {
+        let _ = grpc_connections.send(Ok(stream)).await;
+        return None;
+    }
     let leaf = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|certs| certs.first().map(|cert| cert.as_ref().to_vec()))
         .unwrap_or_default();
-    let (read, mut write) = tokio::io::split(stream);
-    let admitted = match admit(&state, &leaf, Some(peer.ip())).await {
+    let (read, write) = tokio::io::split(stream);
+    Some((read, write, leaf))
+}
+
+/// One framed connection: admitted like a gRPC session, then the session reads from the
+/// connection while this task writes what it sends.
+async fn framed_connection(
+    state: AppState,
+    read: FramedRead,
+    mut write: FramedWrite,
+    leaf: Vec<u8>,
+    peer: SocketAddr,
+) {
+    let admitted = match Box::pin(admit(&state, &leaf, Some(peer.ip()))).await {
         Ok((device_id, _)) if !state.channels.allow_attempt(&device_id, state.now_ms()) => Err(refusal(
             "throttled",
             "too many connections from this device; back off",
@@ -868,19 +895,23 @@ async fn framed_connection(state: AppState, stream: TlsStream<TcpStream>, peer: 
         }
     };
     let registration = state.channels.register(&device_id);
-    let (sender, mut receiver) = mpsc::channel::<Box<ServerMessage>>(8);
+    let (sender, receiver) = mpsc::channel::<Box<ServerMessage>>(8);
     let inbound = Inbound::Framed(FrameReader::new(read, MAX_MESSAGE_BYTES));
-    let session = run_session(state, device_id, leaf, inbound, sender, registration);
-    let writer = async move {
-        while let Some(message) = receiver.recv().await {
-            if framed::write_message(&mut write, message.as_ref()).await.is_err() {
-                break;
-            }
+    // Built in place: futures held in locals first would each take their size twice in this task.
+    tokio::join!(
+        run_session(state, device_id, leaf, inbound, sender, registration),
+        write_frames(receiver, write)
+    );
+}
+
+/// Writes what a framed session sends until it ends (its sender is gone) or the connection fails.
+async fn write_frames(mut receiver: mpsc::Receiver<Box<ServerMessage>>, mut write: FramedWrite) {
+    while let Some(message) = receiver.recv().await {
+        if framed::write_message(&mut write, message.as_ref()).await.is_err() {
+            break;
         }
-        // The session ended (its sender is gone) or the connection failed.
-        let _ = write.shutdown().await;
-    };
-    tokio::join!(session, writer);
+    }
+    let _ = write.shutdown().await;
 }
 
 #[cfg(test)]
