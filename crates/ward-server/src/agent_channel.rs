@@ -219,8 +219,8 @@ impl AgentChannel for AgentService {
             state,
             device_id,
             leaf,
-            Inbound::Grpc(request.into_inner()),
-            sender,
+            Inbound::Grpc(Box::new(request.into_inner())),
+            Outbound::Grpc(sender),
             registration,
         ));
         let stream = tokio_stream::StreamExt::map(ReceiverStream::new(receiver), |message| Ok(*message));
@@ -230,7 +230,8 @@ impl AgentChannel for AgentService {
 
 /// Where a session's messages come from: either transport.
 enum Inbound {
-    Grpc(Streaming<AgentMessage>),
+    // Boxed: tonic's stream state is a few hundred bytes a framed session need not carry.
+    Grpc(Box<Streaming<AgentMessage>>),
     Framed(FrameReader<tokio::io::ReadHalf<TlsStream<TcpStream>>>),
 }
 
@@ -264,21 +265,49 @@ impl Inbound {
     }
 }
 
+/// Where a session's messages go: the gRPC response stream's channel, or straight onto a framed
+/// connection (no channel and no writer: an idle framed session holds neither).
+pub(crate) enum Outbound {
+    Grpc(mpsc::Sender<Box<ServerMessage>>),
+    Framed(FramedWrite),
+}
+
+impl Outbound {
+    /// Sends one message; `Err` when the stream or connection is gone.
+    pub(crate) async fn send(&mut self, message: ServerMessage) -> Result<(), ()> {
+        match self {
+            Outbound::Grpc(sender) => sender.send(Box::new(message)).await.map_err(|_| ()),
+            Outbound::Framed(write) => framed::write_message(write, &message).await.map_err(|_| ()),
+        }
+    }
+
+    /// Ends the stream (a framed connection is closed with a TLS close_notify).
+    async fn close(self) {
+        if let Outbound::Framed(mut write) = self {
+            let _ = write.shutdown().await;
+        }
+    }
+}
+
 /// Drives one stream until the agent leaves, goes silent, misbehaves or is revoked.
 async fn run_session(
     state: AppState,
     device_id: String,
     leaf: Vec<u8>,
     mut inbound: Inbound,
-    outbound: mpsc::Sender<Box<ServerMessage>>,
+    mut outbound: Outbound,
     mut registration: crate::channels::Registration,
 ) {
     let silence = Duration::from_millis(3 * state.config.heartbeat_ms as u64);
     let mut greeted = false;
-    // The device's current facts, kept while it is reporting (a connect sends everything and
-    // diffs may follow) and dropped once it has been quiet for FACTS_KEPT: a parsed inventory is
-    // hundreds of KiB, and an idle session must not hold one (BENCHMARKS.md, idle agents).
+    // The device's current facts, kept only while it reports in a burst (a second facts message
+    // within FACTS_KEPT of the one before) and dropped once it has been quiet for FACTS_KEPT. A
+    // parsed inventory is hundreds of KiB in small allocations: an idle session must not hold one,
+    // and one held for seconds after every connect leaves the allocator's pages fragmented with
+    // the connection state allocated meanwhile (BENCHMARKS.md, idle agents). The usual agent (an
+    // inventory on connect, a diff minutes later) has its facts read from the store each time.
     let mut current: Option<Value> = None;
+    let mut last_facts: Option<tokio::time::Instant> = None;
     let mut last_heard = tokio::time::Instant::now();
     let mut fragments = Reassembly::new(MAX_MESSAGE_BYTES);
     // Commands pushed on this connection (each is pushed once per connection, again on reconnect
@@ -287,11 +316,11 @@ async fn run_session(
     loop {
         let message = tokio::select! {
             _ = registration.closed.changed() => {
-                let _ = outbound.send(Box::new(refusal("revoked", "this device's access was withdrawn"))).await;
+                let _ = outbound.send(refusal("revoked", "this device's access was withdrawn")).await;
                 break;
             }
             Some(command) = registration.commands.recv(), if greeted => {
-                if Box::pin(crate::commands::push(&state, &command, &outbound, &mut pushed)).await.is_err() {
+                if Box::pin(crate::commands::push(&state, &command, &mut outbound, &mut pushed)).await.is_err() {
                     break;
                 }
                 continue;
@@ -308,14 +337,12 @@ async fn run_session(
             }
             Err(_) => break, // silent past the offline threshold
             Ok(Err(InboundError::TooLarge)) => {
-                let _ = outbound
-                    .send(Box::new(refusal("too_large", "message too large")))
-                    .await;
+                let _ = outbound.send(refusal("too_large", "message too large")).await;
                 break;
             }
             Ok(Err(InboundError::Malformed)) => {
                 let _ = outbound
-                    .send(Box::new(refusal("bad_message", "not a valid agent message")))
+                    .send(refusal("bad_message", "not a valid agent message"))
                     .await;
                 break;
             }
@@ -333,14 +360,18 @@ async fn run_session(
                 } else {
                     "bad_message"
                 };
-                let _ = outbound.send(Box::new(refusal(code, why.to_string()))).await;
+                let _ = outbound.send(refusal(code, why.to_string())).await;
                 break;
             }
         };
         let was_greeted = greeted;
+        let facts_message = matches!(
+            message.body,
+            Some(agent_message::Body::Inventory(_) | agent_message::Body::InventoryDiff(_))
+        );
         // Boxed, like the pushes: handling a message awaits the store, whose futures are large,
         // and an unboxed await would make every idle session's task that large for its lifetime.
-        match Box::pin(handle(
+        let handled = Box::pin(handle(
             &state,
             &device_id,
             &leaf,
@@ -349,10 +380,17 @@ async fn run_session(
             &mut current,
             &pushed,
         ))
-        .await
-        {
+        .await;
+        if facts_message {
+            let now = tokio::time::Instant::now();
+            if last_facts.is_none_or(|last| now.duration_since(last) >= FACTS_KEPT) {
+                current = None;
+            }
+            last_facts = Some(now);
+        }
+        match handled {
             Ok(Some(reply)) => {
-                if outbound.send(Box::new(reply)).await.is_err() {
+                if outbound.send(reply).await.is_err() {
                     break;
                 }
                 // Welcomed: the device's queue follows, in order.
@@ -361,7 +399,7 @@ async fn run_session(
                     && Box::pin(crate::commands::deliver(
                         &state,
                         &device_id,
-                        &outbound,
+                        &mut outbound,
                         &mut pushed,
                     ))
                     .await
@@ -372,12 +410,13 @@ async fn run_session(
             }
             Ok(None) => {}
             Err(reply) => {
-                let _ = outbound.send(Box::new(reply)).await;
+                let _ = outbound.send(reply).await;
                 break;
             }
         }
     }
     state.channels.unregister(&device_id, registration.connection_id);
+    outbound.close().await;
 }
 
 /// Handles one message: `Ok(reply)` to continue, `Err(refusal)` to end the stream.
@@ -895,23 +934,16 @@ async fn framed_connection(
         }
     };
     let registration = state.channels.register(&device_id);
-    let (sender, receiver) = mpsc::channel::<Box<ServerMessage>>(8);
     let inbound = Inbound::Framed(FrameReader::new(read, MAX_MESSAGE_BYTES));
-    // Built in place: futures held in locals first would each take their size twice in this task.
-    tokio::join!(
-        run_session(state, device_id, leaf, inbound, sender, registration),
-        write_frames(receiver, write)
-    );
-}
-
-/// Writes what a framed session sends until it ends (its sender is gone) or the connection fails.
-async fn write_frames(mut receiver: mpsc::Receiver<Box<ServerMessage>>, mut write: FramedWrite) {
-    while let Some(message) = receiver.recv().await {
-        if framed::write_message(&mut write, message.as_ref()).await.is_err() {
-            break;
-        }
-    }
-    let _ = write.shutdown().await;
+    run_session(
+        state,
+        device_id,
+        leaf,
+        inbound,
+        Outbound::Framed(write),
+        registration,
+    )
+    .await;
 }
 
 #[cfg(test)]

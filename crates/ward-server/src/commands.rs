@@ -12,6 +12,7 @@ use ward_domain::command::{CommandKind, CommandState, WipeProof, sign_command};
 use ward_proto::agent::{Command, CommandUpdate, ServerMessage, server_message};
 use ward_store::{CommandEvent, CommandFinish, CommandRecord};
 
+use crate::agent_channel::Outbound;
 use crate::state::AppState;
 
 /// Longest detail text kept from an agent.
@@ -82,19 +83,16 @@ pub type Pushed = HashMap<String, CommandKind>;
 
 /// Pushes one command on the stream unless this connection already did, and records it as sent.
 /// `Err` when the stream is gone.
-pub async fn push(
+pub(crate) async fn push(
     state: &AppState,
     command: &CommandRecord,
-    outbound: &mpsc::Sender<Box<ServerMessage>>,
+    outbound: &mut Outbound,
     pushed: &mut Pushed,
 ) -> Result<(), ()> {
     if pushed.insert(command.id.clone(), command.kind).is_some() {
         return Ok(());
     }
-    outbound
-        .send(Box::new(to_message(command)))
-        .await
-        .map_err(|_| ())?;
+    outbound.send(to_message(command)).await?;
     record_sent(state, command).await;
     Ok(())
 }
@@ -192,10 +190,10 @@ pub async fn record_finished(
 
 /// Pushes the device's pending commands (queued, sent, acknowledged but unfinished) in queue
 /// order, when it connects. `Err` when the stream is gone.
-pub async fn deliver(
+pub(crate) async fn deliver(
     state: &AppState,
     device_id: &str,
-    outbound: &mpsc::Sender<Box<ServerMessage>>,
+    outbound: &mut Outbound,
     pushed: &mut Pushed,
 ) -> Result<(), ()> {
     let pending = match state.store.pending_commands(device_id).await {
