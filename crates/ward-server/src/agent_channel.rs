@@ -296,7 +296,7 @@ async fn run_session(
     leaf: Vec<u8>,
     mut inbound: Inbound,
     mut outbound: Outbound,
-    mut registration: crate::channels::Registration,
+    registration: crate::channels::Registration,
 ) {
     let silence = Duration::from_millis(3 * state.config.heartbeat_ms as u64);
     let mut greeted = false;
@@ -315,16 +315,18 @@ async fn run_session(
     let mut pushed = crate::commands::Pushed::new();
     loop {
         let message = tokio::select! {
-            _ = registration.closed.changed() => {
-                let _ = outbound.send(refusal("revoked", "this device's access was withdrawn")).await;
-                break;
-            }
-            Some(command) = registration.commands.recv(), if greeted => {
-                if Box::pin(crate::commands::push(&state, &command, &mut outbound, &mut pushed)).await.is_err() {
+            delivery = registration.next(greeted) => match delivery {
+                crate::channels::Delivery::Closed => {
+                    let _ = outbound.send(refusal("revoked", "this device's access was withdrawn")).await;
                     break;
                 }
-                continue;
-            }
+                crate::channels::Delivery::Command(command) => {
+                    if Box::pin(crate::commands::push(&state, &command, &mut outbound, &mut pushed)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            },
             next = tokio::time::timeout_at(
                 last_heard + if current.is_some() { FACTS_KEPT.min(silence) } else { silence },
                 inbound.message(),

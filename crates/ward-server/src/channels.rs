@@ -3,11 +3,11 @@
 //! connection at once (revocation). Kept small so a NATS-backed registry can replace it
 //! when there are several server nodes.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use ward_store::CommandRecord;
 
 /// Live connections on this node.
@@ -29,13 +29,8 @@ struct Live {
 
 #[derive(Debug)]
 enum Route {
-    /// An agent's stream: its own channel and close switch.
-    Stream {
-        close: watch::Sender<bool>,
-        /// Boxed: a channel allocates its slots in blocks of 32, and 32 inline records were
-        /// 10 KiB per idle connection.
-        commands: mpsc::UnboundedSender<Box<CommandRecord>>,
-    },
+    /// An agent's stream: its own mailbox.
+    Stream(Arc<Mailbox>),
     /// A device served by a gateway task that serves many (LwM2M): one channel for all of them,
     /// so a registration costs no task and no channel of its own.
     Shared(mpsc::UnboundedSender<Handover>),
@@ -54,12 +49,51 @@ pub enum Handover {
     Closed { device_id: String, connection_id: u64 },
 }
 
+/// What the server has for one agent connection: commands in order, and whether it must close.
+/// One small allocation per connection — a tokio channel and a watch were ~700 bytes each idle
+/// connection held (BENCHMARKS.md, idle agents).
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    notify: Notify,
+    inbox: Mutex<Inbox>,
+}
+
+#[derive(Debug, Default)]
+struct Inbox {
+    closed: bool,
+    /// Boxed: a record is a few hundred bytes and the queue's capacity stays once grown.
+    commands: VecDeque<Box<CommandRecord>>,
+}
+
+/// What a registration receives next.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The server wants the connection gone.
+    Closed,
+    /// A command created for the device while it is connected.
+    Command(Box<CommandRecord>),
+}
+
+impl Mailbox {
+    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn close(&self) {
+        self.inbox().closed = true;
+        self.notify.notify_one();
+    }
+
+    fn put(&self, command: Box<CommandRecord>) {
+        self.inbox().commands.push_back(command);
+        self.notify.notify_one();
+    }
+}
+
 impl Live {
     fn close(&self, device_id: &str) {
         match &self.route {
-            Route::Stream { close, .. } => {
-                let _ = close.send(true);
-            }
+            Route::Stream(mailbox) => mailbox.close(),
             Route::Shared(sink) => {
                 let _ = sink.send(Handover::Closed {
                     device_id: device_id.to_owned(),
@@ -73,12 +107,36 @@ impl Live {
 /// Connection attempts one device may make per minute.
 pub const MAX_ATTEMPTS_PER_MINUTE: usize = 20;
 
-/// A registered connection; `closed` turns true when the server wants it gone.
+/// A registered connection (one reader: its session).
 pub struct Registration {
     pub connection_id: u64,
-    pub closed: watch::Receiver<bool>,
-    /// Commands queued for the device while it is connected, in order.
-    pub commands: mpsc::UnboundedReceiver<Box<CommandRecord>>,
+    mailbox: Arc<Mailbox>,
+}
+
+impl Registration {
+    /// Waits for the order to close or, when `commands` is true, for the next command (the
+    /// order to close comes first). Cancel-safe: nothing is taken before it is returned.
+    pub async fn next(&self, commands: bool) -> Delivery {
+        loop {
+            {
+                let mut inbox = self.mailbox.inbox();
+                if inbox.closed {
+                    return Delivery::Closed;
+                }
+                if commands && let Some(command) = inbox.commands.pop_front() {
+                    return Delivery::Command(command);
+                }
+            }
+            // `notify_one` keeps a permit when nobody waits, so a put between the check above
+            // and this wait is not missed.
+            self.mailbox.notify.notified().await;
+        }
+    }
+
+    /// Whether the server has asked this connection to close.
+    pub fn is_closed(&self) -> bool {
+        self.mailbox.inbox().closed
+    }
 }
 
 impl Channels {
@@ -86,20 +144,15 @@ impl Channels {
     /// has one stream; a reconnect replaces it).
     pub fn register(&self, device_id: &str) -> Registration {
         let connection_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (close, closed) = watch::channel(false);
-        let (sender, commands) = mpsc::unbounded_channel();
+        let mailbox = Arc::new(Mailbox::default());
         let entry = Live {
             connection_id,
-            route: Route::Stream {
-                close,
-                commands: sender,
-            },
+            route: Route::Stream(mailbox.clone()),
         };
         self.insert(device_id, entry);
         Registration {
             connection_id,
-            closed,
-            commands,
+            mailbox,
         }
     }
 
@@ -170,9 +223,12 @@ impl Channels {
             .get(&command.device_id)
         {
             Some(Live {
-                route: Route::Stream { commands, .. },
+                route: Route::Stream(mailbox),
                 ..
-            }) => commands.send(Box::new(command.clone())).is_ok(),
+            }) => {
+                mailbox.put(Box::new(command.clone()));
+                true
+            }
             Some(Live {
                 connection_id,
                 route: Route::Shared(sink),
@@ -214,15 +270,15 @@ mod tests {
         let channels = Channels::default();
         let first = channels.register("d1");
         let second = channels.register("d1");
-        assert!(*first.closed.borrow(), "the older connection is told to close");
-        assert!(!*second.closed.borrow());
+        assert!(first.is_closed(), "the older connection is told to close");
+        assert!(!second.is_closed());
         channels.unregister("d1", first.connection_id);
         assert!(
             channels.is_connected("d1"),
             "a stale unregister does not remove the new connection"
         );
         assert!(channels.disconnect("d1"));
-        assert!(*second.closed.borrow());
+        assert!(second.is_closed());
         assert!(!channels.disconnect("d1"));
         assert!(channels.is_empty());
         for _ in 0..MAX_ATTEMPTS_PER_MINUTE {
@@ -231,5 +287,56 @@ mod tests {
         assert!(!channels.allow_attempt("d1", 1), "a reconnect flood is refused");
         assert!(channels.allow_attempt("d2", 1), "other devices are unaffected");
         assert!(channels.allow_attempt("d1", 60_001), "the window passes");
+    }
+
+    fn record(id: &str) -> CommandRecord {
+        CommandRecord {
+            seq: 0,
+            id: id.into(),
+            device_id: "d1".into(),
+            kind: ward_domain::command::CommandKind::Lock,
+            params: "{}".into(),
+            not_after_ms: 0,
+            signature: String::new(),
+            state: ward_domain::command::CommandState::Queued,
+            batch_id: None,
+            created_by: "user:test".into(),
+            created_ms: 0,
+            sent_ms: None,
+            acked_ms: None,
+            finished_ms: None,
+            detail: String::new(),
+            proof: None,
+            proof_signature: None,
+            output: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mailbox_delivers_in_order_holds_commands_until_asked_and_closes_first() {
+        let channels = Channels::default();
+        let registration = channels.register("d1");
+        assert!(channels.push(&record("a")));
+        assert!(channels.push(&record("b")));
+        // Not asking for commands (before the welcome): nothing is taken, the wait goes on.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), registration.next(false));
+        assert!(waiting.await.is_err());
+        for expected in ["a", "b"] {
+            match registration.next(true).await {
+                Delivery::Command(command) => assert_eq!(command.id, expected),
+                Delivery::Closed => panic!("not closed"),
+            }
+        }
+        // A command put while the session waits wakes it.
+        let (delivered, ()) = tokio::join!(registration.next(true), async {
+            tokio::task::yield_now().await;
+            assert!(channels.push(&record("c")));
+        });
+        assert!(matches!(delivered, Delivery::Command(c) if c.id == "c"));
+        // Closing wins over queued commands.
+        assert!(channels.push(&record("d")));
+        assert!(channels.disconnect("d1"));
+        assert!(matches!(registration.next(true).await, Delivery::Closed));
+        assert!(!channels.push(&record("e")), "no connection any more");
     }
 }
