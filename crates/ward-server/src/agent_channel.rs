@@ -66,8 +66,19 @@ fn refusal(code: &str, message: impl Into<String>) -> ServerMessage {
     }
 }
 
-/// The device id (certificate subject CN) and SHA-256 fingerprint of a client certificate.
-fn identify(leaf: &[u8]) -> Result<(String, String), Denied> {
+/// A device a connection may serve.
+struct Admitted {
+    device_id: String,
+    /// SHA-256 of the client certificate, hex.
+    fingerprint: String,
+    /// The certificate's public key (the EC point): wipe completion records are verified with
+    /// it. Kept instead of the certificate, a tenth of its size, for the session's life.
+    key: Vec<u8>,
+}
+
+/// The device id (certificate subject CN), SHA-256 fingerprint and public key of a client
+/// certificate.
+fn identify(leaf: &[u8]) -> Result<Admitted, Denied> {
     if leaf.is_empty() {
         return Err(Denied::Unauthenticated("a client certificate is required"));
     }
@@ -80,7 +91,11 @@ fn identify(leaf: &[u8]) -> Result<(String, String), Denied> {
         .next()
         .and_then(|cn| cn.as_str().ok())
         .ok_or(Denied::Unauthenticated("client certificate has no device id"))?;
-    Ok((cn.to_owned(), fingerprint))
+    Ok(Admitted {
+        device_id: cn.to_owned(),
+        fingerprint,
+        key: cert.public_key().subject_public_key.data.to_vec(),
+    })
 }
 
 /// Why a connection was not admitted.
@@ -116,17 +131,18 @@ impl Denied {
 }
 
 /// The device behind the client certificate `leaf`, if it may connect; refusals are audited.
-async fn admit(state: &AppState, leaf: &[u8], source: Option<IpAddr>) -> Result<(String, String), Denied> {
-    let (device_id, fingerprint) = identify(leaf)?;
+async fn admit(state: &AppState, leaf: &[u8], source: Option<IpAddr>) -> Result<Admitted, Denied> {
+    let admitted = identify(leaf)?;
+    let (device_id, fingerprint) = (&admitted.device_id, &admitted.fingerprint);
     let device = state
         .store
-        .device(&device_id)
+        .device(device_id)
         .await
         .map_err(|_| Denied::Unavailable)?;
     let reason = match &device {
         None => Some("unknown device"),
         Some(d) if !d.state.may_connect() => Some("revoked"),
-        Some(d) if d.cert_fingerprint != fingerprint => Some("superseded certificate"),
+        Some(d) if d.cert_fingerprint != *fingerprint => Some("superseded certificate"),
         Some(_) => None,
     };
     if let Some(reason) = reason {
@@ -141,7 +157,7 @@ async fn admit(state: &AppState, leaf: &[u8], source: Option<IpAddr>) -> Result<
         let _ = state.store.append(state.audit(record)).await;
         return Err(Denied::Refused(reason));
     }
-    Ok((device_id, fingerprint))
+    Ok(admitted)
 }
 
 /// The first certificate a gRPC request's connection presented, as DER (empty without one).
@@ -154,7 +170,7 @@ fn leaf_of<T>(request: &Request<T>) -> Vec<u8> {
 
 impl AgentService {
     /// The device behind a request's client certificate, if it may connect.
-    async fn authenticate<T>(&self, request: &Request<T>) -> Result<(String, String), Status> {
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<Admitted, Status> {
         let source = request.remote_addr().map(|a| a.ip());
         admit(&self.state, &leaf_of(request), source)
             .await
@@ -167,7 +183,11 @@ impl AgentChannel for AgentService {
     type SessionStream = ServerStream;
 
     async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
-        let (device_id, old_fingerprint) = self.authenticate(&request).await?;
+        let Admitted {
+            device_id,
+            fingerprint: old_fingerprint,
+            ..
+        } = self.authenticate(&request).await?;
         let state = &self.state;
         let now = state.now_ms();
         let issued = state
@@ -203,14 +223,12 @@ impl AgentChannel for AgentService {
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let state = self.state.clone();
-        let (device_id, _) = self.authenticate(&request).await?;
+        let Admitted { device_id, key, .. } = self.authenticate(&request).await?;
         if !state.channels.allow_attempt(&device_id, state.now_ms()) {
             return Err(Status::resource_exhausted(
                 "too many connections from this device; back off",
             ));
         }
-        // The certificate this connection proved: wipe completion records are verified with its key.
-        let leaf = leaf_of(&request);
         let registration = state.channels.register(&device_id);
         // Boxed messages: a channel allocates its slots in blocks of 32, and 32 inline messages
         // were 4 KiB per idle connection. Nothing is ever sent as an error status.
@@ -218,7 +236,7 @@ impl AgentChannel for AgentService {
         tokio::spawn(run_session(
             state,
             device_id,
-            leaf,
+            key,
             Inbound::Grpc(Box::new(request.into_inner())),
             Outbound::Grpc(sender),
             registration,
@@ -293,7 +311,7 @@ impl Outbound {
 async fn run_session(
     state: AppState,
     device_id: String,
-    leaf: Vec<u8>,
+    device_key: Vec<u8>,
     mut inbound: Inbound,
     mut outbound: Outbound,
     registration: crate::channels::Registration,
@@ -376,7 +394,7 @@ async fn run_session(
         let handled = Box::pin(handle(
             &state,
             &device_id,
-            &leaf,
+            &device_key,
             message,
             &mut greeted,
             &mut current,
@@ -425,7 +443,7 @@ async fn run_session(
 async fn handle(
     state: &AppState,
     device_id: &str,
-    leaf: &[u8],
+    device_key: &[u8],
     message: AgentMessage,
     greeted: &mut bool,
     current: &mut Option<Value>,
@@ -463,7 +481,7 @@ async fn handle(
         // Joined by the session before it gets here.
         agent_message::Body::Fragment(_) => Err(refusal("bad_message", "a fragment inside a fragment")),
         agent_message::Body::CommandUpdate(update) => {
-            crate::commands::record_update(state, device_id, leaf, update, pushed).await;
+            crate::commands::record_update(state, device_id, device_key, update, pushed).await;
             Ok(None)
         }
         agent_message::Body::Heartbeat(_) => {
@@ -920,15 +938,16 @@ async fn framed_connection(
     peer: SocketAddr,
 ) {
     let admitted = match Box::pin(admit(&state, &leaf, Some(peer.ip()))).await {
-        Ok((device_id, _)) if !state.channels.allow_attempt(&device_id, state.now_ms()) => Err(refusal(
+        Ok(admitted) if !state.channels.allow_attempt(&admitted.device_id, state.now_ms()) => Err(refusal(
             "throttled",
             "too many connections from this device; back off",
         )),
-        Ok((device_id, _)) => Ok(device_id),
+        Ok(admitted) => Ok(admitted),
         Err(denied) => Err(denied.refusal()),
     };
-    let device_id = match admitted {
-        Ok(device_id) => device_id,
+    drop(leaf);
+    let Admitted { device_id, key, .. } = match admitted {
+        Ok(admitted) => admitted,
         Err(refusal) => {
             let _ = framed::write_message(&mut write, &refusal).await;
             let _ = write.shutdown().await;
@@ -940,7 +959,7 @@ async fn framed_connection(
     run_session(
         state,
         device_id,
-        leaf,
+        key,
         inbound,
         Outbound::Framed(write),
         registration,
