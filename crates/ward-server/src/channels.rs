@@ -290,26 +290,7 @@ mod tests {
     }
 
     fn record(id: &str) -> CommandRecord {
-        CommandRecord {
-            seq: 0,
-            id: id.into(),
-            device_id: "d1".into(),
-            kind: ward_domain::command::CommandKind::Lock,
-            params: "{}".into(),
-            not_after_ms: 0,
-            signature: String::new(),
-            state: ward_domain::command::CommandState::Queued,
-            batch_id: None,
-            created_by: "user:test".into(),
-            created_ms: 0,
-            sent_ms: None,
-            acked_ms: None,
-            finished_ms: None,
-            detail: String::new(),
-            proof: None,
-            proof_signature: None,
-            output: None,
-        }
+        ward_store::conformance::sample_command(id, "d1", ward_domain::command::CommandKind::Lock, 0)
     }
 
     #[tokio::test]
