@@ -883,10 +883,15 @@ pub async fn serve(
         // the handshake (rustls' connection state inline) and admission (store futures) run
         // boxed, so an idle connection's task holds only its session.
         tokio::spawn(async move {
-            // Not in the `if let`: its temporaries (the box) would live as long as the session.
-            let accepted = Box::pin(handshake(acceptor, tcp, peer, grpc_connections)).await;
-            if let Some((read, write, leaf)) = accepted {
-                framed_connection(state, read, write, leaf, peer).await;
+            // Handshake and admission run in a box freed before the session starts, and the
+            // session in a box of its own size: the task itself stays a few hundred bytes.
+            let session = Box::pin(async move {
+                let (read, write, leaf) = handshake(acceptor, tcp, peer, grpc_connections).await?;
+                framed_session(state, read, write, leaf, peer).await
+            })
+            .await;
+            if let Some(session) = session {
+                session.await;
             }
         });
     }
@@ -928,15 +933,15 @@ async fn handshake(
     Some((read, write, leaf))
 }
 
-/// One framed connection: admitted like a gRPC session, then the session reads from the
-/// connection while this task writes what it sends.
-async fn framed_connection(
+/// Admits a framed connection like a gRPC session: its session (boxed, to be run by the
+/// connection's task), or `None` after telling the device why not.
+async fn framed_session(
     state: AppState,
     read: FramedRead,
     mut write: FramedWrite,
     leaf: Vec<u8>,
     peer: SocketAddr,
-) {
+) -> Option<SessionFuture> {
     let admitted = match Box::pin(admit(&state, &leaf, Some(peer.ip()))).await {
         Ok(admitted) if !state.channels.allow_attempt(&admitted.device_id, state.now_ms()) => Err(refusal(
             "throttled",
@@ -951,21 +956,22 @@ async fn framed_connection(
         Err(refusal) => {
             let _ = framed::write_message(&mut write, &refusal).await;
             let _ = write.shutdown().await;
-            return;
+            return None;
         }
     };
     let registration = state.channels.register(&device_id);
     let inbound = Inbound::Framed(FrameReader::new(read, MAX_MESSAGE_BYTES));
-    run_session(
+    Some(Box::pin(run_session(
         state,
         device_id,
         key,
         inbound,
         Outbound::Framed(write),
         registration,
-    )
-    .await;
+    )))
 }
+
+type SessionFuture = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 #[cfg(test)]
 mod tests {
