@@ -442,7 +442,7 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
     };
     write_last_contact(&last_contact_path(state), wall_clock_ms());
     if crate::identity::needs_renewal(wall_clock_ms(), enrollment.not_after_ms) {
-        return match renew(state, options, &enrollment).await {
+        return match renew(state, options, &enrollment, (&key, &cert, &ca)).await {
             Ok(()) => Ended::Lost("certificate renewed; reconnecting with it".into()),
             Err(why) => Ended::Lost(format!("certificate renewal failed: {why}")),
         };
@@ -564,8 +564,8 @@ async fn renew(
     state: &StateDir,
     options: &RunOptions,
     enrollment: &crate::identity::Enrollment,
+    (key_pem, cert_pem, ca): (&str, &str, &str),
 ) -> Result<(), String> {
-    let (_, key_pem, cert_pem, ca) = state.load()?;
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca))
         .identity(Identity::from_pem(cert_pem, key_pem))

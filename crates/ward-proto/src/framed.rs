@@ -136,11 +136,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.body_filled += read;
         }
     }
-
-    /// The reader inside.
-    pub fn get_ref(&self) -> &R {
-        &self.reader
-    }
 }
 
 fn ended_inside_a_frame() -> FrameError {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -830,10 +830,7 @@ fn tls_config(state: &AppState, chain_pem: &str, key_pem: &str) -> anyhow::Resul
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .context("building the client certificate verifier")?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .context("parsing the agent port's certificate chain")?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("parsing the agent port's key")?;
+    let (chain, key) = crate::serve::chain_and_key(chain_pem, key_pem)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
@@ -880,11 +877,9 @@ pub async fn serve(
         let state = state.clone();
         let grpc_connections = grpc_connections.clone();
         // The task lives as long as the connection and is allocated at its largest state's size:
-        // the handshake (rustls' connection state inline) and admission (store futures) run
-        // boxed, so an idle connection's task holds only its session.
+        // the handshake (rustls' connection inline) and admission (store futures) run in a box
+        // freed before the session starts, and the session in a box of its own size.
         tokio::spawn(async move {
-            // Handshake and admission run in a box freed before the session starts, and the
-            // session in a box of its own size: the task itself stays a few hundred bytes.
             let session = Box::pin(async move {
                 let (read, write, leaf) = handshake(acceptor, tcp, peer, grpc_connections).await?;
                 framed_session(state, read, write, leaf, peer).await

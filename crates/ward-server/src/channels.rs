@@ -134,7 +134,8 @@ impl Registration {
     }
 
     /// Whether the server has asked this connection to close.
-    pub fn is_closed(&self) -> bool {
+    #[cfg(test)]
+    fn is_closed(&self) -> bool {
         self.mailbox.inbox().closed
     }
 }

@@ -15,12 +15,21 @@ use tower::ServiceExt;
 
 use crate::state::ClientAddr;
 
-/// A rustls server config from PEM chain and key.
-pub fn tls_config(chain_pem: &str, key_pem: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// A certificate chain and its private key from PEM text.
+pub(crate) fn chain_and_key(
+    chain_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .context("parsing the TLS certificate chain")?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("parsing the TLS private key")?;
+    Ok((chain, key))
+}
+
+/// A rustls server config from PEM chain and key.
+pub fn tls_config(chain_pem: &str, key_pem: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (chain, key) = chain_and_key(chain_pem, key_pem)?;
     let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key)
