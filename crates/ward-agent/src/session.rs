@@ -400,12 +400,16 @@ async fn session(state: &StateDir, options: &RunOptions, shared: &Shared) -> End
     let (read, mut write) = tokio::io::split(stream);
     let mut inbound = FrameReader::new(read, MAX_SERVER_MESSAGE_BYTES);
     let (sender, mut receiver) = mpsc::channel::<AgentMessage>(16);
-    // Sends what the session and the command worker queue, in order; stops with the session.
+    // Sends what the session and the command worker queue, in order, whatever has queued up in
+    // one write (the acknowledgements of a containment's commands leave together); stops with the
+    // session.
     let _writer = AbortOnDrop(tokio::spawn(async move {
-        while let Some(message) = receiver.recv().await {
-            if framed::write_message(&mut write, &message).await.is_err() {
+        let mut queued = Vec::new();
+        while receiver.recv_many(&mut queued, 16).await > 0 {
+            if framed::write_messages(&mut write, &queued).await.is_err() {
                 return;
             }
+            queued.clear();
         }
     }));
     let hostname = match collect_facts(options).await {

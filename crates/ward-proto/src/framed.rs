@@ -147,11 +147,17 @@ fn ended_inside_a_frame() -> FrameError {
 
 /// `message` with its length prefix, as it goes on the wire.
 pub fn encode_frame<M: Message>(message: &M) -> Vec<u8> {
-    let length = message.encoded_len();
-    let mut frame = Vec::with_capacity(4 + length);
-    frame.extend_from_slice(&u32::try_from(length).unwrap_or(u32::MAX).to_be_bytes());
-    message.encode_raw(&mut frame);
+    let mut frame = Vec::with_capacity(4 + message.encoded_len());
+    encode_frame_into(&mut frame, message);
     frame
+}
+
+/// Appends one message, length first, to `buffer`.
+fn encode_frame_into<M: Message>(buffer: &mut Vec<u8>, message: &M) {
+    let length = message.encoded_len();
+    buffer.reserve(4 + length);
+    buffer.extend_from_slice(&u32::try_from(length).unwrap_or(u32::MAX).to_be_bytes());
+    message.encode_raw(buffer);
 }
 
 /// Writes one message and flushes it.
@@ -161,6 +167,22 @@ where
     M: Message,
 {
     writer.write_all(&encode_frame(message)).await?;
+    writer.flush().await
+}
+
+/// Writes several messages in order with one write and flushes them: what is queued together
+/// leaves together (one TLS record and one system call while they fit in a record, where one
+/// write each costs a record, a system call and a wake-up of the peer per message).
+pub async fn write_messages<W, M>(writer: &mut W, messages: &[M]) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    M: Message,
+{
+    let mut frames = Vec::new();
+    for message in messages {
+        encode_frame_into(&mut frames, message);
+    }
+    writer.write_all(&frames).await?;
     writer.flush().await
 }
 
@@ -287,6 +309,22 @@ mod tests {
             assert_eq!(message, heartbeat(seq));
         }
         writer.await.unwrap();
+        assert!(reader.message::<AgentMessage>().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn messages_written_together_arrive_whole_and_in_order() {
+        let (mut near, far) = tokio::io::duplex(64 * 1024);
+        let messages: Vec<AgentMessage> = (0..5).map(heartbeat).collect();
+        write_messages(&mut near, &messages).await.unwrap();
+        write_messages::<_, AgentMessage>(&mut near, &[]).await.unwrap();
+        write_message(&mut near, &heartbeat(5)).await.unwrap();
+        drop(near);
+        let mut reader = FrameReader::new(far, 1024);
+        for seq in 0..6 {
+            let message: AgentMessage = reader.message().await.unwrap().unwrap();
+            assert_eq!(message, heartbeat(seq));
+        }
         assert!(reader.message::<AgentMessage>().await.unwrap().is_none());
     }
 

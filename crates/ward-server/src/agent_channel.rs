@@ -299,6 +299,20 @@ impl Outbound {
         }
     }
 
+    /// Sends messages in order, in one write on a framed connection; `Err` when the stream or
+    /// connection is gone.
+    pub(crate) async fn send_all(&mut self, messages: Vec<ServerMessage>) -> Result<(), ()> {
+        match self {
+            Outbound::Grpc(sender) => {
+                for message in messages {
+                    sender.send(Box::new(message)).await.map_err(|_| ())?;
+                }
+                Ok(())
+            }
+            Outbound::Framed(write) => framed::write_messages(write, &messages).await.map_err(|_| ()),
+        }
+    }
+
     /// Ends the stream (a framed connection is closed with a TLS close_notify).
     async fn close(self) {
         if let Outbound::Framed(mut write) = self {
@@ -339,7 +353,11 @@ async fn run_session(
                     break;
                 }
                 crate::channels::Delivery::Command(command) => {
-                    if Box::pin(crate::commands::push(&state, &command, &mut outbound, &mut pushed)).await.is_err() {
+                    // A containment puts a device's actions in its mailbox together: they leave
+                    // in one write.
+                    let mut commands = vec![command];
+                    commands.extend(std::iter::from_fn(|| registration.next_now()));
+                    if Box::pin(crate::commands::push(&state, &commands, &mut outbound, &mut pushed)).await.is_err() {
                         break;
                     }
                     continue;

@@ -459,6 +459,22 @@ pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     Ok(kib * 1024)
 }
 
+/// Processor time process `pid` has used so far (all its threads, user and system), in
+/// milliseconds; `/proc` counts it in ticks of 10 ms.
+pub fn cpu_ms(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("no command name")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |n: usize| -> anyhow::Result<u64> { Ok(fields.get(n).context("short stat")?.parse()?) };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Ok((ticks(11)? + ticks(12)?) * 10)
+}
+
 /// Server memory per idle connected agent, in bytes: the real `ward server` runs as a child
 /// process so only its memory is counted.
 pub async fn connections(args: &ConnectionsArgs, progress: &mut dyn FnMut(&str)) -> anyhow::Result<f64> {

@@ -133,6 +133,16 @@ impl Registration {
         }
     }
 
+    /// A command already waiting, without waiting for one (`None` when there is none or the
+    /// connection is closing): what was put together is pushed together.
+    pub fn next_now(&self) -> Option<Box<CommandRecord>> {
+        let mut inbox = self.mailbox.inbox();
+        if inbox.closed {
+            return None;
+        }
+        inbox.commands.pop_front()
+    }
+
     /// Whether the server has asked this connection to close.
     #[cfg(test)]
     fn is_closed(&self) -> bool {
@@ -315,9 +325,20 @@ mod tests {
             assert!(channels.push(&record("c")));
         });
         assert!(matches!(delivered, Delivery::Command(c) if c.id == "c"));
+        // What is already waiting is taken without waiting, in order; nothing waiting is `None`.
+        assert!(registration.next_now().is_none());
+        assert!(channels.push(&record("c2")));
+        assert!(channels.push(&record("c3")));
+        assert_eq!(registration.next_now().map(|c| c.id), Some("c2".to_owned()));
+        assert_eq!(registration.next_now().map(|c| c.id), Some("c3".to_owned()));
+        assert!(registration.next_now().is_none());
         // Closing wins over queued commands.
         assert!(channels.push(&record("d")));
         assert!(channels.disconnect("d1"));
+        assert!(
+            registration.next_now().is_none(),
+            "closing: nothing more is pushed"
+        );
         assert!(matches!(registration.next(true).await, Delivery::Closed));
         assert!(!channels.push(&record("e")), "no connection any more");
     }

@@ -2,6 +2,7 @@
 //! are pushed), delivering a device's queue on its stream, recording what the agent reports
 //! (verifying a wipe's signed completion record), and expiring commands nobody picked up.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -81,19 +82,28 @@ fn to_message(command: &CommandRecord) -> ServerMessage {
 /// not this device's to make).
 pub type Pushed = HashMap<String, CommandKind>;
 
-/// Pushes one command on the stream unless this connection already did, and records it as sent.
-/// `Err` when the stream is gone.
-pub(crate) async fn push(
+/// Pushes commands on the stream, together and in order, except those this connection already
+/// pushed, and records them as sent. `Err` when the stream is gone.
+pub(crate) async fn push<C: std::borrow::Borrow<CommandRecord>>(
     state: &AppState,
-    command: &CommandRecord,
+    commands: &[C],
     outbound: &mut Outbound,
     pushed: &mut Pushed,
 ) -> Result<(), ()> {
-    if pushed.insert(command.id.clone(), command.kind).is_some() {
+    let fresh: Vec<&CommandRecord> = commands
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|command| pushed.insert(command.id.clone(), command.kind).is_none())
+        .collect();
+    if fresh.is_empty() {
         return Ok(());
     }
-    outbound.send(to_message(command)).await?;
-    record_sent(state, command).await;
+    outbound
+        .send_all(fresh.iter().map(|command| to_message(command)).collect())
+        .await?;
+    for command in fresh {
+        record_sent(state, command).await;
+    }
     Ok(())
 }
 
@@ -203,10 +213,7 @@ pub(crate) async fn deliver(
             return Ok(());
         }
     };
-    for command in &pending {
-        push(state, command, outbound, pushed).await?;
-    }
-    Ok(())
+    push(state, &pending, outbound, pushed).await
 }
 
 /// Hands an event to the writer (waiting when it is behind: back-pressure on the agents).

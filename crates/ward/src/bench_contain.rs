@@ -125,6 +125,13 @@ pub struct ContainResult {
     pub max_ms: i64,
     /// Wall time from the contain request to the last acknowledgement, as the client saw it.
     pub wall_ms: u128,
+    /// Processor time the server used from the contain request to its answer (the fan-out),
+    /// per command, in microseconds; `None` when the server runs in this process.
+    pub server_cpu_us_per_command: Option<u64>,
+    /// Processor time the simulated devices (this process) used in the same window, per command:
+    /// the machine's cores are shared, so these two say where the time went whatever else the
+    /// machine was doing.
+    pub sim_cpu_us_per_command: Option<u64>,
 }
 
 pub async fn contain(
@@ -216,13 +223,32 @@ pub async fn contain(
             plan: None,
         })
         .await?;
+    let server_pid = match &server {
+        Served::Child(child) => Some(child.id()),
+        Served::InProcess(_) => None,
+    };
+    let cpu = |pid: Option<u32>| pid.and_then(|pid| ward_server::bench_devices::cpu_ms(pid).ok());
+    let own_pid = (server_pid.is_some()).then(std::process::id);
+    let cpu_before = (cpu(server_pid), cpu(own_pid));
     let go = Instant::now();
-    admin
+    let answer = admin
         .contain_incident(&incident.id, &IncidentActionRequest::default())
         .await?;
+    let cpu_after = (cpu(server_pid), cpu(own_pid));
+    let per_command = |before: Option<u64>, after: Option<u64>| {
+        Some((after? - before?) * 1000 / answer.contain.commands.max(1))
+    };
+    let server_cpu = per_command(cpu_before.0, cpu_after.0);
+    let sim_cpu = per_command(cpu_before.1, cpu_after.1);
     progress(&format!(
-        "contain request answered after {} ms",
-        go.elapsed().as_millis()
+        "contain request answered after {} ms{}",
+        go.elapsed().as_millis(),
+        match (server_cpu, sim_cpu) {
+            (Some(server), Some(sim)) => format!(
+                "; processor time meanwhile per command: server {server} µs, simulated devices {sim} µs"
+            ),
+            _ => String::new(),
+        }
     ));
     let status = loop {
         let status = admin.incident_status(&incident.id).await?;
@@ -251,6 +277,8 @@ pub async fn contain(
         p99_ms: t.p99_ms,
         max_ms: t.max_ms,
         wall_ms,
+        server_cpu_us_per_command: server_cpu,
+        sim_cpu_us_per_command: sim_cpu,
     })
 }
 
@@ -261,10 +289,13 @@ pub fn print(result: &ContainResult, json_out: bool) {
         println!("{value:#}");
         return;
     }
-    println!("| devices | commands | acknowledged | lost | p50 ms | p95 ms | p99 ms | max ms |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let shown = |us: Option<u64>| us.map_or_else(|| "-".to_owned(), |us| us.to_string());
     println!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| devices | commands | acknowledged | lost | p50 ms | p95 ms | p99 ms | max ms | server µs/command | devices µs/command |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         result.devices,
         result.commands,
         result.acknowledged,
@@ -272,6 +303,8 @@ pub fn print(result: &ContainResult, json_out: bool) {
         result.p50_ms,
         result.p95_ms,
         result.p99_ms,
-        result.max_ms
+        result.max_ms,
+        shown(result.server_cpu_us_per_command),
+        shown(result.sim_cpu_us_per_command),
     );
 }
