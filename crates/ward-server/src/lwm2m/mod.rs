@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use ward_domain::audit::{AuditRecord, Outcome};
 use ward_domain::device::{Criticality, DeviceClass, DeviceState};
 use ward_lwm2m::coap::{self, MAX_DATAGRAM, MessageClass, Packet, ResponseType, TransmissionParams};
@@ -38,6 +38,7 @@ use ward_lwm2m::registration::{self, Register, RegistrationRequest, Update};
 use ward_lwm2m::server::{Endpoint, Event, Request};
 use ward_store::{CommandRecord, Lwm2mEndpointRecord};
 
+use crate::agent_channel::FactsWork;
 use crate::channels::Handover;
 use crate::commands::{Report, record_acknowledged, record_finished, record_sent};
 use crate::config::Lwm2mConfig;
@@ -159,6 +160,8 @@ pub async fn run(state: AppState, sockets: Sockets) {
         requests: HashMap::new(),
         attempts: HashMap::new(),
         inbox,
+        facts_epoch: 0,
+        facts_flush: None,
     };
     let mut sweep = tokio::time::interval(Duration::from_millis(
         gateway.state.config.lwm2m.sweep_interval_ms.max(10),
@@ -299,6 +302,16 @@ struct Queued {
     pushed: HashSet<String>,
 }
 
+/// A facts document handed to the facts writer.
+#[derive(Debug)]
+struct StoredFacts {
+    /// Compact JSON text (a parsed tree would cost several times as much memory).
+    text: Box<str>,
+    /// [`Gateway::facts_epoch`] when it was handed over: the writer's answer to that epoch's
+    /// flush means the store has it.
+    epoch: u64,
+}
+
 /// One registered device (its device id is its key in [`Gateway::devices`]). Kept compact: the
 /// gateway holds one per registered device, so every byte here counts ten thousand times.
 #[derive(Debug)]
@@ -319,9 +332,10 @@ struct Registration {
     updated_ms: i64,
     /// Queue mode: the device listens until then (after a Register or Update).
     awake_until: Instant,
-    /// The facts document last handed to the facts writer (compact JSON text: a parsed tree would
-    /// cost several times as much memory per registration, and it changes rarely).
-    stored: Box<str>,
+    /// The facts document last handed to the facts writer, until the writer has stored it; then
+    /// the store has it and the next change reads it from there (facts change in bursts — after a
+    /// Register, on an Update — and a copy per quiet registration was an eighth of its memory).
+    stored: Option<StoredFacts>,
     /// Boxed, like the active command: most registrations are never handed a command.
     queued: Option<Box<Queued>>,
     /// Boxed: a command is rarely in flight, and inline it made every registration (and every
@@ -370,6 +384,10 @@ struct Gateway {
     attempts: HashMap<IpAddr, VecDeque<Instant>>,
     /// Commands and close orders for registered devices (from [`crate::channels`]).
     inbox: mpsc::UnboundedSender<Handover>,
+    /// Flushes of the facts writer asked for so far (see [`StoredFacts::epoch`]).
+    facts_epoch: u64,
+    /// The flush asked for last, by epoch, until the writer answers it.
+    facts_flush: Option<(u64, oneshot::Receiver<()>)>,
 }
 
 impl Gateway {
@@ -644,8 +662,15 @@ impl Gateway {
         // A Register from a registered device replaces its registration (it rebooted). The command
         // it was carrying out is known here even before the store has recorded it as sent.
         let mut in_flight: Option<Box<Active>> = None;
+        // What the store has, unless the facts writer may not have stored the last registration's
+        // latest document yet.
+        let mut stored = StoredFacts {
+            text: device.facts.into_boxed_str(),
+            epoch: self.facts_epoch,
+        };
         if let Some(old) = self.devices.remove(&device_id) {
             in_flight = old.active;
+            stored = old.stored.unwrap_or(stored);
             self.locations.remove(&old.location);
             self.remove_secure_peer(old.peer, &old.transport);
             self.forget_requests(&device_id);
@@ -662,7 +687,6 @@ impl Gateway {
         let connection_id = self.state.channels.register_shared(&device_id, &self.inbox);
         let now_ms = self.state.now_ms();
         let _ = self.state.store.record_seen(&device_id, now_ms).await;
-        let stored = device.facts.clone().into_boxed_str();
         let in_flight_id = in_flight.as_ref().map(|a| a.command.id.clone());
         // A firmware update whose Update was executed: the device restarts to apply it, so its
         // new registration is where the update ends (its /5/0/5 Update Result is read there).
@@ -691,7 +715,7 @@ impl Gateway {
             objects: register.object_paths().into_boxed_slice(),
             updated_ms: now_ms,
             awake_until: at + Duration::from_millis(self.config().queue_awake_ms),
-            stored,
+            stored: Some(stored),
             queued: None,
             active: None,
             battery_token: None,
@@ -851,10 +875,21 @@ impl Gateway {
     /// Changes the device's `facts.lwm2m` section and hands the document to the facts writer if
     /// that changed it.
     async fn update_facts(&mut self, device_id: &str, change: impl FnOnce(&mut Map<String, Value>)) {
-        let Some(registration) = self.devices.get_mut(device_id) else {
+        let Some(registration) = self.devices.get(device_id) else {
             return;
         };
-        let before: Value = serde_json::from_str(&registration.stored).unwrap_or_else(|_| json!({}));
+        let parse = |text: &str| serde_json::from_str(text).unwrap_or_else(|_| json!({}));
+        let before: Value = match &registration.stored {
+            Some(stored) => parse(&stored.text),
+            None => match self.state.store.device(device_id).await {
+                Ok(Some(device)) => parse(&device.facts),
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::warn!(device = %device_id, error = %err, "reading facts failed; LwM2M facts not updated");
+                    return;
+                }
+            },
+        };
         let mut section = facts::section_of(&before);
         change(&mut section);
         let document = facts::document(&before, &section);
@@ -862,7 +897,13 @@ impl Gateway {
         if crate::agent_channel::is_empty_diff(&diff) {
             return;
         }
-        registration.stored = document.to_string().into_boxed_str();
+        let Some(registration) = self.devices.get_mut(device_id) else {
+            return;
+        };
+        registration.stored = Some(StoredFacts {
+            text: document.to_string().into_boxed_str(),
+            epoch: self.facts_epoch,
+        });
         let now_ms = self.state.now_ms();
         crate::agent_channel::store_facts(&self.state, device_id, &document, None, &diff, now_ms).await;
     }
@@ -1341,10 +1382,40 @@ impl Gateway {
         }
     }
 
+    /// Drops the facts documents the writer has stored since the last sweep, and asks it to tell
+    /// when it has stored the ones handed over since.
+    async fn release_stored_facts(&mut self) {
+        if let Some((epoch, answer)) = &mut self.facts_flush {
+            match answer.try_recv() {
+                Ok(()) => {
+                    let epoch = *epoch;
+                    for registration in self.devices.values_mut() {
+                        if registration.stored.as_ref().is_some_and(|s| s.epoch <= epoch) {
+                            registration.stored = None;
+                        }
+                    }
+                }
+                Err(oneshot::error::TryRecvError::Empty) => return,
+                // The writer stopped: nothing handed to it can be counted on as stored.
+                Err(oneshot::error::TryRecvError::Closed) => {}
+            }
+            self.facts_flush = None;
+        }
+        if !self.devices.values().any(|r| r.stored.is_some()) {
+            return;
+        }
+        let (ask, answer) = oneshot::channel();
+        if self.state.facts_writer.send(FactsWork::Flush(ask)).await.is_ok() {
+            self.facts_flush = Some((self.facts_epoch, answer));
+            self.facts_epoch += 1;
+        }
+    }
+
     /// Ends registrations whose lifetime passed, and fails commands a queue-mode device did not
     /// come for in time.
     async fn sweep(&mut self) {
         self.dtls.expire(now());
+        self.release_stored_facts().await;
         let now_ms = self.state.now_ms();
         let queue_timeout = self.config().queue_timeout_ms;
         let expired: Vec<Arc<str>> = self
