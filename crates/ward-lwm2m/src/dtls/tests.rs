@@ -83,6 +83,28 @@ fn a_client_with_the_right_key_connects_and_carries_data_both_ways() {
 }
 
 #[test]
+fn an_established_session_with_nothing_to_resend_asks_for_no_wake_up() {
+    let now = Instant::now();
+    let mut server = DtlsServer::new(table(), ServerLimits::default()).unwrap();
+    let mut client = DtlsClient::new(b"urn:dev:pump-1", KEY, now).unwrap();
+    pump(&mut server, &mut client, peer(4000), now);
+    assert!(server.next_timeout().is_some(), "the handshake's timers run");
+    // Past every handshake timer: the session is established and idle.
+    let later = now + Duration::from_secs(120);
+    server.handle_timeout(later);
+    client.handle_timeout(later);
+    for n in 0..20u8 {
+        client.send(&[n], later);
+        assert!(server.send(peer(4000), &[n], later));
+        pump(&mut server, &mut client, peer(4000), later);
+    }
+    assert_eq!(std::iter::from_fn(|| server.poll_received()).count(), 20);
+    assert_eq!(server.sessions(), 1);
+    assert_eq!(server.next_timeout(), None);
+    assert!(server.timers.is_empty(), "{} timers", server.timers.len());
+}
+
+#[test]
 fn a_wrong_key_or_an_unknown_identity_never_connects() {
     let now = Instant::now();
     let mut server = DtlsServer::new(table(), ServerLimits::default()).unwrap();
