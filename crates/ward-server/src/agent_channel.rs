@@ -577,7 +577,7 @@ pub(crate) async fn store_facts(
         change: change.to_string(),
         time_ms: now,
     };
-    if state.facts_writer.send(update).await.is_err() {
+    if state.facts_writer.send(FactsWork::Update(update)).await.is_err() {
         tracing::warn!(device = device_id, "the facts writer has stopped");
     }
 }
@@ -585,24 +585,49 @@ pub(crate) async fn store_facts(
 /// Most updates written in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// What the facts writer is handed.
+#[derive(Debug)]
+pub enum FactsWork {
+    /// Facts to store.
+    Update(FactsUpdate),
+    /// Answered once every update handed over before it has been through the store (stored, or
+    /// failed and logged): after the answer, a read of the store sees those updates.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Group commit for facts: every session hands its updates to this one task, which stores
 /// whatever has queued up in a single transaction (SQLite has one writer anyway; a transaction
 /// per report made the commit the bottleneck).
 pub async fn facts_writer(
     store: std::sync::Arc<dyn ward_store::Store>,
-    mut updates: mpsc::Receiver<FactsUpdate>,
+    mut work: mpsc::Receiver<FactsWork>,
     policy_work: mpsc::Sender<crate::policies::Work>,
 ) {
-    while let Some(first) = updates.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match updates.try_recv() {
-                Ok(update) => batch.push(update),
-                Err(_) => break,
+    while let Some(first) = work.recv().await {
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(item) = next {
+            match item {
+                FactsWork::Update(update) => batch.push(update),
+                FactsWork::Flush(answer) => flushes.push(answer),
             }
+            next = if batch.len() < MAX_BATCH {
+                work.try_recv().ok()
+            } else {
+                None
+            };
         }
-        if let Err(err) = store.record_facts_batch(&batch).await {
+        if !batch.is_empty()
+            && let Err(err) = store.record_facts_batch(&batch).await
+        {
             tracing::warn!(error = %err, updates = batch.len(), "storing facts failed");
+            batch.clear();
+        }
+        for answer in flushes {
+            let _ = answer.send(());
+        }
+        if batch.is_empty() {
             continue;
         }
         // Stored: the policy engine re-evaluates these devices (never waiting on it; when it is

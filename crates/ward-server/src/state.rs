@@ -48,7 +48,7 @@ pub struct Inner {
     /// The agent channel's port, told to devices at enrollment.
     pub agent_port: u16,
     /// Queue to the task that stores device facts in batches.
-    pub facts_writer: tokio::sync::mpsc::Sender<ward_store::FactsUpdate>,
+    pub facts_writer: tokio::sync::mpsc::Sender<crate::agent_channel::FactsWork>,
     /// Queue to the task that stores enrollments in batches.
     pub enrollments: tokio::sync::mpsc::Sender<crate::enroll_writer::Submission>,
     /// Queue to the task that stores what devices report about commands, in batches.

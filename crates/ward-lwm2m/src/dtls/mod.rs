@@ -46,6 +46,10 @@ pub const MIN_KEY_LEN: usize = 16;
 const MTU: usize = 1400;
 /// Output buffer bound: a record never needs more.
 const MAX_RECORD: usize = 16 * 1024 + 256;
+/// A session with nothing scheduled (an established one) reports a deadline ten years away,
+/// renewed on every poll; deadlines this far off are not timers and are not kept (one per
+/// datagram piled up in the timer heap of every established session).
+const NO_TIMER: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// A key, identity or configuration that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -351,10 +355,12 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
-/// The sessions of one address: the established (or first) one, and a newer handshake.
+/// The sessions of one address: the established (or first) one, and a newer handshake. Boxed:
+/// a session is 3.4 KiB (the engine's size does not depend on the protocol it speaks), and
+/// inline an absent newer handshake cost as much as the session, in every slot of the map.
 struct Slot {
-    current: Session,
-    next: Option<Session>,
+    current: Box<Session>,
+    next: Option<Box<Session>>,
 }
 
 /// DTLS-PSK server: sessions by peer address (sans-IO).
@@ -454,7 +460,7 @@ impl DtlsServer {
         true
     }
 
-    fn new_session(&mut self, peer: SocketAddr, now: Instant) -> Option<Session> {
+    fn new_session(&mut self, peer: SocketAddr, now: Instant) -> Option<Box<Session>> {
         if !self.allow_start(peer, now) {
             return None;
         }
@@ -466,7 +472,10 @@ impl DtlsServer {
         }
         self.half_open += 1;
         self.handshakes.push_back((peer, now));
-        Some(Session::new(Dtls::new_12_psk(Arc::clone(&self.config), now), now))
+        Some(Box::new(Session::new(
+            Dtls::new_12_psk(Arc::clone(&self.config), now),
+            now,
+        )))
     }
 
     /// Removes `peer`'s sessions, keeping the half-open count right.
@@ -605,18 +614,18 @@ impl DtlsServer {
             return;
         }
         let deadlines = [slot.current.timeout, slot.next.as_ref().and_then(|n| n.timeout)];
-        for at in deadlines.into_iter().flatten() {
+        for at in deadlines.into_iter().flatten().filter(|at| *at < now + NO_TIMER) {
             // Never due again at this instant: a timer the engine reports as already past is
             // tried on the next tick rather than in a loop.
             let at = at.max(now + Duration::from_millis(1));
             self.timers.push(Reverse((at, peer)));
         }
         if self.timers.len() > 4 * self.slots.len() + 1024 {
-            self.rebuild_timers();
+            self.rebuild_timers(now);
         }
     }
 
-    fn rebuild_timers(&mut self) {
+    fn rebuild_timers(&mut self, now: Instant) {
         self.timers = self
             .slots
             .iter()
@@ -624,6 +633,7 @@ impl DtlsServer {
                 [slot.current.timeout, slot.next.as_ref().and_then(|n| n.timeout)]
                     .into_iter()
                     .flatten()
+                    .filter(move |at| *at < now + NO_TIMER)
                     .map(move |at| Reverse((at, *peer)))
             })
             .collect();

@@ -46,6 +46,14 @@ fn client_hello(identity: &[u8], key: &[u8], now: Instant) -> Vec<u8> {
         .unwrap()
 }
 
+/// A server with one session, from `pump-1` at `from`, established at `now`.
+fn connected(from: SocketAddr, now: Instant) -> (DtlsServer, DtlsClient) {
+    let mut server = DtlsServer::new(table(), ServerLimits::default()).unwrap();
+    let mut client = DtlsClient::new(b"urn:dev:pump-1", KEY, now).unwrap();
+    pump(&mut server, &mut client, from, now);
+    (server, client)
+}
+
 fn events(server: &mut DtlsServer) -> Vec<ServerEvent> {
     std::iter::from_fn(|| server.poll_event()).collect()
 }
@@ -80,6 +88,26 @@ fn a_client_with_the_right_key_connects_and_carries_data_both_ways() {
     client.send(b"plaintext-marker", now);
     let wire = client.poll_transmit().unwrap();
     assert!(!wire.windows(16).any(|w| w == b"plaintext-marker"));
+}
+
+#[test]
+fn an_established_session_with_nothing_to_resend_asks_for_no_wake_up() {
+    let now = Instant::now();
+    let (mut server, mut client) = connected(peer(4000), now);
+    assert!(server.next_timeout().is_some(), "the handshake's timers run");
+    // Past every handshake timer: the session is established and idle.
+    let later = now + Duration::from_secs(120);
+    server.handle_timeout(later);
+    client.handle_timeout(later);
+    for n in 0..20u8 {
+        client.send(&[n], later);
+        assert!(server.send(peer(4000), &[n], later));
+        pump(&mut server, &mut client, peer(4000), later);
+    }
+    assert_eq!(std::iter::from_fn(|| server.poll_received()).count(), 20);
+    assert_eq!(server.sessions(), 1);
+    assert_eq!(server.next_timeout(), None);
+    assert!(server.timers.is_empty(), "{} timers", server.timers.len());
 }
 
 #[test]
@@ -159,9 +187,7 @@ fn a_flood_of_half_open_handshakes_is_bounded_and_does_not_lock_out_a_device() {
 #[test]
 fn a_new_handshake_from_an_established_address_replaces_the_session_only_when_it_completes() {
     let now = Instant::now();
-    let mut server = DtlsServer::new(table(), ServerLimits::default()).unwrap();
-    let mut first = DtlsClient::new(b"urn:dev:pump-1", KEY, now).unwrap();
-    pump(&mut server, &mut first, peer(4300), now);
+    let (mut server, mut first) = connected(peer(4300), now);
     events(&mut server);
 
     // A forged ClientHello from the device's address: the session survives.

@@ -21,12 +21,13 @@ mod facts;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use ward_domain::audit::{AuditRecord, Outcome};
 use ward_domain::device::{Criticality, DeviceClass, DeviceState};
 use ward_lwm2m::coap::{self, MAX_DATAGRAM, MessageClass, Packet, ResponseType, TransmissionParams};
@@ -37,6 +38,7 @@ use ward_lwm2m::registration::{self, Register, RegistrationRequest, Update};
 use ward_lwm2m::server::{Endpoint, Event, Request};
 use ward_store::{CommandRecord, Lwm2mEndpointRecord};
 
+use crate::agent_channel::FactsWork;
 use crate::channels::Handover;
 use crate::commands::{Report, record_acknowledged, record_finished, record_sent};
 use crate::config::Lwm2mConfig;
@@ -158,6 +160,8 @@ pub async fn run(state: AppState, sockets: Sockets) {
         requests: HashMap::new(),
         attempts: HashMap::new(),
         inbox,
+        facts_epoch: 0,
+        facts_flush: None,
     };
     let mut sweep = tokio::time::interval(Duration::from_millis(
         gateway.state.config.lwm2m.sweep_interval_ms.max(10),
@@ -213,7 +217,7 @@ enum Transport {
     /// Plain CoAP over UDP.
     Plain,
     /// A DTLS session authenticated as this PSK identity.
-    Dtls(std::sync::Arc<[u8]>),
+    Dtls(Arc<[u8]>),
 }
 
 impl Transport {
@@ -273,7 +277,7 @@ struct FirmwareJob {
 
 #[derive(Debug)]
 struct Pending {
-    device_id: String,
+    device_id: Arc<str>,
     connection_id: u64,
     purpose: Purpose,
 }
@@ -289,36 +293,55 @@ struct Active {
     firmware: Option<FirmwareJob>,
 }
 
-/// One registered device.
+/// Commands handed over on one registration.
+#[derive(Debug, Default)]
+struct Queued {
+    /// Commands waiting, with when they were queued here (server clock).
+    commands: VecDeque<(CommandRecord, i64)>,
+    /// Every command handed over (a command arrives once per registration).
+    pushed: HashSet<String>,
+}
+
+/// A facts document handed to the facts writer.
+#[derive(Debug)]
+struct StoredFacts {
+    /// Compact JSON text (a parsed tree would cost several times as much memory).
+    text: Box<str>,
+    /// [`Gateway::facts_epoch`] when it was handed over: the writer's answer to that epoch's
+    /// flush means the store has it.
+    epoch: u64,
+}
+
+/// One registered device (its device id is its key in [`Gateway::devices`]). Kept compact: the
+/// gateway holds one per registered device, so every byte here counts ten thousand times.
 #[derive(Debug)]
 struct Registration {
-    device_id: String,
-    location: String,
+    /// Its location, `rd/{location:016x}` (see [`location_key`]).
+    location: u64,
     peer: SocketAddr,
     /// How it registered; updates and requests must use the same.
     transport: Transport,
     connection_id: u64,
-    endpoint: String,
+    endpoint: Box<str>,
     lifetime_s: u32,
     version: &'static str,
-    binding: String,
+    binding: Box<str>,
     queue_mode: bool,
-    objects: Vec<Path>,
+    objects: Box<[Path]>,
     /// Registered or last updated (server clock, for lifetime expiry).
     updated_ms: i64,
     /// Queue mode: the device listens until then (after a Register or Update).
     awake_until: Instant,
-    /// The facts document last handed to the facts writer (compact JSON text: a parsed tree would
-    /// cost several times as much memory per registration, and it changes rarely).
-    stored: Box<str>,
-    /// Commands waiting, with when they were queued here (server clock).
-    queue: VecDeque<(CommandRecord, i64)>,
+    /// The facts document last handed to the facts writer, until the writer has stored it; then
+    /// the store has it and the next change reads it from there (facts change in bursts — after a
+    /// Register, on an Update — and a copy per quiet registration was an eighth of its memory).
+    stored: Option<StoredFacts>,
+    /// Boxed, like the active command: most registrations are never handed a command.
+    queued: Option<Box<Queued>>,
     /// Boxed: a command is rarely in flight, and inline it made every registration (and every
     /// empty slot of the registrations map) hundreds of bytes larger.
     active: Option<Box<Active>>,
-    /// Commands handed over on this registration (a command arrives once per registration).
-    pushed: HashSet<String>,
-    battery_token: Option<Vec<u8>>,
+    battery_token: Option<Box<[u8]>>,
 }
 
 impl Registration {
@@ -332,13 +355,13 @@ impl Registration {
 
     fn facts(&self, registered: bool) -> facts::RegistrationFacts {
         facts::RegistrationFacts {
-            endpoint: self.endpoint.clone(),
+            endpoint: self.endpoint.to_string(),
             registered,
             lifetime_s: self.lifetime_s,
             queue_mode: self.queue_mode,
             version: self.version,
-            binding: self.binding.clone(),
-            objects: self.objects.clone(),
+            binding: self.binding.to_string(),
+            objects: self.objects.to_vec(),
             security: self.transport.name(),
         }
     }
@@ -351,16 +374,20 @@ struct Gateway {
     dtls: DtlsServer,
     /// Addresses of registrations made over DTLS (with how many): nothing goes to them in plain.
     secure_peers: HashMap<SocketAddr, usize>,
-    /// Registered devices by device id.
-    devices: HashMap<String, Registration>,
+    /// Registered devices by device id (shared with `locations` and `requests`).
+    devices: HashMap<Arc<str>, Registration>,
     /// Registration location → device id.
-    locations: HashMap<String, String>,
+    locations: HashMap<u64, Arc<str>>,
     /// Requests in flight (and observations) by token.
     requests: HashMap<Vec<u8>, Pending>,
     /// Recent Register attempts per source address (monotonic time: a flood limit, not a record).
     attempts: HashMap<IpAddr, VecDeque<Instant>>,
     /// Commands and close orders for registered devices (from [`crate::channels`]).
     inbox: mpsc::UnboundedSender<Handover>,
+    /// Flushes of the facts writer asked for so far (see [`StoredFacts::epoch`]).
+    facts_epoch: u64,
+    /// The flush asked for last, by epoch, until the writer answers it.
+    facts_flush: Option<(u64, oneshot::Receiver<()>)>,
 }
 
 impl Gateway {
@@ -480,9 +507,8 @@ impl Gateway {
             Ok(RegistrationRequest::Update(update)) => self.on_update(peer, &request, update).await,
             Ok(RegistrationRequest::Deregister(deregister)) => {
                 let transport = self.transport(peer);
-                let owned = self
-                    .locations
-                    .get(&deregister.location)
+                let owned = location_key(&deregister.location)
+                    .and_then(|location| self.locations.get(&location))
                     .filter(|id| self.devices.get(*id).is_some_and(|r| r.transport == transport))
                     .cloned();
                 match owned {
@@ -616,7 +642,7 @@ impl Gateway {
             .await;
             return self.respond(peer, request, ResponseType::Forbidden);
         }
-        let device_id = endpoint.device_id.clone();
+        let device_id: Arc<str> = Arc::from(endpoint.device_id.as_str());
         let target = format!("device:{device_id}");
         let device = match self.state.store.device(&device_id).await {
             Ok(Some(device)) if device.state.may_connect() => device,
@@ -636,17 +662,24 @@ impl Gateway {
         // A Register from a registered device replaces its registration (it rebooted). The command
         // it was carrying out is known here even before the store has recorded it as sent.
         let mut in_flight: Option<Box<Active>> = None;
+        // What the store has, unless the facts writer may not have stored the last registration's
+        // latest document yet.
+        let mut stored = StoredFacts {
+            text: device.facts.into_boxed_str(),
+            epoch: self.facts_epoch,
+        };
         if let Some(old) = self.devices.remove(&device_id) {
             in_flight = old.active;
+            stored = old.stored.unwrap_or(stored);
             self.locations.remove(&old.location);
             self.remove_secure_peer(old.peer, &old.transport);
             self.forget_requests(&device_id);
         }
         let mut location_bytes = [0u8; 8];
         self.state.entropy.fill(&mut location_bytes);
-        let location = hex::encode(location_bytes);
+        let location = u64::from_be_bytes(location_bytes);
         let id = self.endpoint.next_message_id();
-        let created = registration::created(request, &location, id);
+        let created = registration::created(request, &format!("{location:016x}"), id);
         if let Err(err) = self.endpoint.respond(peer, request, &created, at) {
             tracing::debug!(%peer, error = %err, "LwM2M response not sent");
             return;
@@ -654,7 +687,6 @@ impl Gateway {
         let connection_id = self.state.channels.register_shared(&device_id, &self.inbox);
         let now_ms = self.state.now_ms();
         let _ = self.state.store.record_seen(&device_id, now_ms).await;
-        let stored = device.facts.clone().into_boxed_str();
         let in_flight_id = in_flight.as_ref().map(|a| a.command.id.clone());
         // A firmware update whose Update was executed: the device restarts to apply it, so its
         // new registration is where the update ends (its /5/0/5 Update Result is read there).
@@ -671,23 +703,21 @@ impl Gateway {
         );
         self.add_secure_peer(peer, &transport);
         let registration = Registration {
-            device_id: device_id.clone(),
-            location: location.clone(),
+            location,
             peer,
             transport,
             connection_id,
-            endpoint: endpoint.endpoint.clone(),
+            endpoint: endpoint.endpoint.into_boxed_str(),
             lifetime_s: register.lifetime,
             version: register.version.as_str(),
-            binding: binding_text,
+            binding: binding_text.into_boxed_str(),
             queue_mode: register.queue_mode,
-            objects: register.object_paths(),
+            objects: register.object_paths().into_boxed_slice(),
             updated_ms: now_ms,
             awake_until: at + Duration::from_millis(self.config().queue_awake_ms),
-            stored,
-            queue: VecDeque::new(),
+            stored: Some(stored),
+            queued: None,
             active: None,
-            pushed: HashSet::new(),
             battery_token: None,
         };
         tracing::info!(device = %device_id, endpoint = %registration.endpoint, %peer,
@@ -755,7 +785,10 @@ impl Gateway {
     }
 
     async fn on_update(&mut self, peer: SocketAddr, request: &Packet, update: Update) {
-        let Some(device_id) = self.locations.get(&update.location).cloned() else {
+        let Some(device_id) = location_key(&update.location)
+            .and_then(|location| self.locations.get(&location))
+            .cloned()
+        else {
             // Unknown location: the client registers again.
             return self.respond(peer, request, ResponseType::NotFound);
         };
@@ -781,7 +814,7 @@ impl Gateway {
         }
         if let Some(binding) = update.binding {
             let q = if registration.queue_mode { "Q" } else { "" };
-            registration.binding = format!("{binding}{q}");
+            registration.binding = format!("{binding}{q}").into_boxed_str();
         }
         if let Some(links) = &update.links {
             registration.objects = links.iter().filter_map(|l| l.path()).collect();
@@ -821,7 +854,7 @@ impl Gateway {
     fn forget_requests(&mut self, device_id: &str) {
         let endpoint = &mut self.endpoint;
         self.requests.retain(|token, p| {
-            let keep = p.device_id != device_id;
+            let keep = &*p.device_id != device_id;
             if !keep {
                 endpoint.cancel(token);
             }
@@ -842,10 +875,21 @@ impl Gateway {
     /// Changes the device's `facts.lwm2m` section and hands the document to the facts writer if
     /// that changed it.
     async fn update_facts(&mut self, device_id: &str, change: impl FnOnce(&mut Map<String, Value>)) {
-        let Some(registration) = self.devices.get_mut(device_id) else {
+        let Some(registration) = self.devices.get(device_id) else {
             return;
         };
-        let before: Value = serde_json::from_str(&registration.stored).unwrap_or_else(|_| json!({}));
+        let parse = |text: &str| serde_json::from_str(text).unwrap_or_else(|_| json!({}));
+        let before: Value = match &registration.stored {
+            Some(stored) => parse(&stored.text),
+            None => match self.state.store.device(device_id).await {
+                Ok(Some(device)) => parse(&device.facts),
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::warn!(device = %device_id, error = %err, "reading facts failed; LwM2M facts not updated");
+                    return;
+                }
+            },
+        };
         let mut section = facts::section_of(&before);
         change(&mut section);
         let document = facts::document(&before, &section);
@@ -853,28 +897,35 @@ impl Gateway {
         if crate::agent_channel::is_empty_diff(&diff) {
             return;
         }
-        registration.stored = document.to_string().into_boxed_str();
+        let Some(registration) = self.devices.get_mut(device_id) else {
+            return;
+        };
+        registration.stored = Some(StoredFacts {
+            text: document.to_string().into_boxed_str(),
+            epoch: self.facts_epoch,
+        });
         let now_ms = self.state.now_ms();
         crate::agent_channel::store_facts(&self.state, device_id, &document, None, &diff, now_ms).await;
     }
 
     /// Sends a request to a registered device.
     fn send(&mut self, device_id: &str, request: Request, purpose: Purpose) -> bool {
-        let Some(registration) = self.devices.get(device_id) else {
+        let Some((device_id, registration)) = self.devices.get_key_value(device_id) else {
             return false;
         };
+        let (device_id, connection_id) = (device_id.clone(), registration.connection_id);
         match self.endpoint.send(registration.peer, &request, now()) {
             Ok(token) => {
                 if matches!(purpose, Purpose::Battery)
-                    && let Some(r) = self.devices.get_mut(device_id)
+                    && let Some(r) = self.devices.get_mut(&device_id)
                 {
-                    r.battery_token = Some(token.clone());
+                    r.battery_token = Some(token.clone().into_boxed_slice());
                 }
                 self.requests.insert(
                     token,
                     Pending {
-                        device_id: device_id.to_owned(),
-                        connection_id: self.devices.get(device_id).map_or(0, |r| r.connection_id),
+                        device_id,
+                        connection_id,
                         purpose,
                     },
                 );
@@ -893,10 +944,11 @@ impl Gateway {
         let Some(registration) = self.devices.get_mut(device_id) else {
             return;
         };
-        if registration.queue.len() >= MAX_QUEUED || !registration.pushed.insert(command.id.clone()) {
+        let queued = registration.queued.get_or_insert_default();
+        if queued.commands.len() >= MAX_QUEUED || !queued.pushed.insert(command.id.clone()) {
             return;
         }
-        registration.queue.push_back((command, now_ms));
+        queued.commands.push_back((command, now_ms));
     }
 
     /// Starts the device's next commands while it listens and none is in progress.
@@ -908,7 +960,11 @@ impl Gateway {
             if registration.active.is_some() || !registration.awake(now()) {
                 return;
             }
-            let Some((command, _)) = registration.queue.pop_front() else {
+            let Some((command, _)) = registration
+                .queued
+                .as_mut()
+                .and_then(|queued| queued.commands.pop_front())
+            else {
                 return;
             };
             let has_lock_wipe = registration.has_object(lock_wipe::ID);
@@ -1158,7 +1214,7 @@ impl Gateway {
     }
 
     /// Looks up a request's purpose, if it belongs to a current registration.
-    fn take_request(&mut self, token: &[u8], keep: bool) -> Option<(String, Purpose)> {
+    fn take_request(&mut self, token: &[u8], keep: bool) -> Option<(Arc<str>, Purpose)> {
         let pending = if keep {
             let p = self.requests.get(token)?;
             Pending {
@@ -1295,7 +1351,7 @@ impl Gateway {
             } => {
                 if self
                     .devices
-                    .get(&device_id)
+                    .get(device_id.as_str())
                     .is_some_and(|r| r.connection_id == connection_id)
                 {
                     self.enqueue(&device_id, *command);
@@ -1308,7 +1364,7 @@ impl Gateway {
             } => {
                 let Some(registration) = self
                     .devices
-                    .get(&device_id)
+                    .get(device_id.as_str())
                     .filter(|r| r.connection_id == connection_id)
                 else {
                     return;
@@ -1326,30 +1382,63 @@ impl Gateway {
         }
     }
 
+    /// Drops the facts documents the writer has stored since the last sweep, and asks it to tell
+    /// when it has stored the ones handed over since.
+    async fn release_stored_facts(&mut self) {
+        if let Some((epoch, answer)) = &mut self.facts_flush {
+            match answer.try_recv() {
+                Ok(()) => {
+                    let epoch = *epoch;
+                    for registration in self.devices.values_mut() {
+                        if registration.stored.as_ref().is_some_and(|s| s.epoch <= epoch) {
+                            registration.stored = None;
+                        }
+                    }
+                }
+                Err(oneshot::error::TryRecvError::Empty) => return,
+                // The writer stopped: nothing handed to it can be counted on as stored.
+                Err(oneshot::error::TryRecvError::Closed) => {}
+            }
+            self.facts_flush = None;
+        }
+        if !self.devices.values().any(|r| r.stored.is_some()) {
+            return;
+        }
+        let (ask, answer) = oneshot::channel();
+        if self.state.facts_writer.send(FactsWork::Flush(ask)).await.is_ok() {
+            self.facts_flush = Some((self.facts_epoch, answer));
+            self.facts_epoch += 1;
+        }
+    }
+
     /// Ends registrations whose lifetime passed, and fails commands a queue-mode device did not
     /// come for in time.
     async fn sweep(&mut self) {
         self.dtls.expire(now());
+        self.release_stored_facts().await;
         let now_ms = self.state.now_ms();
         let queue_timeout = self.config().queue_timeout_ms;
-        let expired: Vec<String> = self
+        let expired: Vec<Arc<str>> = self
             .devices
-            .values()
-            .filter(|r| now_ms >= r.updated_ms + i64::from(r.lifetime_s) * 1000)
-            .map(|r| r.device_id.clone())
+            .iter()
+            .filter(|(_, r)| now_ms >= r.updated_ms + i64::from(r.lifetime_s) * 1000)
+            .map(|(device_id, _)| device_id.clone())
             .collect();
         for device_id in expired {
             self.remove(&device_id).await;
         }
         let mut overdue = Vec::new();
-        for registration in self.devices.values_mut() {
-            while registration
-                .queue
+        for (device_id, registration) in &mut self.devices {
+            let Some(queued) = registration.queued.as_mut() else {
+                continue;
+            };
+            while queued
+                .commands
                 .front()
                 .is_some_and(|(_, since)| now_ms - since >= queue_timeout)
             {
-                if let Some((command, _)) = registration.queue.pop_front() {
-                    overdue.push((registration.device_id.clone(), command));
+                if let Some((command, _)) = queued.commands.pop_front() {
+                    overdue.push((device_id.clone(), command));
                 }
             }
         }
@@ -1361,9 +1450,9 @@ impl Gateway {
         let at = now();
         let timeout_s = self.config().firmware_timeout_ms / 1000;
         let mut updating = Vec::new();
-        for registration in self.devices.values() {
+        for (device_id, registration) in &self.devices {
             if let Some(job) = registration.active.as_ref().and_then(|a| a.firmware.as_ref()) {
-                updating.push((registration.device_id.clone(), at >= job.deadline, job.state));
+                updating.push((device_id.clone(), at >= job.deadline, job.state));
             }
         }
         for (device_id, late, state) in updating {
@@ -1376,6 +1465,16 @@ impl Gateway {
             }
         }
     }
+}
+
+/// A registration's location as the gateway keys it: the 16 lowercase hex digits it handed out
+/// in `rd/{location}`, and nothing else (`None` for any other text: no registration has it).
+fn location_key(location: &str) -> Option<u64> {
+    let digits = location.as_bytes();
+    if digits.len() != 16 || !digits.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u64::from_str_radix(location, 16).ok()
 }
 
 /// What a successful firmware update reports.
@@ -1396,6 +1495,27 @@ fn decode(response: &Packet, base: &Path) -> Option<Vec<content::Record>> {
         Err(err) => {
             tracing::debug!(error = %err, "undecodable LwM2M payload");
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::location_key;
+
+    #[test]
+    fn a_location_is_only_the_sixteen_lowercase_hex_digits_handed_out() {
+        assert_eq!(location_key("00000000000000ff"), Some(0xff));
+        assert_eq!(location_key(&format!("{:016x}", u64::MAX)), Some(u64::MAX));
+        for other in [
+            "",
+            "ff",
+            "00000000000000FF",
+            "+0000000000000ff",
+            "000000000000000ff",
+            "0000000000000g0f",
+        ] {
+            assert_eq!(location_key(other), None, "{other:?}");
         }
     }
 }

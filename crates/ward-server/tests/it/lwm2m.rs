@@ -238,7 +238,10 @@ async fn a_provisioned_pump_registers_reports_takes_commands_and_expires() {
         assert!(facts["objects"].as_array().unwrap().contains(&json!("/8/0")));
         let list = kit.admin(Method::GET, "/lwm2m/endpoints", None).await;
         assert_eq!(list.body[0]["registered"], true);
-        // The battery is observed: a change on the device reaches the facts.
+        // The battery is observed: a change on the device reaches the facts. The gateway keeps no
+        // copy of quiet facts (after a few sweeps it reads them from the store), and the change
+        // keeps everything read before.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         pump.handle
             .set(
                 ward_lwm2m::content::Path::resource(3, 0, 9),
@@ -246,10 +249,14 @@ async fn a_provisioned_pump_registers_reports_takes_commands_and_expires() {
             )
             .await
             .unwrap();
-        wait_device(&kit, &device_id, |d| {
+        let device = wait_device(&kit, &device_id, |d| {
             d["facts"]["lwm2m"]["device"]["battery_level"] == 42
         })
         .await;
+        let facts = &device["facts"]["lwm2m"];
+        assert_eq!(facts["device"]["serial_number"], "SN-urn:dev:pump-0001");
+        assert_eq!(facts["connectivity"]["radio_signal_strength"], -70);
+        assert_eq!(facts["lifetime_s"], 60);
         // Policies can check what the gateway reports.
         let filtered = kit
             .admin(
@@ -306,6 +313,7 @@ async fn a_provisioned_pump_registers_reports_takes_commands_and_expires() {
         kit.clock.advance_ms(61_000);
         let device = wait_device(&kit, &device_id, |d| d["facts"]["lwm2m"]["registered"] == false).await;
         assert_eq!(device["online"], false);
+        assert_eq!(device["facts"]["lwm2m"]["device"]["battery_level"], 42);
         let list = kit.admin(Method::GET, "/lwm2m/endpoints", None).await;
         assert_eq!(list.body[0]["registered"], false);
         kit.finish().await;
@@ -1163,4 +1171,34 @@ async fn a_firmware_update_finishes_on_the_registration_after_the_devices_restar
     let detail = view["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("firmware version now 2.5.0"), "{detail}");
     kit.finish().await;
+}
+
+/// The gateway drops its copy of a device's facts once the facts writer has answered a flush
+/// asked for after them: the answer must mean the store has them.
+#[tokio::test]
+async fn the_facts_writer_answers_a_flush_once_what_came_before_is_stored() {
+    for backend in backends() {
+        let kit = start(&backend, |_| {}).await;
+        let created = provision(&kit, "urn:dev:flushed", "medical", "normal").await;
+        let device_id = created["endpoint"]["device_id"].as_str().unwrap().to_owned();
+        let state = &kit.server.state;
+        for level in [10, 20, 30] {
+            let update = ward_store::FactsUpdate {
+                device_id: device_id.clone(),
+                facts: json!({"lwm2m": {"device": {"battery_level": level}}}).to_string(),
+                change: json!({"changed": {"lwm2m.device.battery_level": level}, "removed": []}).to_string(),
+                time_ms: state.now_ms(),
+            };
+            let work = ward_server::agent_channel::FactsWork::Update(update);
+            state.facts_writer.send(work).await.unwrap();
+        }
+        let (ask, answer) = tokio::sync::oneshot::channel();
+        let flush = ward_server::agent_channel::FactsWork::Flush(ask);
+        state.facts_writer.send(flush).await.unwrap();
+        tokio::time::timeout(WAIT, answer).await.unwrap().unwrap();
+        let device = state.store.device(&device_id).await.unwrap().unwrap();
+        let facts: Value = serde_json::from_str(&device.facts).unwrap();
+        assert_eq!(facts["lwm2m"]["device"]["battery_level"], 30);
+        kit.finish().await;
+    }
 }
