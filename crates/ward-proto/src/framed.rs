@@ -145,13 +145,6 @@ fn ended_inside_a_frame() -> FrameError {
     ))
 }
 
-/// `message` with its length prefix, as it goes on the wire.
-pub fn encode_frame<M: Message>(message: &M) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(4 + message.encoded_len());
-    encode_frame_into(&mut frame, message);
-    frame
-}
-
 /// Appends one message, length first, to `buffer`.
 fn encode_frame_into<M: Message>(buffer: &mut Vec<u8>, message: &M) {
     let length = message.encoded_len();
@@ -166,8 +159,7 @@ where
     W: AsyncWrite + Unpin,
     M: Message,
 {
-    writer.write_all(&encode_frame(message)).await?;
-    writer.flush().await
+    write_messages(writer, std::slice::from_ref(message)).await
 }
 
 /// Writes several messages in order with one write and flushes them: what is queued together
@@ -285,6 +277,13 @@ async fn connect_tcp(address: SocketAddr, local: Option<IpAddr>) -> std::io::Res
 mod tests {
     use super::*;
     use crate::agent::{AgentMessage, Heartbeat, agent_message};
+
+    /// `message` with its length prefix, as it goes on the wire.
+    fn encode_frame<M: Message>(message: &M) -> Vec<u8> {
+        let mut frame = Vec::new();
+        encode_frame_into(&mut frame, message);
+        frame
+    }
 
     fn heartbeat(seq: u64) -> AgentMessage {
         AgentMessage {

@@ -293,10 +293,7 @@ pub(crate) enum Outbound {
 impl Outbound {
     /// Sends one message; `Err` when the stream or connection is gone.
     pub(crate) async fn send(&mut self, message: ServerMessage) -> Result<(), ()> {
-        match self {
-            Outbound::Grpc(sender) => sender.send(Box::new(message)).await.map_err(|_| ()),
-            Outbound::Framed(write) => framed::write_message(write, &message).await.map_err(|_| ()),
-        }
+        self.send_all(vec![message]).await
     }
 
     /// Sends messages in order, in one write on a framed connection; `Err` when the stream or

@@ -118,14 +118,8 @@ impl Registration {
     /// order to close comes first). Cancel-safe: nothing is taken before it is returned.
     pub async fn next(&self, commands: bool) -> Delivery {
         loop {
-            {
-                let mut inbox = self.mailbox.inbox();
-                if inbox.closed {
-                    return Delivery::Closed;
-                }
-                if commands && let Some(command) = inbox.commands.pop_front() {
-                    return Delivery::Command(command);
-                }
+            if let Some(delivery) = self.take(commands) {
+                return delivery;
             }
             // `notify_one` keeps a permit when nobody waits, so a put between the check above
             // and this wait is not missed.
@@ -136,11 +130,22 @@ impl Registration {
     /// A command already waiting, without waiting for one (`None` when there is none or the
     /// connection is closing): what was put together is pushed together.
     pub fn next_now(&self) -> Option<Box<CommandRecord>> {
+        match self.take(true)? {
+            Delivery::Command(command) => Some(command),
+            Delivery::Closed => None,
+        }
+    }
+
+    /// What is there now: the order to close first, then (when `commands`) the next command.
+    fn take(&self, commands: bool) -> Option<Delivery> {
         let mut inbox = self.mailbox.inbox();
         if inbox.closed {
-            return None;
+            return Some(Delivery::Closed);
         }
-        inbox.commands.pop_front()
+        commands
+            .then(|| inbox.commands.pop_front())
+            .flatten()
+            .map(Delivery::Command)
     }
 
     /// Whether the server has asked this connection to close.

@@ -84,7 +84,7 @@ pub type Pushed = HashMap<String, CommandKind>;
 
 /// Pushes commands on the stream, together and in order, except those this connection already
 /// pushed, and records them as sent. `Err` when the stream is gone.
-pub(crate) async fn push<C: std::borrow::Borrow<CommandRecord>>(
+pub(crate) async fn push<C: Borrow<CommandRecord>>(
     state: &AppState,
     commands: &[C],
     outbound: &mut Outbound,

@@ -507,8 +507,8 @@ impl Gateway {
             Ok(RegistrationRequest::Update(update)) => self.on_update(peer, &request, update).await,
             Ok(RegistrationRequest::Deregister(deregister)) => {
                 let transport = self.transport(peer);
-                let owned = location_key(&deregister.location)
-                    .and_then(|location| self.locations.get(&location))
+                let owned = self
+                    .device_at(&deregister.location)
                     .filter(|id| self.devices.get(*id).is_some_and(|r| r.transport == transport))
                     .cloned();
                 match owned {
@@ -785,10 +785,7 @@ impl Gateway {
     }
 
     async fn on_update(&mut self, peer: SocketAddr, request: &Packet, update: Update) {
-        let Some(device_id) = location_key(&update.location)
-            .and_then(|location| self.locations.get(&location))
-            .cloned()
-        else {
+        let Some(device_id) = self.device_at(&update.location).cloned() else {
             // Unknown location: the client registers again.
             return self.respond(peer, request, ResponseType::NotFound);
         };
@@ -851,6 +848,11 @@ impl Gateway {
     }
 
     /// Forgets the device's requests in flight and stops their retransmission.
+    /// The device registered at `location` (as the client sends it back), if any.
+    fn device_at(&self, location: &str) -> Option<&Arc<str>> {
+        self.locations.get(&location_key(location)?)
+    }
+
     fn forget_requests(&mut self, device_id: &str) {
         let endpoint = &mut self.endpoint;
         self.requests.retain(|token, p| {
