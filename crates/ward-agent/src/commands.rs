@@ -9,10 +9,13 @@
 //! are journaled as finished before the program starts, so a device never reboots in a loop.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use serde_json::{Value, json};
-use ward_domain::command::{CommandKind, CommandRefusal, WipeProof, verify_command};
+use ward_domain::command::{
+    CommandFields, CommandKind, CommandRefusal, VerifiedBatches, WipeProof, verify_command,
+};
 use ward_proto::agent::{Command, CommandUpdate};
 
 use crate::actions::{self, Mode, Plan};
@@ -56,6 +59,8 @@ pub struct Runner {
     mode: Mode,
     hostname: String,
     journal: Journal,
+    /// Batch signatures already checked (shared by the simulator's virtual devices).
+    batches: Arc<VerifiedBatches>,
     /// Where `/etc/resolv.conf` is read from (the facts root).
     root: PathBuf,
 }
@@ -107,6 +112,7 @@ impl Runner {
         mode: Mode,
         hostname: String,
         root: PathBuf,
+        batches: Arc<VerifiedBatches>,
     ) -> Result<Runner, String> {
         let journal_path = state.0.join("commands.journal");
         let journal = Journal::open(&journal_path)
@@ -122,6 +128,7 @@ impl Runner {
             mode,
             hostname,
             journal,
+            batches,
             root,
         })
     }
@@ -134,16 +141,21 @@ impl Runner {
         };
         // Signature and addressee first; expiry only after the journal (a finished command that
         // is redelivered late is answered, not refused).
+        let fields = CommandFields {
+            id: &command.id,
+            device_id: &command.device_id,
+            kind: &command.kind,
+            params_json: &command.params_json,
+            not_after_ms: command.not_after_ms,
+        };
         let verified = verify_command(
             key,
             &self.enrollment.device_id,
             command.not_after_ms,
-            &command.id,
-            &command.device_id,
-            &command.kind,
-            &command.params_json,
-            command.not_after_ms,
+            &fields,
             &command.signature,
+            &command.batch_proof,
+            &self.batches,
         );
         let (kind, params) = match verified {
             Ok(verified) => verified,

@@ -129,6 +129,7 @@ fn main() -> ExitCode {
                     synthetic_facts: None,
                     threads: Default::default(),
                     local_address: None,
+                    verified_batches: Default::default(),
                 };
                 match ward_agent::session::run(options).await {
                     Ok(()) => ExitCode::SUCCESS,

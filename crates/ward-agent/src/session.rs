@@ -24,6 +24,8 @@ use crate::config::AgentConfig;
 use crate::facts::{self, CollectOptions, Facts};
 use crate::identity::StateDir;
 
+pub use ward_domain::command::VerifiedBatches;
+
 /// Largest message accepted from the server (commands are small; a settings bundle fits).
 const MAX_SERVER_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -47,6 +49,9 @@ pub struct RunOptions {
     /// its devices over loopback addresses: one source address reaches one server port from at
     /// most ~28 000 ephemeral ports.
     pub local_address: Option<std::net::IpAddr>,
+    /// Batch signatures already checked. A device keeps its own; the fleet simulator gives all
+    /// its virtual devices one (see `ward_domain::command::VerifiedBatches`).
+    pub verified_batches: Arc<VerifiedBatches>,
 }
 
 /// Where a session checks commands (signature, journal: the path to the acknowledgement) and
@@ -241,6 +246,7 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
         options.mode.clone(),
         hostname,
         options.facts_root.clone(),
+        options.verified_batches.clone(),
     )?;
     let runner = Arc::new(runner);
     // A quarantine survives restarts: it is re-applied before anything else.

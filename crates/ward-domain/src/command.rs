@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::ValidationError;
 use crate::device::{Criticality, DeviceClass, DeviceState, string_enum};
+use crate::{ValidationError, merkle};
 
 string_enum!(
     /// What a command asks the device to do.
@@ -283,40 +283,180 @@ pub fn validate_params(kind: CommandKind, params: &Value) -> Result<Value, Valid
 
 /// Domain separation for command signatures.
 const SIGNING_TAG: &[u8] = b"ward-command-v1\0";
+/// Domain separation for the signature over a batch of commands' Merkle root.
+const BATCH_TAG: &[u8] = b"ward-command-batch-v1\0";
+/// Most hashes a batch proof may carry (a batch of up to 2³² commands).
+const MAX_PROOF_HASHES: usize = 32;
 
-/// The bytes the server's command key signs: a tag, then the command id, device id, kind and
-/// parameter text each prefixed with its length (u32, big-endian), then not-after (i64, big-endian).
-/// Length prefixes make the encoding unambiguous; the parameters are signed as the exact text sent.
-pub fn signing_payload(
-    id: &str,
-    device_id: &str,
-    kind: &str,
-    params_json: &str,
-    not_after_ms: i64,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(SIGNING_TAG.len() + 40 + id.len() + device_id.len() + params_json.len());
-    out.extend_from_slice(SIGNING_TAG);
-    for field in [id, device_id, kind, params_json] {
-        out.extend_from_slice(&(field.len() as u32).to_be_bytes());
-        out.extend_from_slice(field.as_bytes());
+/// The fields of a command the server's command key signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandFields<'a> {
+    pub id: &'a str,
+    pub device_id: &'a str,
+    pub kind: &'a str,
+    /// The parameters, signed as the exact text sent.
+    pub params_json: &'a str,
+    pub not_after_ms: i64,
+}
+
+impl CommandFields<'_> {
+    /// The bytes signed: a tag, then the command id, device id, kind and parameter text each
+    /// prefixed with its length (u32, big-endian), then not-after (i64, big-endian). Length
+    /// prefixes make the encoding unambiguous.
+    pub fn signing_payload(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            SIGNING_TAG.len() + 40 + self.id.len() + self.device_id.len() + self.params_json.len(),
+        );
+        out.extend_from_slice(SIGNING_TAG);
+        for field in [self.id, self.device_id, self.kind, self.params_json] {
+            out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            out.extend_from_slice(field.as_bytes());
+        }
+        out.extend_from_slice(&self.not_after_ms.to_be_bytes());
+        out
     }
-    out.extend_from_slice(&not_after_ms.to_be_bytes());
+
+    /// The command's leaf in a batch's Merkle tree (RFC 6962 leaf hash of its signing payload).
+    fn leaf(&self) -> merkle::Hash {
+        merkle::leaf_hash(&self.signing_payload())
+    }
+}
+
+/// Signs one command with the server's command key.
+pub fn sign_command(key: &ed25519_dalek::SigningKey, command: &CommandFields<'_>) -> Vec<u8> {
+    use ed25519_dalek::Signer;
+    key.sign(&command.signing_payload()).to_bytes().to_vec()
+}
+
+/// The bytes signed for a batch: a tag, the number of commands (u32, big-endian) and the root.
+fn batch_message(size: u32, root: &merkle::Hash) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BATCH_TAG.len() + 4 + root.len());
+    out.extend_from_slice(BATCH_TAG);
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(root);
     out
 }
 
-/// Signs a command with the server's command key.
-pub fn sign_command(
+/// Where a command sits in a signed batch: its position, the batch's size and the sibling hashes
+/// from its leaf up to the root (an RFC 6962 inclusion proof).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchProof {
+    pub index: u32,
+    pub size: u32,
+    pub path: Vec<merkle::Hash>,
+}
+
+impl BatchProof {
+    /// Wire form: index and size (u32, big-endian), then the hashes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + 32 * self.path.len());
+        out.extend_from_slice(&self.index.to_be_bytes());
+        out.extend_from_slice(&self.size.to_be_bytes());
+        for hash in &self.path {
+            out.extend_from_slice(hash);
+        }
+        out
+    }
+
+    /// Reads the wire form; `None` for anything that is not exactly one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let hashes = bytes.len().checked_sub(8)?;
+        if !hashes.is_multiple_of(32) || hashes / 32 > MAX_PROOF_HASHES {
+            return None;
+        }
+        let index = u32::from_be_bytes(bytes[..4].try_into().ok()?);
+        let size = u32::from_be_bytes(bytes[4..8].try_into().ok()?);
+        let path = bytes[8..]
+            .chunks_exact(32)
+            .map(|hash| hash.try_into().ok())
+            .collect::<Option<Vec<merkle::Hash>>>()?;
+        Some(Self { index, size, path })
+    }
+}
+
+/// Signs many commands with one signature: the signature covers the Merkle root of their signing
+/// payloads, and each command carries its [`BatchProof`] (wire form) to lead from its own fields
+/// to that root. A containment signs its fan-out this way: one signature per batch instead of
+/// one per command, on the server and on every device that gets more than one of them.
+pub fn sign_batch(
     key: &ed25519_dalek::SigningKey,
-    id: &str,
-    device_id: &str,
-    kind: &str,
-    params_json: &str,
-    not_after_ms: i64,
-) -> Vec<u8> {
+    commands: &[CommandFields<'_>],
+) -> (Vec<u8>, Vec<Vec<u8>>) {
     use ed25519_dalek::Signer;
-    key.sign(&signing_payload(id, device_id, kind, params_json, not_after_ms))
-        .to_bytes()
-        .to_vec()
+    let leaves: Vec<merkle::Hash> = commands.iter().map(CommandFields::leaf).collect();
+    let (root, paths) = merkle::root_and_proofs(&leaves);
+    let size = leaves.len() as u32;
+    let signature = key.sign(&batch_message(size, &root)).to_bytes().to_vec();
+    let proofs = paths
+        .into_iter()
+        .enumerate()
+        .map(|(index, path)| {
+            BatchProof {
+                index: index as u32,
+                size,
+                path,
+            }
+            .to_bytes()
+        })
+        .collect();
+    (signature, proofs)
+}
+
+/// One batch signature that verified: every input of the check.
+#[derive(Clone, PartialEq, Eq)]
+struct VerifiedBatch {
+    key: [u8; 32],
+    size: u32,
+    root: merkle::Hash,
+    signature: [u8; 64],
+}
+
+/// How many verified batches are remembered.
+const REMEMBERED_BATCHES: usize = 64;
+
+/// Batch signatures that have verified, so the commands of one batch cost one signature check.
+/// Only successes are kept, each with every byte that went into its check (key, size, root,
+/// signature); a check is a pure function of those, so a remembered one gives the same answer.
+/// An agent keeps one; the fleet simulator shares one among its virtual devices (see its docs).
+#[derive(Debug, Default)]
+pub struct VerifiedBatches {
+    seen: std::sync::Mutex<std::collections::VecDeque<VerifiedBatch>>,
+}
+
+impl std::fmt::Debug for VerifiedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VerifiedBatch({} commands)", self.size)
+    }
+}
+
+impl VerifiedBatches {
+    fn check(
+        &self,
+        key: &ed25519_dalek::VerifyingKey,
+        size: u32,
+        root: merkle::Hash,
+        signature: &ed25519_dalek::Signature,
+    ) -> bool {
+        let entry = VerifiedBatch {
+            key: key.to_bytes(),
+            size,
+            root,
+            signature: signature.to_bytes(),
+        };
+        let lock = || self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if lock().contains(&entry) {
+            return true;
+        }
+        if key.verify_strict(&batch_message(size, &root), signature).is_err() {
+            return false;
+        }
+        let mut seen = lock();
+        if seen.len() == REMEMBERED_BATCHES {
+            seen.pop_front();
+        }
+        seen.push_back(entry);
+        true
+    }
 }
 
 /// Why an agent refuses a command.
@@ -343,27 +483,42 @@ impl std::fmt::Display for CommandRefusal {
     }
 }
 
-/// What the agent checks before acting: signature, addressee, not-after, kind and parameters.
-/// Returns the kind and parameters to act on.
-#[allow(clippy::too_many_arguments)]
+/// What the agent checks before acting: signature (alone, or over the batch its proof leads to),
+/// addressee, not-after, kind and parameters. Returns the kind and parameters to act on.
 pub fn verify_command(
     key: &ed25519_dalek::VerifyingKey,
     own_device_id: &str,
     now_ms: i64,
-    id: &str,
-    device_id: &str,
-    kind: &str,
-    params_json: &str,
-    not_after_ms: i64,
+    command: &CommandFields<'_>,
     signature: &[u8],
+    batch_proof: &[u8],
+    verified: &VerifiedBatches,
 ) -> Result<(CommandKind, Value), CommandRefusal> {
     let signature =
         ed25519_dalek::Signature::from_slice(signature).map_err(|_| CommandRefusal::BadSignature)?;
-    key.verify_strict(
-        &signing_payload(id, device_id, kind, params_json, not_after_ms),
-        &signature,
-    )
-    .map_err(|_| CommandRefusal::BadSignature)?;
+    let authentic = if batch_proof.is_empty() {
+        key.verify_strict(&command.signing_payload(), &signature).is_ok()
+    } else {
+        let proof = BatchProof::from_bytes(batch_proof).ok_or(CommandRefusal::BadSignature)?;
+        let root = merkle::root_from_inclusion(
+            &command.leaf(),
+            u64::from(proof.index),
+            u64::from(proof.size),
+            &proof.path,
+        )
+        .ok_or(CommandRefusal::BadSignature)?;
+        verified.check(key, proof.size, root, &signature)
+    };
+    if !authentic {
+        return Err(CommandRefusal::BadSignature);
+    }
+    let CommandFields {
+        device_id,
+        kind,
+        params_json,
+        not_after_ms,
+        ..
+    } = *command;
     if device_id != own_device_id {
         return Err(CommandRefusal::OtherDevice);
     }
@@ -508,19 +663,53 @@ mod tests {
         }
     }
 
+    fn fields<'a>(
+        id: &'a str,
+        device_id: &'a str,
+        kind: &'a str,
+        params_json: &'a str,
+        not_after_ms: i64,
+    ) -> CommandFields<'a> {
+        CommandFields {
+            id,
+            device_id,
+            kind,
+            params_json,
+            not_after_ms,
+        }
+    }
+
     #[test]
     fn signatures_bind_every_field() {
         let key = key();
         let public = key.verifying_key();
-        let sig = sign_command(&key, "c1", "d1", "lock", "{}", 1000);
+        let batches = VerifiedBatches::default();
+        let sig = sign_command(&key, &fields("c1", "d1", "lock", "{}", 1000));
         assert_eq!(
-            verify_command(&public, "d1", 999, "c1", "d1", "lock", "{}", 1000, &sig)
-                .unwrap()
-                .0,
+            verify_command(
+                &public,
+                "d1",
+                999,
+                &fields("c1", "d1", "lock", "{}", 1000),
+                &sig,
+                &[],
+                &batches
+            )
+            .unwrap()
+            .0,
             CommandKind::Lock
         );
         let refused = |id: &str, dev: &str, kind: &str, params: &str, na: i64, sig: &[u8], now: i64| {
-            verify_command(&public, "d1", now, id, dev, kind, params, na, sig).unwrap_err()
+            verify_command(
+                &public,
+                "d1",
+                now,
+                &fields(id, dev, kind, params, na),
+                sig,
+                &[],
+                &batches,
+            )
+            .unwrap_err()
         };
         assert_eq!(
             refused("c2", "d1", "lock", "{}", 1000, &sig, 0),
@@ -546,37 +735,139 @@ mod tests {
             refused("c1", "d1", "lock", "{}", 1000, &sig, 1001),
             CommandRefusal::Expired
         );
-        let other = sign_command(&key, "c1", "d2", "lock", "{}", 1000);
+        let other = sign_command(&key, &fields("c1", "d2", "lock", "{}", 1000));
         assert_eq!(
             refused("c1", "d2", "lock", "{}", 1000, &other, 0),
             CommandRefusal::OtherDevice
         );
         let forged = sign_command(
             &ed25519_dalek::SigningKey::from_bytes(&[8; 32]),
-            "c1",
-            "d1",
-            "lock",
-            "{}",
-            1000,
+            &fields("c1", "d1", "lock", "{}", 1000),
         );
         assert_eq!(
             refused("c1", "d1", "lock", "{}", 1000, &forged, 0),
             CommandRefusal::BadSignature
         );
-        let unknown = sign_command(&key, "c1", "d1", "format", "{}", 1000);
+        let unknown = sign_command(&key, &fields("c1", "d1", "format", "{}", 1000));
         assert!(matches!(
             refused("c1", "d1", "format", "{}", 1000, &unknown, 0),
             CommandRefusal::UnknownKind(_)
         ));
-        let bad = sign_command(&key, "c1", "d1", "message", "{\"text\":1}", 1000);
+        let bad = sign_command(&key, &fields("c1", "d1", "message", "{\"text\":1}", 1000));
         assert!(matches!(
             refused("c1", "d1", "message", "{\"text\":1}", 1000, &bad, 0),
             CommandRefusal::BadParams(_)
         ));
         // Length prefixes: moving bytes between fields changes the payload.
         assert_ne!(
-            signing_payload("ab", "c", "k", "{}", 0),
-            signing_payload("a", "bc", "k", "{}", 0)
+            fields("ab", "c", "k", "{}", 0).signing_payload(),
+            fields("a", "bc", "k", "{}", 0).signing_payload()
         );
+    }
+
+    /// Command and device ids, the batch's signature, each command's proof.
+    type Batch = (Vec<(String, String)>, Vec<u8>, Vec<Vec<u8>>);
+
+    /// A batch of `n` lock commands for devices d0, d1, … signed with `key`.
+    fn batch(key: &ed25519_dalek::SigningKey, n: usize) -> Batch {
+        let names: Vec<(String, String)> = (0..n).map(|i| (format!("c{i}"), format!("d{i}"))).collect();
+        let all: Vec<CommandFields<'_>> = names
+            .iter()
+            .map(|(id, device)| fields(id, device, "lock", "{}", 1000))
+            .collect();
+        let (signature, proofs) = sign_batch(key, &all);
+        (names, signature, proofs)
+    }
+
+    #[test]
+    fn every_command_of_a_batch_verifies_with_its_own_proof_only() {
+        let key = key();
+        let public = key.verifying_key();
+        for n in [1, 2, 3, 7, 64] {
+            let (names, signature, proofs) = batch(&key, n);
+            let batches = VerifiedBatches::default();
+            for (i, (id, device)) in names.iter().enumerate() {
+                let command = fields(id, device, "lock", "{}", 1000);
+                let check = |proof: &[u8], batches: &VerifiedBatches| {
+                    verify_command(&public, device, 0, &command, &signature, proof, batches)
+                };
+                assert_eq!(
+                    check(&proofs[i], &batches).unwrap().0,
+                    CommandKind::Lock,
+                    "n={n} i={i}"
+                );
+                // Checked again, from what was remembered.
+                assert!(check(&proofs[i], &batches).is_ok());
+                if n > 1 {
+                    let other = &proofs[(i + 1) % n];
+                    assert_eq!(check(other, &batches).unwrap_err(), CommandRefusal::BadSignature);
+                }
+                // The proof alone does not make a command: changed fields lead to another root.
+                let changed = fields(id, device, "wipe-full", "{}", 1000);
+                assert_eq!(
+                    verify_command(&public, device, 0, &changed, &signature, &proofs[i], &batches)
+                        .unwrap_err(),
+                    CommandRefusal::BadSignature
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn forged_or_malformed_batch_proofs_are_refused() {
+        let key = key();
+        let public = key.verifying_key();
+        let batches = VerifiedBatches::default();
+        let (_, signature, proofs) = batch(&key, 5);
+        let command = fields("c2", "d2", "lock", "{}", 1000);
+        let refused = |signature: &[u8], proof: &[u8]| {
+            verify_command(&public, "d2", 0, &command, signature, proof, &batches).unwrap_err()
+        };
+        let good = proofs[2].clone();
+        // Truncated, one byte more, a hash flipped, another index or size, no hashes.
+        let mut flipped = good.clone();
+        flipped[9] ^= 1;
+        let mut moved = good.clone();
+        moved[3] = 3;
+        let mut resized = good.clone();
+        resized[7] = 6;
+        let mut longer = good.clone();
+        longer.push(0);
+        for bad in [
+            &good[..good.len() - 1],
+            &longer[..],
+            &flipped[..],
+            &moved[..],
+            &resized[..],
+            &good[..8],
+            &[1, 2, 3],
+        ] {
+            assert_eq!(refused(&signature, bad), CommandRefusal::BadSignature, "{bad:?}");
+        }
+        // Over 32 hashes.
+        let mut huge = good[..8].to_vec();
+        huge.extend(std::iter::repeat_n(0u8, 33 * 32));
+        assert_eq!(refused(&signature, &huge), CommandRefusal::BadSignature);
+        // The batch's signature made by another key; a single command's signature used as a batch's.
+        let (_, forged, forged_proofs) = batch(&ed25519_dalek::SigningKey::from_bytes(&[8; 32]), 5);
+        assert_eq!(refused(&forged, &forged_proofs[2]), CommandRefusal::BadSignature);
+        let single = sign_command(&key, &command);
+        assert_eq!(refused(&single, &good), CommandRefusal::BadSignature);
+        // And the batch's signature is no signature of the command alone.
+        assert_eq!(refused(&signature, &[]), CommandRefusal::BadSignature);
+        assert!(verify_command(&public, "d2", 0, &command, &signature, &good, &batches).is_ok());
+    }
+
+    #[test]
+    fn batch_proofs_round_trip_and_refuse_odd_lengths() {
+        let proof = BatchProof {
+            index: 5,
+            size: 9,
+            path: vec![[1; 32], [2; 32]],
+        };
+        assert_eq!(BatchProof::from_bytes(&proof.to_bytes()), Some(proof));
+        for len in [0, 7, 9, 39, 41] {
+            assert_eq!(BatchProof::from_bytes(&vec![0; len]), None, "{len}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::json;
 use tokio::sync::mpsc;
-use ward_domain::command::{CommandState, verify_command};
+use ward_domain::command::{CommandFields, CommandState, VerifiedBatches, verify_command};
 use ward_proto::agent::{AgentMessage, CommandUpdate, ServerMessage, agent_message, server_message};
 
 use crate::bench_devices::{Bench, enroll_many, median, open_agent};
@@ -52,20 +52,26 @@ async fn fake_agent(
         .create(true)
         .append(true)
         .open(journal)?;
+    let batches = VerifiedBatches::default();
     while let Some(message) = incoming.recv().await {
         let Some(server_message::Body::Command(command)) = message.body else {
             continue;
+        };
+        let fields = CommandFields {
+            id: &command.id,
+            device_id: &command.device_id,
+            kind: &command.kind,
+            params_json: &command.params_json,
+            not_after_ms: command.not_after_ms,
         };
         verify_command(
             &key,
             &device_id,
             0,
-            &command.id,
-            &command.device_id,
-            &command.kind,
-            &command.params_json,
-            command.not_after_ms,
+            &fields,
             &command.signature,
+            &command.batch_proof,
+            &batches,
         )
         .map_err(|why| anyhow::anyhow!("command refused: {why}"))?;
         writeln!(file, "{{\"id\":\"{}\",\"phase\":\"accepted\"}}", command.id)?;

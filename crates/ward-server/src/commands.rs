@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::mpsc;
 use ward_domain::audit::{AuditRecord, Outcome};
-use ward_domain::command::{CommandKind, CommandState, WipeProof, sign_command};
+use ward_domain::command::{CommandFields, CommandKind, CommandState, WipeProof, sign_batch};
 use ward_proto::agent::{Command, CommandUpdate, ServerMessage, server_message};
 use ward_store::{CommandEvent, CommandFinish, CommandRecord};
 
@@ -23,7 +23,8 @@ const MAX_PROOF_BYTES: usize = 64 * 1024;
 /// Largest diagnostics bundle kept (the agent bounds it; this is the server's own limit).
 const MAX_OUTPUT_BYTES: usize = 3 * 1024 * 1024 + 64 * 1024;
 
-/// A signed, queued command for `device_id`, ready to store.
+/// A queued command for `device_id`, not signed yet: [`sign`] it (with the others created at the
+/// same time) before it is stored.
 pub fn build(
     state: &AppState,
     device_id: &str,
@@ -33,23 +34,14 @@ pub fn build(
     created_by: &str,
     batch_id: Option<&str>,
 ) -> CommandRecord {
-    let id = uuid::Uuid::new_v4().to_string();
-    let signature = sign_command(
-        &state.keys.command_key,
-        &id,
-        device_id,
-        kind.as_str(),
-        params_json,
-        not_after_ms,
-    );
     CommandRecord {
         seq: 0,
-        id,
+        id: uuid::Uuid::new_v4().to_string(),
         device_id: device_id.to_owned(),
         kind,
         params: params_json.to_owned(),
         not_after_ms,
-        signature: hex::encode(signature),
+        signature: String::new(),
         state: CommandState::Queued,
         batch_id: batch_id.map(str::to_owned),
         created_by: created_by.to_owned(),
@@ -64,8 +56,44 @@ pub fn build(
     }
 }
 
+/// Commands signed with one signature share it: at most this many (a proof of 6 hashes each).
+pub const SIGNED_TOGETHER: usize = 64;
+
+/// Signs commands in groups of [`SIGNED_TOGETHER`], one signature per group over its Merkle root;
+/// each command keeps the group's signature followed by its own proof of inclusion. A fan-out
+/// costs one signature per group on the server, and one check per group on a device.
+pub fn sign(state: &AppState, commands: &mut [CommandRecord]) {
+    for group in commands.chunks_mut(SIGNED_TOGETHER) {
+        let all: Vec<CommandFields<'_>> = group.iter().map(fields).collect();
+        let (signature, proofs) = sign_batch(&state.keys.command_key, &all);
+        let signed: Vec<String> = proofs
+            .into_iter()
+            .map(|proof| hex::encode([signature.as_slice(), &proof].concat()))
+            .collect();
+        for (command, signed) in group.iter_mut().zip(signed) {
+            command.signature = signed;
+        }
+    }
+}
+
+/// What the command key signs of a stored command.
+fn fields(command: &CommandRecord) -> CommandFields<'_> {
+    CommandFields {
+        id: &command.id,
+        device_id: &command.device_id,
+        kind: command.kind.as_str(),
+        params_json: &command.params,
+        not_after_ms: command.not_after_ms,
+    }
+}
+
+/// Length of an Ed25519 signature; what follows it in a stored signature is a batch proof.
+const SIGNATURE_BYTES: usize = 64;
+
 /// The wire form of a stored command.
 fn to_message(command: &CommandRecord) -> ServerMessage {
+    let signed = hex::decode(&command.signature).unwrap_or_default();
+    let (signature, batch_proof) = signed.split_at(signed.len().min(SIGNATURE_BYTES));
     ServerMessage {
         body: Some(server_message::Body::Command(Command {
             id: command.id.clone(),
@@ -73,7 +101,8 @@ fn to_message(command: &CommandRecord) -> ServerMessage {
             kind: command.kind.as_str().to_owned(),
             params_json: command.params.clone(),
             not_after_ms: command.not_after_ms,
-            signature: hex::decode(&command.signature).unwrap_or_default(),
+            signature: signature.to_vec(),
+            batch_proof: batch_proof.to_vec(),
         })),
     }
 }

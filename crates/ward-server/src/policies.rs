@@ -472,6 +472,7 @@ async fn queue_settings(state: &AppState, out: &[(DeviceRecord, Settings, String
         if commands.is_empty() {
             continue;
         }
+        crate::commands::sign(state, &mut commands);
         let record = AuditRecord::new(
             "policy-engine",
             "policy.settings",
@@ -795,7 +796,7 @@ pub async fn remediate_now(state: &AppState) -> StoreResult<usize> {
             }
         };
         let actor = format!("policy:{}", policy.name());
-        let command = crate::commands::build(
+        let mut command = crate::commands::build(
             state,
             &device_id,
             kind,
@@ -804,6 +805,7 @@ pub async fn remediate_now(state: &AppState) -> StoreResult<usize> {
             &actor,
             None,
         );
+        crate::commands::sign(state, std::slice::from_mut(&mut command));
         let remediation = RemediationRecord {
             device_id: device_id.clone(),
             policy: policy.name().to_owned(),

@@ -450,6 +450,12 @@ pub async fn start(options: &SimOptions, progress: &mut (dyn FnMut(&str) + Send)
         checks: started("sim-checks", cores, || {})?,
         executions: started("sim-executions", 1, lowest_priority)?,
     };
+    // One memory of checked batch signatures for every virtual device. Whether a signature
+    // verifies depends only on the key, the batch's root and size and the signature, the same
+    // bytes for every device the batch reaches: a real fleet checks each on each device's own
+    // processor, this machine checks it once. Each device still checks its own command against
+    // the batch (the inclusion proof from its own fields), its addressee and its expiry.
+    let verified_batches = Arc::new(ward_agent::session::VerifiedBatches::default());
     for (i, hostname, state_dir) in &devices {
         let run = RunOptions {
             state_dir: state_dir.clone(),
@@ -465,6 +471,7 @@ pub async fn start(options: &SimOptions, progress: &mut (dyn FnMut(&str) + Send)
             synthetic_facts: Some(Arc::new(facts(*i, hostname))),
             local_address: source_address(*i, options.source_addresses),
             threads: threads.clone(),
+            verified_batches: verified_batches.clone(),
         };
         runs.push(run.clone());
         tasks.push(spawn_device(run));

@@ -162,7 +162,8 @@ pub struct CommandRecord {
     /// Parameters, JSON object text: signed and sent as these exact bytes.
     pub params: String,
     pub not_after_ms: i64,
-    /// Hex Ed25519 signature by the server's command key.
+    /// Hex Ed25519 signature by the server's command key (64 bytes), followed for a command
+    /// signed as one of a batch by its batch proof (`ward_domain::command::BatchProof`).
     pub signature: String,
     pub state: CommandState,
     /// Set when created by a bulk action (one filter, many devices).

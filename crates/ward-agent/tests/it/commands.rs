@@ -10,7 +10,7 @@ use ward_agent::actions::Mode;
 use ward_agent::commands::{Accepted, Runner};
 use ward_agent::config::AgentConfig;
 use ward_agent::identity::{Enrollment, StateDir};
-use ward_domain::command::{WipeProof, sign_command};
+use ward_domain::command::{CommandFields, WipeProof, sign_batch, sign_command};
 use ward_proto::agent::{Command, CommandUpdate};
 
 const DEVICE: &str = "device-1";
@@ -66,6 +66,7 @@ impl Fixture {
             mode,
             "tab-1".into(),
             self.dir.path().to_owned(),
+            Default::default(),
         )
         .unwrap()
     }
@@ -91,8 +92,31 @@ impl Fixture {
             kind: kind.into(),
             params_json: params.into(),
             not_after_ms: not_after,
-            signature: sign_command(&self.server_key, id, device, kind, params, not_after),
+            signature: sign_command(&self.server_key, &fields(id, device, kind, params, not_after)),
+            batch_proof: Vec::new(),
         }
+    }
+
+    /// Commands for this device signed together as one batch (as a containment sends them).
+    fn batch(&self, commands: &[(&str, &str)]) -> Vec<Command> {
+        let all: Vec<CommandFields<'_>> = commands
+            .iter()
+            .map(|(id, kind)| fields(id, DEVICE, kind, "{}", NOW + 60_000))
+            .collect();
+        let (signature, proofs) = sign_batch(&self.server_key, &all);
+        commands
+            .iter()
+            .zip(proofs)
+            .map(|((id, kind), batch_proof)| Command {
+                id: (*id).into(),
+                device_id: DEVICE.into(),
+                kind: (*kind).into(),
+                params_json: "{}".into(),
+                not_after_ms: NOW + 60_000,
+                signature: signature.clone(),
+                batch_proof,
+            })
+            .collect()
     }
 
     fn records(&self) -> usize {
@@ -105,6 +129,22 @@ fn run(runner: &Runner, command: &Command) -> (CommandUpdate, CommandUpdate) {
     match runner.accept(command, NOW) {
         Accepted::Run(job, ack) => (ack, runner.execute(job, NOW)),
         Accepted::Answer(updates) => panic!("expected to run, got {updates:?}"),
+    }
+}
+
+fn fields<'a>(
+    id: &'a str,
+    device_id: &'a str,
+    kind: &'a str,
+    params_json: &'a str,
+    not_after_ms: i64,
+) -> CommandFields<'a> {
+    CommandFields {
+        id,
+        device_id,
+        kind,
+        params_json,
+        not_after_ms,
     }
 }
 
@@ -211,11 +251,7 @@ fn forged_expired_misaddressed_and_malformed_commands_are_refused() {
     let mut forged = fixture.command("c3", "lock", "{}");
     forged.signature = sign_command(
         &SigningKey::from_bytes(&[1; 32]),
-        "c3",
-        DEVICE,
-        "lock",
-        "{}",
-        NOW + 60_000,
+        &fields("c3", DEVICE, "lock", "{}", NOW + 60_000),
     );
     assert!(refused(&runner, &forged).contains("signature"));
     let mut short = fixture.command("c4", "lock", "{}");
@@ -408,4 +444,36 @@ fn the_offline_self_lock_acts_once_per_offline_period() {
         None,
         "off unless configured"
     );
+}
+
+#[test]
+fn commands_signed_as_a_batch_run_and_tampered_proofs_are_refused() {
+    let fixture = Fixture::new();
+    let runner = fixture.runner();
+    let batch = fixture.batch(&[("b1", "lock"), ("b2", "quarantine"), ("b3", "lock")]);
+    let (ack, done) = run(&runner, &batch[0]);
+    assert_eq!(
+        (ack.status.as_str(), done.status.as_str()),
+        ("acknowledged", "succeeded"),
+        "{done:?}"
+    );
+    // Another command's proof, a proof cut short, fields changed under a valid proof, and the
+    // batch's signature without any proof: all refused, nothing run.
+    let mut swapped = batch[1].clone();
+    swapped.batch_proof = batch[2].batch_proof.clone();
+    assert!(refused(&runner, &swapped).contains("signature"));
+    let mut cut = batch[1].clone();
+    cut.batch_proof.truncate(cut.batch_proof.len() - 32);
+    assert!(refused(&runner, &cut).contains("signature"));
+    let mut changed = batch[2].clone();
+    changed.kind = "wipe-full".into();
+    assert!(refused(&runner, &changed).contains("signature"));
+    let mut bare = batch[2].clone();
+    bare.batch_proof.clear();
+    assert!(refused(&runner, &bare).contains("signature"));
+    let mut junk = batch[2].clone();
+    junk.batch_proof = vec![0xff; 7];
+    assert!(refused(&runner, &junk).contains("signature"));
+    // The untouched ones still run.
+    assert_eq!(run(&runner, &batch[2]).1.status, "succeeded");
 }

@@ -18,7 +18,7 @@ use ward_store::{Audit, CommandFilter, CommandRecord, DeviceRecord, StoreError};
 use crate::api::devices::{load, select_records};
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::caller::Caller;
-use crate::commands::build;
+use crate::commands::{build, sign};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, rfc3339};
 
@@ -188,7 +188,7 @@ pub async fn create(
             )
             .await);
     }
-    let command = build(
+    let mut command = build(
         &state,
         &id,
         checked.kind,
@@ -197,6 +197,7 @@ pub async fn create(
         &caller.actor(),
         None,
     );
+    sign(&state, std::slice::from_mut(&mut command));
     let record = created_record(&caller, &command, &device, &checked);
     state
         .store
@@ -311,6 +312,7 @@ pub async fn bulk(
         records.push(created_record(&caller, &command, device, &checked));
         commands.push(command);
     }
+    sign(&state, &mut commands);
     let audit = Audit {
         time_ms: state.now_ms(),
         records,

@@ -26,7 +26,7 @@ use ward_store::{Audit, IncidentRecord, StoreError};
 
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::caller::Caller;
-use crate::commands::build;
+use crate::commands::{build, sign};
 use crate::error::{ApiError, ApiResult};
 use crate::incidents::{
     CONTAIN_TTL_MS, batch_commands, contain_batch, incident_view, lift_actions, lift_batch, load_plan,
@@ -395,6 +395,7 @@ pub async fn contain(
             ));
             commands.push(command);
         }
+        sign(&state, &mut commands);
         (commands, records)
     };
     // The fan-out is stored and pushed in chunks, each chunk's commands and audit entries in one
@@ -638,6 +639,7 @@ pub async fn lift(
             commands.push(command);
         }
     }
+    sign(&state, &mut commands);
     if request.devices.is_none() {
         incident.state = IncidentState::Lifted;
         incident.lifted_ms = Some(now);

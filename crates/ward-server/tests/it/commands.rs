@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use ward_domain::command::{CommandKind, WipeProof, verify_command};
+use ward_domain::command::{CommandFields, CommandKind, VerifiedBatches, WipeProof, verify_command};
 use ward_proto::agent::{Command, CommandUpdate, agent_message, server_message};
 
 use crate::agent::{Enrolled, channel, enroll, hello, msg, next_body, session, setup_sites, token};
@@ -15,6 +15,32 @@ use crate::kit::{Kit, backends};
 fn command_key(enrolled: &Enrolled) -> ed25519_dalek::VerifyingKey {
     let bytes: [u8; 32] = hex::decode(&enrolled.command_key).unwrap().try_into().unwrap();
     ed25519_dalek::VerifyingKey::from_bytes(&bytes).unwrap()
+}
+
+/// Checks a pushed command as the agent does, with the key the device got at enrollment.
+pub(crate) fn verify(
+    enrolled: &Enrolled,
+    command: &Command,
+    batches: &VerifiedBatches,
+) -> Result<CommandKind, String> {
+    let fields = CommandFields {
+        id: &command.id,
+        device_id: &command.device_id,
+        kind: &command.kind,
+        params_json: &command.params_json,
+        not_after_ms: command.not_after_ms,
+    };
+    verify_command(
+        &command_key(enrolled),
+        &enrolled.id,
+        0,
+        &fields,
+        &command.signature,
+        &command.batch_proof,
+        batches,
+    )
+    .map(|(kind, _)| kind)
+    .map_err(|refusal| refusal.to_string())
 }
 
 /// An audit entry's details (the API sends them as the exact JSON text that was hashed).
@@ -119,18 +145,8 @@ async fn delivery_and_results(kit: &Kit) {
         (pushed.id.as_str(), pushed.kind.as_str()),
         (lock_id.as_str(), "lock")
     );
-    let (kind, _) = verify_command(
-        &command_key(&device),
-        &device.id,
-        0,
-        &pushed.id,
-        &pushed.device_id,
-        &pushed.kind,
-        &pushed.params_json,
-        pushed.not_after_ms,
-        &pushed.signature,
-    )
-    .expect("the server's signature verifies with the key given at enrollment");
+    let kind = verify(&device, &pushed, &Default::default())
+        .expect("the server's signature verifies with the key given at enrollment");
     assert_eq!(kind, CommandKind::Lock);
     wait_state(kit, &lock_id, "sent").await;
 

@@ -8,10 +8,15 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use ward_proto::agent::{CommandUpdate, agent_message, server_message};
 
+use ward_domain::command::VerifiedBatches;
+
 use crate::agent::{Enrolled, channel, enroll, hello, msg, next_body, session, setup_sites, token};
+use crate::commands::verify;
 use crate::kit::Kit;
 
-/// A device that acknowledges every command and reports success, like a sandboxed agent.
+/// A device that checks every command as the agent does (a containment's and a lift's are signed
+/// as batches), then acknowledges it and reports success, like a sandboxed agent; it refuses one
+/// that does not verify or was not signed as one of a batch.
 async fn obedient_device(kit: &Kit, enrolled: Enrolled) -> tokio::task::JoinHandle<()> {
     let mut client = channel(kit, &enrolled.key_pem, &enrolled.cert_pem).await.unwrap();
     let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
@@ -19,17 +24,27 @@ async fn obedient_device(kit: &Kit, enrolled: Enrolled) -> tokio::task::JoinHand
         next_body(&mut stream).await,
         Some(server_message::Body::Welcome(_))
     ));
+    let batches = VerifiedBatches::default();
     tokio::spawn(async move {
         let _client = client;
         while let Ok(Some(message)) = stream.message().await {
             let Some(server_message::Body::Command(command)) = message.body else {
                 continue;
             };
-            for status in ["acknowledged", "succeeded"] {
+            let checked = match verify(&enrolled, &command, &batches) {
+                Ok(_) if command.batch_proof.is_empty() => Err("not signed as one of a batch".to_owned()),
+                checked => checked,
+            };
+            let done = format!("{} done", command.kind);
+            let replies = match checked {
+                Ok(_) => vec![("acknowledged", done.clone()), ("succeeded", done)],
+                Err(why) => vec![("refused", why)],
+            };
+            for (status, detail) in replies {
                 let update = CommandUpdate {
                     command_id: command.id.clone(),
                     status: status.into(),
-                    detail: format!("{} done", command.kind),
+                    detail,
                     ..Default::default()
                 };
                 if sender
