@@ -286,36 +286,70 @@ impl CommandQueue for SqlStore {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        // The results' audit entries are appended together at the end, in event order.
-        let mut audits: Vec<&Audit> = Vec::new();
-        for event in events {
-            match event {
-                CommandEvent::Sent { id, time_ms } => {
-                    sqlx::query(
-                        "UPDATE commands SET state = 'sent', sent_ms = $1 WHERE id = $2 AND state = 'queued'",
-                    )
-                    .bind(*time_ms)
-                    .bind(id.clone())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable("marking command sent"))?;
-                }
+        // Sent and acknowledged first, each kind with a few statements for the whole batch (a
+        // containment brings thousands, and every statement is a round trip to the database's
+        // thread), then results in order. Sent before acknowledged keeps the time a command was
+        // sent when both arrive in one batch; a result needs neither first.
+        let sent: Vec<(&String, i64)> = events
+            .iter()
+            .filter_map(|event| match event {
+                CommandEvent::Sent { id, time_ms } => Some((id, *time_ms)),
+                _ => None,
+            })
+            .collect();
+        let acknowledged: Vec<(&String, &String, i64)> = events
+            .iter()
+            .filter_map(|event| match event {
                 CommandEvent::Acknowledged {
                     id,
                     device_id,
                     time_ms,
-                } => {
-                    sqlx::query(
-                        "UPDATE commands SET state = 'acknowledged', acked_ms = $1, sent_ms = COALESCE(sent_ms, $1) \
-                         WHERE id = $2 AND device_id = $3 AND state IN ('queued', 'sent')",
-                    )
-                    .bind(*time_ms)
-                    .bind(id.clone())
-                    .bind(device_id.clone())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable("acknowledging command"))?;
-                }
+                } => Some((id, device_id, *time_ms)),
+                _ => None,
+            })
+            .collect();
+        let dialect = self.dialect;
+        for chunk in sent.chunks(crate::ROWS_PER_INSERT) {
+            let mut sql = crate::multi_row_insert(dialect, "WITH v (id, t) AS (VALUES ", 2, chunk.len());
+            sql.push_str(
+                ") UPDATE commands SET state = 'sent', sent_ms = v.t FROM v \
+                 WHERE commands.id = v.id AND commands.state = 'queued'",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, time_ms) in chunk {
+                query = query.bind((*id).clone()).bind(*time_ms);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable("marking commands sent"))?;
+        }
+        for chunk in acknowledged.chunks(crate::ROWS_PER_INSERT) {
+            let mut sql =
+                crate::multi_row_insert(dialect, "WITH v (id, device_id, t) AS (VALUES ", 3, chunk.len());
+            sql.push_str(
+                ") UPDATE commands SET state = 'acknowledged', acked_ms = v.t, \
+                 sent_ms = COALESCE(commands.sent_ms, v.t) FROM v \
+                 WHERE commands.id = v.id AND commands.device_id = v.device_id \
+                 AND commands.state IN ('queued', 'sent')",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, device_id, time_ms) in chunk {
+                query = query
+                    .bind((*id).clone())
+                    .bind((*device_id).clone())
+                    .bind(*time_ms);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable("acknowledging commands"))?;
+        }
+        // The results' audit entries are appended together at the end, in event order.
+        let mut audits: Vec<&Audit> = Vec::new();
+        for event in events {
+            match event {
+                CommandEvent::Sent { .. } | CommandEvent::Acknowledged { .. } => {}
                 CommandEvent::Finished {
                     id,
                     device_id,

@@ -946,6 +946,37 @@ async fn commands(store: &dyn Store) {
         DeviceState::Locked
     );
     store.record_command_events(&[]).await.unwrap();
+    // A fan-out's worth in one batch (more than one statement's rows): acknowledgements listed
+    // before the sends they follow still keep each command's own sent time.
+    let ids: Vec<String> = (2..250).map(|i| format!("bulk-{i:03}")).collect();
+    let mut events: Vec<CommandEvent> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(i, id)| CommandEvent::Acknowledged {
+            id: id.clone(),
+            device_id: "cmd-other".into(),
+            time_ms: T0 + 1000 + i as i64,
+        })
+        .collect();
+    events.extend(ids.iter().enumerate().map(|(i, id)| CommandEvent::Sent {
+        id: id.clone(),
+        time_ms: T0 + 10 + i as i64,
+    }));
+    store.record_command_events(&events).await.unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let c = store.command(id).await.unwrap().unwrap();
+        let expected = if i % 2 == 0 {
+            (
+                CommandState::Acknowledged,
+                Some(T0 + 10 + i as i64),
+                Some(T0 + 1000 + i as i64),
+            )
+        } else {
+            (CommandState::Sent, Some(T0 + 10 + i as i64), None)
+        };
+        assert_eq!((c.state, c.sent_ms, c.acked_ms), expected, "{id}");
+    }
     let report = verify_log(store, SigningKey::from_bytes(&[1; 32]).verifying_key())
         .await
         .unwrap();
