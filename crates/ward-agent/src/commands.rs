@@ -141,13 +141,13 @@ impl Runner {
         };
         // Signature and addressee first; expiry only after the journal (a finished command that
         // is redelivered late is answered, not refused).
-        let fields = CommandFields {
-            id: &command.id,
-            device_id: &command.device_id,
-            kind: &command.kind,
-            params_json: &command.params_json,
-            not_after_ms: command.not_after_ms,
-        };
+        let fields = CommandFields::new(
+            &command.id,
+            &command.device_id,
+            &command.kind,
+            &command.params_json,
+            command.not_after_ms,
+        );
         let verified = verify_command(
             key,
             &self.enrollment.device_id,

@@ -299,7 +299,24 @@ pub struct CommandFields<'a> {
     pub not_after_ms: i64,
 }
 
-impl CommandFields<'_> {
+impl<'a> CommandFields<'a> {
+    /// The fields in the order they are signed.
+    pub fn new(
+        id: &'a str,
+        device_id: &'a str,
+        kind: &'a str,
+        params_json: &'a str,
+        not_after_ms: i64,
+    ) -> Self {
+        Self {
+            id,
+            device_id,
+            kind,
+            params_json,
+            not_after_ms,
+        }
+    }
+
     /// The bytes signed: a tag, then the command id, device id, kind and parameter text each
     /// prefixed with its length (u32, big-endian), then not-after (i64, big-endian). Length
     /// prefixes make the encoding unambiguous.
@@ -403,7 +420,7 @@ pub fn sign_batch(
 }
 
 /// One batch signature that verified: every input of the check.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct VerifiedBatch {
     key: [u8; 32],
     size: u32,
@@ -421,12 +438,6 @@ const REMEMBERED_BATCHES: usize = 64;
 #[derive(Debug, Default)]
 pub struct VerifiedBatches {
     seen: std::sync::Mutex<std::collections::VecDeque<VerifiedBatch>>,
-}
-
-impl std::fmt::Debug for VerifiedBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "VerifiedBatch({} commands)", self.size)
-    }
 }
 
 impl VerifiedBatches {
@@ -663,34 +674,18 @@ mod tests {
         }
     }
 
-    fn fields<'a>(
-        id: &'a str,
-        device_id: &'a str,
-        kind: &'a str,
-        params_json: &'a str,
-        not_after_ms: i64,
-    ) -> CommandFields<'a> {
-        CommandFields {
-            id,
-            device_id,
-            kind,
-            params_json,
-            not_after_ms,
-        }
-    }
-
     #[test]
     fn signatures_bind_every_field() {
         let key = key();
         let public = key.verifying_key();
         let batches = VerifiedBatches::default();
-        let sig = sign_command(&key, &fields("c1", "d1", "lock", "{}", 1000));
+        let sig = sign_command(&key, &CommandFields::new("c1", "d1", "lock", "{}", 1000));
         assert_eq!(
             verify_command(
                 &public,
                 "d1",
                 999,
-                &fields("c1", "d1", "lock", "{}", 1000),
+                &CommandFields::new("c1", "d1", "lock", "{}", 1000),
                 &sig,
                 &[],
                 &batches
@@ -704,7 +699,7 @@ mod tests {
                 &public,
                 "d1",
                 now,
-                &fields(id, dev, kind, params, na),
+                &CommandFields::new(id, dev, kind, params, na),
                 sig,
                 &[],
                 &batches,
@@ -735,33 +730,36 @@ mod tests {
             refused("c1", "d1", "lock", "{}", 1000, &sig, 1001),
             CommandRefusal::Expired
         );
-        let other = sign_command(&key, &fields("c1", "d2", "lock", "{}", 1000));
+        let other = sign_command(&key, &CommandFields::new("c1", "d2", "lock", "{}", 1000));
         assert_eq!(
             refused("c1", "d2", "lock", "{}", 1000, &other, 0),
             CommandRefusal::OtherDevice
         );
         let forged = sign_command(
             &ed25519_dalek::SigningKey::from_bytes(&[8; 32]),
-            &fields("c1", "d1", "lock", "{}", 1000),
+            &CommandFields::new("c1", "d1", "lock", "{}", 1000),
         );
         assert_eq!(
             refused("c1", "d1", "lock", "{}", 1000, &forged, 0),
             CommandRefusal::BadSignature
         );
-        let unknown = sign_command(&key, &fields("c1", "d1", "format", "{}", 1000));
+        let unknown = sign_command(&key, &CommandFields::new("c1", "d1", "format", "{}", 1000));
         assert!(matches!(
             refused("c1", "d1", "format", "{}", 1000, &unknown, 0),
             CommandRefusal::UnknownKind(_)
         ));
-        let bad = sign_command(&key, &fields("c1", "d1", "message", "{\"text\":1}", 1000));
+        let bad = sign_command(
+            &key,
+            &CommandFields::new("c1", "d1", "message", "{\"text\":1}", 1000),
+        );
         assert!(matches!(
             refused("c1", "d1", "message", "{\"text\":1}", 1000, &bad, 0),
             CommandRefusal::BadParams(_)
         ));
         // Length prefixes: moving bytes between fields changes the payload.
         assert_ne!(
-            fields("ab", "c", "k", "{}", 0).signing_payload(),
-            fields("a", "bc", "k", "{}", 0).signing_payload()
+            CommandFields::new("ab", "c", "k", "{}", 0).signing_payload(),
+            CommandFields::new("a", "bc", "k", "{}", 0).signing_payload()
         );
     }
 
@@ -773,7 +771,7 @@ mod tests {
         let names: Vec<(String, String)> = (0..n).map(|i| (format!("c{i}"), format!("d{i}"))).collect();
         let all: Vec<CommandFields<'_>> = names
             .iter()
-            .map(|(id, device)| fields(id, device, "lock", "{}", 1000))
+            .map(|(id, device)| CommandFields::new(id, device, "lock", "{}", 1000))
             .collect();
         let (signature, proofs) = sign_batch(key, &all);
         (names, signature, proofs)
@@ -787,7 +785,7 @@ mod tests {
             let (names, signature, proofs) = batch(&key, n);
             let batches = VerifiedBatches::default();
             for (i, (id, device)) in names.iter().enumerate() {
-                let command = fields(id, device, "lock", "{}", 1000);
+                let command = CommandFields::new(id, device, "lock", "{}", 1000);
                 let check = |proof: &[u8], batches: &VerifiedBatches| {
                     verify_command(&public, device, 0, &command, &signature, proof, batches)
                 };
@@ -803,7 +801,7 @@ mod tests {
                     assert_eq!(check(other, &batches).unwrap_err(), CommandRefusal::BadSignature);
                 }
                 // The proof alone does not make a command: changed fields lead to another root.
-                let changed = fields(id, device, "wipe-full", "{}", 1000);
+                let changed = CommandFields::new(id, device, "wipe-full", "{}", 1000);
                 assert_eq!(
                     verify_command(&public, device, 0, &changed, &signature, &proofs[i], &batches)
                         .unwrap_err(),
@@ -819,7 +817,7 @@ mod tests {
         let public = key.verifying_key();
         let batches = VerifiedBatches::default();
         let (_, signature, proofs) = batch(&key, 5);
-        let command = fields("c2", "d2", "lock", "{}", 1000);
+        let command = CommandFields::new("c2", "d2", "lock", "{}", 1000);
         let refused = |signature: &[u8], proof: &[u8]| {
             verify_command(&public, "d2", 0, &command, signature, proof, &batches).unwrap_err()
         };

@@ -57,13 +57,13 @@ async fn fake_agent(
         let Some(server_message::Body::Command(command)) = message.body else {
             continue;
         };
-        let fields = CommandFields {
-            id: &command.id,
-            device_id: &command.device_id,
-            kind: &command.kind,
-            params_json: &command.params_json,
-            not_after_ms: command.not_after_ms,
-        };
+        let fields = CommandFields::new(
+            &command.id,
+            &command.device_id,
+            &command.kind,
+            &command.params_json,
+            command.not_after_ms,
+        );
         verify_command(
             &key,
             &device_id,

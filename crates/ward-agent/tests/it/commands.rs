@@ -92,7 +92,10 @@ impl Fixture {
             kind: kind.into(),
             params_json: params.into(),
             not_after_ms: not_after,
-            signature: sign_command(&self.server_key, &fields(id, device, kind, params, not_after)),
+            signature: sign_command(
+                &self.server_key,
+                &CommandFields::new(id, device, kind, params, not_after),
+            ),
             batch_proof: Vec::new(),
         }
     }
@@ -101,7 +104,7 @@ impl Fixture {
     fn batch(&self, commands: &[(&str, &str)]) -> Vec<Command> {
         let all: Vec<CommandFields<'_>> = commands
             .iter()
-            .map(|(id, kind)| fields(id, DEVICE, kind, "{}", NOW + 60_000))
+            .map(|(id, kind)| CommandFields::new(id, DEVICE, kind, "{}", NOW + 60_000))
             .collect();
         let (signature, proofs) = sign_batch(&self.server_key, &all);
         commands
@@ -129,22 +132,6 @@ fn run(runner: &Runner, command: &Command) -> (CommandUpdate, CommandUpdate) {
     match runner.accept(command, NOW) {
         Accepted::Run(job, ack) => (ack, runner.execute(job, NOW)),
         Accepted::Answer(updates) => panic!("expected to run, got {updates:?}"),
-    }
-}
-
-fn fields<'a>(
-    id: &'a str,
-    device_id: &'a str,
-    kind: &'a str,
-    params_json: &'a str,
-    not_after_ms: i64,
-) -> CommandFields<'a> {
-    CommandFields {
-        id,
-        device_id,
-        kind,
-        params_json,
-        not_after_ms,
     }
 }
 
@@ -251,7 +238,7 @@ fn forged_expired_misaddressed_and_malformed_commands_are_refused() {
     let mut forged = fixture.command("c3", "lock", "{}");
     forged.signature = sign_command(
         &SigningKey::from_bytes(&[1; 32]),
-        &fields("c3", DEVICE, "lock", "{}", NOW + 60_000),
+        &CommandFields::new("c3", DEVICE, "lock", "{}", NOW + 60_000),
     );
     assert!(refused(&runner, &forged).contains("signature"));
     let mut short = fixture.command("c4", "lock", "{}");

@@ -23,13 +23,13 @@ pub(crate) fn verify(
     command: &Command,
     batches: &VerifiedBatches,
 ) -> Result<CommandKind, String> {
-    let fields = CommandFields {
-        id: &command.id,
-        device_id: &command.device_id,
-        kind: &command.kind,
-        params_json: &command.params_json,
-        not_after_ms: command.not_after_ms,
-    };
+    let fields = CommandFields::new(
+        &command.id,
+        &command.device_id,
+        &command.kind,
+        &command.params_json,
+        command.not_after_ms,
+    );
     verify_command(
         &command_key(enrolled),
         &enrolled.id,
