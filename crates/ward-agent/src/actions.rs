@@ -161,11 +161,18 @@ pub fn perform(
                 plan,
             };
             let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?;
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            // Written in place: the record is read after the command's result (a torn one, from a
+            // crash mid-write, is rewritten when the unfinished command runs again). The directory
+            // is made only when missing: the simulator's thousands of devices write here at once.
             let path = dir.join(format!("{}.json", file_safe(id)));
-            let temp = path.with_extension("tmp");
-            std::fs::write(&temp, text).map_err(|e| format!("{}: {e}", temp.display()))?;
-            std::fs::rename(&temp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let written = match std::fs::write(&path, &text) {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    std::fs::write(&path, &text)
+                }
+                written => written,
+            };
+            written.map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(plan.erase.iter().map(|p| p.display().to_string()).collect())
         }
         Mode::Real => {

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use ward_domain::audit::AuditRecord;
-use ward_domain::command::{CommandState, device_state_after};
+use ward_domain::command::{CommandKind, CommandState, device_state_after};
 use ward_domain::device::DeviceState;
 use ward_store::{
     Audit, CommandEvent, CommandFilter, CommandFinish, CommandQueue, CommandRecord, StoreError, StoreResult,
@@ -345,63 +345,126 @@ impl CommandQueue for SqlStore {
                 .await
                 .map_err(unavailable("acknowledging commands"))?;
         }
-        // The results' audit entries are appended together at the end, in event order.
-        let mut audits: Vec<&Audit> = Vec::new();
-        for event in events {
-            match event {
-                CommandEvent::Sent { .. } | CommandEvent::Acknowledged { .. } => {}
+        // Results: the first result of each command in the batch (a repeat finds it finished, as it
+        // would one event later), written a hundred at a time; `RETURNING` says which were still
+        // open. Late or repeated results change nothing and record nothing.
+        let mut seen = std::collections::HashSet::new();
+        let results: Vec<(&String, &String, CommandKind, &CommandFinish, &Audit)> = events
+            .iter()
+            .filter_map(|event| match event {
                 CommandEvent::Finished {
                     id,
                     device_id,
                     kind,
                     finish,
                     audit,
-                } => {
-                    if !matches!(finish.state, CommandState::Succeeded | CommandState::Failed) {
-                        continue;
-                    }
-                    let updated = sqlx::query(
-                        "UPDATE commands SET state = $1, finished_ms = $2, detail = $3, proof = $4, \
-                         proof_signature = $5, output = $6, acked_ms = COALESCE(acked_ms, $2), \
-                         sent_ms = COALESCE(sent_ms, $2) \
-                         WHERE id = $7 AND device_id = $8 AND state IN ('queued', 'sent', 'acknowledged')",
-                    )
+                } if matches!(finish.state, CommandState::Succeeded | CommandState::Failed)
+                    && seen.insert((id, device_id)) =>
+                {
+                    Some((id, device_id, *kind, finish, audit))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut finished = std::collections::HashSet::new();
+        for chunk in results.chunks(crate::ROWS_PER_INSERT) {
+            let mut sql = crate::multi_row_insert(
+                dialect,
+                "WITH v (id, device_id, state, t, detail, proof, proof_signature, output) AS (VALUES ",
+                8,
+                chunk.len(),
+            );
+            sql.push_str(
+                ") UPDATE commands SET state = v.state, finished_ms = v.t, detail = v.detail, \
+                 proof = v.proof, proof_signature = v.proof_signature, output = v.output, \
+                 acked_ms = COALESCE(commands.acked_ms, v.t), sent_ms = COALESCE(commands.sent_ms, v.t) \
+                 FROM v WHERE commands.id = v.id AND commands.device_id = v.device_id \
+                 AND commands.state IN ('queued', 'sent', 'acknowledged') RETURNING commands.id",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, device_id, _, finish, audit) in chunk {
+                query = query
+                    .bind((*id).clone())
+                    .bind((*device_id).clone())
                     .bind(finish.state.as_str())
                     .bind(audit.time_ms)
                     .bind(finish.detail.clone())
                     .bind(finish.proof.clone())
                     .bind(finish.proof_signature.clone())
-                    .bind(finish.output.clone())
-                    .bind(id.clone())
-                    .bind(device_id.clone())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable("finishing command"))?;
-                    if updated.rows_affected() == 0 {
-                        continue; // late or repeated: nothing changes, nothing is recorded
-                    }
-                    if finish.state == CommandState::Succeeded {
-                        let row = sqlx::query("SELECT state FROM devices WHERE id = $1")
-                            .bind(device_id.clone())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(unavailable("reading device"))?;
-                        if let Some(row) = row {
-                            let current: DeviceState = parse_field(&row, "state")?;
-                            if let Some(next) = device_state_after(*kind, current) {
-                                sqlx::query("UPDATE devices SET state = $1 WHERE id = $2")
-                                    .bind(next.as_str())
-                                    .bind(device_id.clone())
-                                    .execute(&mut *tx)
-                                    .await
-                                    .map_err(unavailable("updating device state"))?;
-                            }
-                        }
-                    }
-                    audits.push(audit);
-                }
+                    .bind(finish.output.clone());
+            }
+            let rows = query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable("finishing commands"))?;
+            for row in rows {
+                finished.insert(row.try_get::<String, _>(0).map_err(corrupt)?);
             }
         }
+        let results: Vec<_> = results
+            .into_iter()
+            .filter(|(id, ..)| finished.contains(*id))
+            .collect();
+        // A device's lifecycle state follows its succeeded actions in the order they arrived
+        // (lock then quarantine ends quarantined): read the states once, step them here, write the
+        // ones that changed.
+        let touched: Vec<&String> = {
+            let mut unique = std::collections::HashSet::new();
+            results
+                .iter()
+                .filter(|(_, _, _, finish, _)| finish.state == CommandState::Succeeded)
+                .map(|(_, device_id, ..)| *device_id)
+                .filter(|device_id| unique.insert(*device_id))
+                .collect()
+        };
+        let mut states: std::collections::HashMap<String, (DeviceState, bool)> =
+            std::collections::HashMap::new();
+        for chunk in touched.chunks(crate::ROWS_PER_INSERT) {
+            let mut sql = crate::multi_row_insert(dialect, "WITH v (id) AS (VALUES ", 1, chunk.len());
+            sql.push_str(") SELECT devices.id, devices.state FROM devices JOIN v ON devices.id = v.id");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for device_id in chunk {
+                query = query.bind((*device_id).clone());
+            }
+            let rows = query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable("reading devices"))?;
+            for row in rows {
+                let id: String = row.try_get("id").map_err(corrupt)?;
+                states.insert(id, (parse_field(&row, "state")?, false));
+            }
+        }
+        for (_, device_id, kind, finish, _) in &results {
+            if finish.state != CommandState::Succeeded {
+                continue;
+            }
+            if let Some((current, changed)) = states.get_mut(*device_id)
+                && let Some(next) = device_state_after(*kind, *current)
+            {
+                *current = next;
+                *changed = true;
+            }
+        }
+        let changed: Vec<(&String, DeviceState)> = states
+            .iter()
+            .filter(|(_, (_, changed))| *changed)
+            .map(|(id, (state, _))| (id, *state))
+            .collect();
+        for chunk in changed.chunks(crate::ROWS_PER_INSERT) {
+            let mut sql = crate::multi_row_insert(dialect, "WITH v (id, state) AS (VALUES ", 2, chunk.len());
+            sql.push_str(") UPDATE devices SET state = v.state FROM v WHERE devices.id = v.id");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, state) in chunk {
+                query = query.bind((*id).clone()).bind(state.as_str());
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable("updating device states"))?;
+        }
+        // The results' audit entries are appended together at the end, in event order.
+        let audits: Vec<&Audit> = results.iter().map(|(.., audit)| *audit).collect();
         if !audits.is_empty() {
             self.append_all_in(&mut tx, &audits).await?;
         }

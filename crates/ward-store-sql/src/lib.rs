@@ -161,6 +161,10 @@ impl SqlStore {
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                             conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            // Statement journals (a multi-row statement inside a transaction keeps
+                            // one to undo itself) in memory, not in a temporary file: measured at
+                            // a tenth of the server's time during a containment's fan-out.
+                            conn.execute("PRAGMA temp_store = MEMORY").await?;
                         }
                         Dialect::Postgres => {
                             if let Some(schema) = schema {

@@ -977,6 +977,80 @@ async fn commands(store: &dyn Store) {
         };
         assert_eq!((c.state, c.sent_ms, c.acked_ms), expected, "{id}");
     }
+    // Their results in one batch: every one lands with its own entry, in order; a device's state
+    // follows its succeeded actions in arrival order (quarantine then release ends active; the
+    // other order would end quarantined), failures change nothing, repeats and late results
+    // record nothing.
+    let size = store.head().await.unwrap().size();
+    let result = |id: &str, kind: CommandKind, state: CommandState| CommandEvent::Finished {
+        id: id.into(),
+        device_id: "cmd-other".into(),
+        kind,
+        finish: CommandFinish {
+            state,
+            detail: format!("{kind:?} {id}"),
+            ..done.clone()
+        },
+        audit: audit("command.result", &format!("command:{id}")),
+    };
+    let mut events: Vec<CommandEvent> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let kind = match id.as_str() {
+                "bulk-100" => CommandKind::Quarantine,
+                "bulk-150" => CommandKind::Release,
+                "bulk-151" => CommandKind::Quarantine,
+                _ => CommandKind::CollectDiagnostics,
+            };
+            let state = if id == "bulk-151" || (i % 3 == 1 && id != "bulk-100" && id != "bulk-150") {
+                CommandState::Failed
+            } else {
+                CommandState::Succeeded
+            };
+            result(id, kind, state)
+        })
+        .collect();
+    events.push(result("bulk-100", CommandKind::Lock, CommandState::Failed));
+    events.push(result(
+        "bulk-000",
+        CommandKind::Quarantine,
+        CommandState::Succeeded,
+    ));
+    store.record_command_events(&events).await.unwrap();
+    assert_eq!(
+        store.head().await.unwrap().size(),
+        size + ids.len() as u64,
+        "one entry per first result; the repeat and the late result add none"
+    );
+    let entries = store.entries(size, 1000, &AuditFilter::default()).await.unwrap();
+    let targets: Vec<String> = entries.iter().map(|e| e.record.target.clone()).collect();
+    let expected: Vec<String> = ids.iter().map(|id| format!("command:{id}")).collect();
+    assert_eq!(targets, expected);
+    for (i, id) in ids.iter().enumerate() {
+        let c = store.command(id).await.unwrap().unwrap();
+        let failed = id == "bulk-151" || (i % 3 == 1 && id != "bulk-100" && id != "bulk-150");
+        let state = if failed {
+            CommandState::Failed
+        } else {
+            CommandState::Succeeded
+        };
+        assert_eq!(c.state, state, "{id}");
+        assert!(c.detail.ends_with(id.as_str()), "{id}: {}", c.detail);
+        assert!(
+            c.finished_ms.is_some() && c.acked_ms.is_some() && c.sent_ms.is_some(),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        store.command("bulk-100").await.unwrap().unwrap().state,
+        CommandState::Succeeded,
+        "the repeat does not overwrite the first result"
+    );
+    assert_eq!(
+        store.device("cmd-other").await.unwrap().unwrap().state,
+        DeviceState::Active
+    );
     let report = verify_log(store, SigningKey::from_bytes(&[1; 32]).verifying_key())
         .await
         .unwrap();

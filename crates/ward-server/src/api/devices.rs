@@ -53,9 +53,22 @@ pub fn device_view(device: &DeviceRecord, now_ms: i64, heartbeat_ms: i64) -> Dev
     }
 }
 
-/// What selectors see of a device: its attributes, and its facts under `facts.`.
-fn subject(view: &DeviceView) -> Value {
-    serde_json::to_value(view).unwrap_or(Value::Null)
+/// Whether `selector` matches what it sees of a device: its attributes, and its facts under
+/// `facts.`. The facts move into the subject and back rather than being copied (at 10 000 devices
+/// the copy was a third of planning a containment).
+fn selects(selector: &Selector, view: &mut DeviceView) -> bool {
+    let facts = std::mem::take(&mut view.facts);
+    let Ok(Value::Object(mut subject)) = serde_json::to_value(&*view) else {
+        view.facts = facts;
+        return false;
+    };
+    subject.insert("facts".into(), facts);
+    let subject = Value::Object(subject);
+    let matched = selector.matches(&subject);
+    if let Value::Object(mut subject) = subject {
+        view.facts = subject.remove("facts").unwrap_or_default();
+    }
+    matched
 }
 
 /// Devices the caller may see that match the query, with their views.
@@ -86,12 +99,14 @@ pub(crate) async fn select_records(
     Ok(devices
         .into_iter()
         .filter(|d| caller.user.sites.covers(&d.site))
-        .map(|d| {
+        .filter_map(|d| {
             let mut view = device_view(&d, now, state.config.heartbeat_ms);
             state.policy.annotate(&mut view);
-            (d, view)
+            selector
+                .as_ref()
+                .is_none_or(|s| selects(s, &mut view))
+                .then_some((d, view))
         })
-        .filter(|(_, view)| selector.as_ref().is_none_or(|s| s.matches(&subject(view))))
         .collect())
 }
 
