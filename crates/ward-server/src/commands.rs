@@ -23,6 +23,15 @@ const MAX_PROOF_BYTES: usize = 64 * 1024;
 /// Largest diagnostics bundle kept (the agent bounds it; this is the server's own limit).
 const MAX_OUTPUT_BYTES: usize = 3 * 1024 * 1024 + 64 * 1024;
 
+/// A command id: a version 7 UUID (the time first, then 74 random bits). A containment's
+/// thousands of commands then land side by side in the id index instead of on thousands of its
+/// pages (measured in BENCHMARKS.md); the ids need to be unique, not secret (commands are signed).
+fn time_ordered_id(now_ms: i64) -> String {
+    let ms = u64::try_from(now_ms).unwrap_or(0);
+    let time = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
+    uuid::Uuid::new_v7(time).to_string()
+}
+
 /// A queued command for `device_id`, not signed yet: [`sign`] it (with the others created at the
 /// same time) before it is stored.
 pub fn build(
@@ -36,7 +45,7 @@ pub fn build(
 ) -> CommandRecord {
     CommandRecord {
         seq: 0,
-        id: uuid::Uuid::new_v4().to_string(),
+        id: time_ordered_id(state.now_ms()),
         device_id: device_id.to_owned(),
         kind,
         params: params_json.to_owned(),

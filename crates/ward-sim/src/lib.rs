@@ -426,6 +426,9 @@ pub async fn start(options: &SimOptions, progress: &mut (dyn FnMut(&str) + Send)
                     .await
                     .map_err(|err| format!("enrolling {hostname}: {err}"))?;
                 }
+                // Where its sandboxed actions are recorded, made with the rest of its state.
+                let sandbox = state.0.join("sandbox");
+                std::fs::create_dir_all(&sandbox).map_err(|err| format!("{}: {err}", sandbox.display()))?;
                 enrolled.push((i, hostname, state.0));
             }
             Ok::<_, String>(enrolled)

@@ -946,6 +946,12 @@ async fn commands(store: &dyn Store) {
         DeviceState::Locked
     );
     store.record_command_events(&[]).await.unwrap();
+    // Checkpointing the log (SQLite) loses and changes nothing.
+    store.checkpoint_log().await.unwrap();
+    assert_eq!(
+        store.command("bulk-000").await.unwrap().unwrap().state,
+        CommandState::Succeeded
+    );
     // A fan-out's worth in one batch (more than one statement's rows): acknowledgements listed
     // before the sends they follow still keep each command's own sent time.
     let ids: Vec<String> = (2..250).map(|i| format!("bulk-{i:03}")).collect();

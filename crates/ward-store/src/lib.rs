@@ -360,6 +360,7 @@ pub trait Lwm2mStore: Send + Sync {
 }
 
 /// Everything the server needs from storage.
+#[async_trait]
 pub trait Store:
     UserStore
     + SessionStore
@@ -375,4 +376,8 @@ pub trait Store:
 {
     /// A short name for logs and `/health`: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+    /// Copies what the write-ahead log holds into the database file, as far as readers allow
+    /// (SQLite; other backends do this themselves). The server calls it when no containment is
+    /// being written, so that a fan-out's commits do not stop to do it.
+    async fn checkpoint_log(&self) -> StoreResult<()>;
 }
