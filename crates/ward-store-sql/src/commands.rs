@@ -379,7 +379,8 @@ impl CommandQueue for SqlStore {
                  proof = v.proof, proof_signature = v.proof_signature, output = v.output, \
                  acked_ms = COALESCE(commands.acked_ms, v.t), sent_ms = COALESCE(commands.sent_ms, v.t) \
                  FROM v WHERE commands.id = v.id AND commands.device_id = v.device_id \
-                 AND commands.state IN ('queued', 'sent', 'acknowledged') RETURNING commands.id",
+                 AND commands.state IN ('queued', 'sent', 'acknowledged') \
+                 RETURNING commands.id, commands.device_id",
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (id, device_id, _, finish, audit) in chunk {
@@ -398,71 +399,21 @@ impl CommandQueue for SqlStore {
                 .await
                 .map_err(unavailable("finishing commands"))?;
             for row in rows {
-                finished.insert(row.try_get::<String, _>(0).map_err(corrupt)?);
+                let id: String = row.try_get(0).map_err(corrupt)?;
+                let device_id: String = row.try_get(1).map_err(corrupt)?;
+                finished.insert((id, device_id));
             }
         }
         let results: Vec<_> = results
             .into_iter()
-            .filter(|(id, ..)| finished.contains(*id))
+            .filter(|(id, device_id, ..)| finished.contains(&((*id).clone(), (*device_id).clone())))
             .collect();
-        // A device's lifecycle state follows its succeeded actions in the order they arrived
-        // (lock then quarantine ends quarantined): read the states once, step them here, write the
-        // ones that changed.
-        let touched: Vec<&String> = {
-            let mut unique = std::collections::HashSet::new();
-            results
-                .iter()
-                .filter(|(_, _, _, finish, _)| finish.state == CommandState::Succeeded)
-                .map(|(_, device_id, ..)| *device_id)
-                .filter(|device_id| unique.insert(*device_id))
-                .collect()
-        };
-        let mut states: std::collections::HashMap<String, (DeviceState, bool)> =
-            std::collections::HashMap::new();
-        for chunk in touched.chunks(crate::ROWS_PER_INSERT) {
-            let mut sql = crate::multi_row_insert(dialect, "WITH v (id) AS (VALUES ", 1, chunk.len());
-            sql.push_str(") SELECT devices.id, devices.state FROM devices JOIN v ON devices.id = v.id");
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for device_id in chunk {
-                query = query.bind((*device_id).clone());
-            }
-            let rows = query
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable("reading devices"))?;
-            for row in rows {
-                let id: String = row.try_get("id").map_err(corrupt)?;
-                states.insert(id, (parse_field(&row, "state")?, false));
-            }
-        }
-        for (_, device_id, kind, finish, _) in &results {
-            if finish.state != CommandState::Succeeded {
-                continue;
-            }
-            if let Some((current, changed)) = states.get_mut(*device_id)
-                && let Some(next) = device_state_after(*kind, *current)
-            {
-                *current = next;
-                *changed = true;
-            }
-        }
-        let changed: Vec<(&String, DeviceState)> = states
+        let succeeded: Vec<(&String, CommandKind)> = results
             .iter()
-            .filter(|(_, (_, changed))| *changed)
-            .map(|(id, (state, _))| (id, *state))
+            .filter(|(_, _, _, finish, _)| finish.state == CommandState::Succeeded)
+            .map(|(_, device_id, kind, ..)| (*device_id, *kind))
             .collect();
-        for chunk in changed.chunks(crate::ROWS_PER_INSERT) {
-            let mut sql = crate::multi_row_insert(dialect, "WITH v (id, state) AS (VALUES ", 2, chunk.len());
-            sql.push_str(") UPDATE devices SET state = v.state FROM v WHERE devices.id = v.id");
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (id, state) in chunk {
-                query = query.bind((*id).clone()).bind(state.as_str());
-            }
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable("updating device states"))?;
-        }
+        step_device_states(&mut tx, dialect, &succeeded).await?;
         // The results' audit entries are appended together at the end, in event order.
         let audits: Vec<&Audit> = results.iter().map(|(.., audit)| *audit).collect();
         if !audits.is_empty() {
@@ -516,4 +467,63 @@ impl CommandQueue for SqlStore {
         tx.commit().await.map_err(unavailable("committing"))?;
         Ok(expired)
     }
+}
+
+/// A device's lifecycle state follows its succeeded actions in the order they arrived (lock then
+/// quarantine ends quarantined): the devices' states are read once, stepped here, and the ones
+/// that changed written once.
+async fn step_device_states(
+    conn: &mut sqlx::AnyConnection,
+    dialect: crate::Dialect,
+    succeeded: &[(&String, CommandKind)],
+) -> StoreResult<()> {
+    let mut unique = std::collections::HashSet::new();
+    let touched: Vec<&String> = succeeded
+        .iter()
+        .map(|(device_id, _)| *device_id)
+        .filter(|device_id| unique.insert(*device_id))
+        .collect();
+    let mut states: std::collections::HashMap<String, (DeviceState, bool)> = std::collections::HashMap::new();
+    for chunk in touched.chunks(crate::ROWS_PER_INSERT) {
+        let mut sql = crate::multi_row_insert(dialect, "WITH v (id) AS (VALUES ", 1, chunk.len());
+        sql.push_str(") SELECT devices.id, devices.state FROM devices JOIN v ON devices.id = v.id");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for device_id in chunk {
+            query = query.bind((*device_id).clone());
+        }
+        let rows = query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(unavailable("reading devices"))?;
+        for row in rows {
+            let id: String = row.try_get("id").map_err(corrupt)?;
+            states.insert(id, (parse_field(&row, "state")?, false));
+        }
+    }
+    for (device_id, kind) in succeeded {
+        if let Some((current, changed)) = states.get_mut(*device_id)
+            && let Some(next) = device_state_after(*kind, *current)
+        {
+            *current = next;
+            *changed = true;
+        }
+    }
+    let changed: Vec<(&String, DeviceState)> = states
+        .iter()
+        .filter(|(_, (_, changed))| *changed)
+        .map(|(id, (state, _))| (id, *state))
+        .collect();
+    for chunk in changed.chunks(crate::ROWS_PER_INSERT) {
+        let mut sql = crate::multi_row_insert(dialect, "WITH v (id, state) AS (VALUES ", 2, chunk.len());
+        sql.push_str(") UPDATE devices SET state = v.state FROM v WHERE devices.id = v.id");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, state) in chunk {
+            query = query.bind((*id).clone()).bind(state.as_str());
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable("updating device states"))?;
+    }
+    Ok(())
 }

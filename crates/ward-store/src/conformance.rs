@@ -1018,6 +1018,19 @@ async fn commands(store: &dyn Store) {
         })
         .collect();
     events.push(result("bulk-100", CommandKind::Lock, CommandState::Failed));
+    // Another device reporting a command of cmd-other's, in the same batch as the real result:
+    // the real one lands, the misaddressed one records nothing and steps nothing.
+    events.insert(
+        0,
+        CommandEvent::Finished {
+            id: "bulk-002".into(),
+            device_id: "cmd-dev".into(),
+            kind: CommandKind::WipeFull,
+            finish: done.clone(),
+            audit: audit("command.result", "command:bulk-002 (misaddressed)"),
+        },
+    );
+    let dev_state = store.device("cmd-dev").await.unwrap().unwrap().state;
     events.push(result(
         "bulk-000",
         CommandKind::Quarantine,
@@ -1057,6 +1070,7 @@ async fn commands(store: &dyn Store) {
         store.device("cmd-other").await.unwrap().unwrap().state,
         DeviceState::Active
     );
+    assert_eq!(store.device("cmd-dev").await.unwrap().unwrap().state, dev_state);
     let report = verify_log(store, SigningKey::from_bytes(&[1; 32]).verifying_key())
         .await
         .unwrap();
