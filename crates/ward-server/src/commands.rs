@@ -431,3 +431,23 @@ pub async fn expirer(state: AppState) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::time_ordered_id;
+
+    #[test]
+    fn command_ids_are_unique_version_7_and_ordered_by_time() {
+        let t = 1_764_000_000_123;
+        let same_ms: std::collections::HashSet<String> = (0..1000).map(|_| time_ordered_id(t)).collect();
+        assert_eq!(same_ms.len(), 1000, "unique within one millisecond");
+        let id = uuid::Uuid::parse_str(&time_ordered_id(t)).unwrap();
+        assert_eq!(id.get_version_num(), 7);
+        assert!(
+            time_ordered_id(t) < time_ordered_id(t + 1),
+            "later ids sort after earlier ones"
+        );
+        // A clock before 1970 (a broken one) still gives a valid id.
+        assert!(uuid::Uuid::parse_str(&time_ordered_id(-5)).is_ok());
+    }
+}
