@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::json;
 use tokio::sync::mpsc;
-use ward_domain::command::{CommandFields, CommandState, VerifiedBatches, verify_command};
+use ward_domain::command::{CommandState, VerifiedBatches};
 use ward_proto::agent::{AgentMessage, CommandUpdate, ServerMessage, agent_message, server_message};
 
 use crate::bench_devices::{Bench, enroll_many, median, open_agent};
@@ -57,23 +57,8 @@ async fn fake_agent(
         let Some(server_message::Body::Command(command)) = message.body else {
             continue;
         };
-        let fields = CommandFields::new(
-            &command.id,
-            &command.device_id,
-            &command.kind,
-            &command.params_json,
-            command.not_after_ms,
-        );
-        verify_command(
-            &key,
-            &device_id,
-            0,
-            &fields,
-            &command.signature,
-            &command.batch_proof,
-            &batches,
-        )
-        .map_err(|why| anyhow::anyhow!("command refused: {why}"))?;
+        crate::commands::verify_pushed(&key, &device_id, &command, &batches)
+            .map_err(|why| anyhow::anyhow!("command refused: {why}"))?;
         writeln!(file, "{{\"id\":\"{}\",\"phase\":\"accepted\"}}", command.id)?;
         file.sync_data()?;
         let ack = CommandUpdate {

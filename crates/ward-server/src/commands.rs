@@ -9,7 +9,10 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::mpsc;
 use ward_domain::audit::{AuditRecord, Outcome};
-use ward_domain::command::{CommandFields, CommandKind, CommandState, WipeProof, sign_batch};
+use ward_domain::command::{
+    CommandFields, CommandKind, CommandRefusal, CommandState, VerifiedBatches, WipeProof, sign_batch,
+    verify_command,
+};
 use ward_proto::agent::{Command, CommandUpdate, ServerMessage, server_message};
 use ward_store::{CommandEvent, CommandFinish, CommandRecord};
 
@@ -98,6 +101,34 @@ fn fields(command: &CommandRecord) -> CommandFields<'_> {
 
 /// Length of an Ed25519 signature; what follows it in a stored signature is a batch proof.
 const SIGNATURE_BYTES: usize = 64;
+
+/// Checks a pushed command as a device does (signature or batch proof, addressee, kind and
+/// parameters; not expiry), with the command key `key` it got at enrollment: for the server's
+/// in-process benchmark and tests, which play the device.
+pub fn verify_pushed(
+    key: &ed25519_dalek::VerifyingKey,
+    device_id: &str,
+    command: &Command,
+    batches: &VerifiedBatches,
+) -> Result<CommandKind, CommandRefusal> {
+    let fields = CommandFields::new(
+        &command.id,
+        &command.device_id,
+        &command.kind,
+        &command.params_json,
+        command.not_after_ms,
+    );
+    verify_command(
+        key,
+        device_id,
+        0,
+        &fields,
+        &command.signature,
+        &command.batch_proof,
+        batches,
+    )
+    .map(|(kind, _)| kind)
+}
 
 /// The wire form of a stored command.
 fn to_message(command: &CommandRecord) -> ServerMessage {

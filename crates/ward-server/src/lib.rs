@@ -307,8 +307,6 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     })
 }
 
-/// Signs a checkpoint every `checkpoint_every` entries or once unsigned entries are
-/// `checkpoint_interval_ms` old, whichever comes first.
 /// How often the database's write-ahead log is copied into the database file.
 const LOG_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -331,6 +329,8 @@ async fn log_checkpointer(state: AppState) {
     }
 }
 
+/// Signs a checkpoint every `checkpoint_every` entries or once unsigned entries are
+/// `checkpoint_interval_ms` old, whichever comes first.
 async fn checkpointer(state: AppState) {
     let mut last_size = match state.store.checkpoints().await {
         Ok(list) => list.last().map(|c| c.tree_size).unwrap_or(0),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use ward_domain::command::{CommandFields, CommandKind, VerifiedBatches, WipeProof, verify_command};
+use ward_domain::command::{CommandKind, VerifiedBatches, WipeProof};
 use ward_proto::agent::{Command, CommandUpdate, agent_message, server_message};
 
 use crate::agent::{Enrolled, channel, enroll, hello, msg, next_body, session, setup_sites, token};
@@ -23,24 +23,8 @@ pub(crate) fn verify(
     command: &Command,
     batches: &VerifiedBatches,
 ) -> Result<CommandKind, String> {
-    let fields = CommandFields::new(
-        &command.id,
-        &command.device_id,
-        &command.kind,
-        &command.params_json,
-        command.not_after_ms,
-    );
-    verify_command(
-        &command_key(enrolled),
-        &enrolled.id,
-        0,
-        &fields,
-        &command.signature,
-        &command.batch_proof,
-        batches,
-    )
-    .map(|(kind, _)| kind)
-    .map_err(|refusal| refusal.to_string())
+    ward_server::commands::verify_pushed(&command_key(enrolled), &enrolled.id, command, batches)
+        .map_err(|refusal| refusal.to_string())
 }
 
 /// An audit entry's details (the API sends them as the exact JSON text that was hashed).
