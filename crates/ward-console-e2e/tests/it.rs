@@ -228,6 +228,7 @@ async fn the_console_in_a_browser() {
         prefix: String::new(),
         churn: 0.0,
         source_addresses: 0,
+        idle_executions: false,
     };
     let fleet = ward_sim::start(&options, &mut |_| {}).await.unwrap();
     api.apply_policies(&ward_proto::ApplyPoliciesRequest {

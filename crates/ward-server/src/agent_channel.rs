@@ -500,7 +500,7 @@ async fn handle(
             Ok(None)
         }
         agent_message::Body::Heartbeat(_) => {
-            let _ = state.store.record_seen(device_id, now).await;
+            state.presence.heard(device_id, now);
             Ok(None)
         }
         agent_message::Body::Inventory(inventory) => {

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod lwm2m;
 pub mod offline;
 pub mod policies;
+pub mod presence;
 pub mod serve;
 pub mod state;
 pub mod webhooks;
@@ -149,6 +150,7 @@ impl Server {
         for task in &self.tasks {
             task.abort();
         }
+        self.state.presence.flush(&self.state).await;
         let _ = checkpoint_now(&self.state).await;
     }
 }
@@ -267,6 +269,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         policy_work,
         lwm2m_keys: Default::default(),
         fan_out,
+        presence: Default::default(),
     }));
     let app = api::app(state.clone());
     let serve_task = tokio::spawn(serve::serve(listener, tls, app));
@@ -278,6 +281,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     });
     let checkpoint_task = tokio::spawn(checkpointer(state.clone()));
     let log_task = tokio::spawn(log_checkpointer(state.clone()));
+    let presence_task = tokio::spawn(presence::writer(state.clone()));
     let expiry_task = tokio::spawn(commands::expirer(state.clone()));
     let policy_task = tokio::spawn(policies::run(state.clone(), policy_queue));
     let lwm2m_task = lwm2m_sockets.map(|sockets| tokio::spawn(lwm2m::run(state.clone(), sockets)));
@@ -291,6 +295,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         events_task,
         enroll_task,
         policy_task,
+        presence_task,
     ];
     tasks.extend(lwm2m_task);
     Ok(Server {

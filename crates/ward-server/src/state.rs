@@ -63,6 +63,8 @@ pub struct Inner {
     /// event writer takes it (exclusively) before each commit, so the fan-out's chunks never queue
     /// behind the acknowledgements of the chunks already pushed on the database's single writer.
     pub fan_out: Arc<tokio::sync::RwLock<()>>,
+    /// Heartbeats waiting to be written in a batch.
+    pub presence: crate::presence::Presence,
 }
 
 impl std::ops::Deref for AppState {

@@ -45,6 +45,11 @@ pub struct SimOptions {
     /// system picks). For a server on loopback: one source address reaches one server port from
     /// at most ~28 000 ephemeral ports, so 100 000 devices need at least four.
     pub source_addresses: u32,
+    /// Carry out the devices' actions only when the processor would otherwise be idle (the
+    /// idle scheduling class) instead of at nice 19: for benchmarks, where the simulator shares
+    /// the server's processors and a real fleet's actions would run on the devices' own. Off, a
+    /// busy machine still gives the actions a small share; on, it may give them none for a while.
+    pub idle_executions: bool,
 }
 
 /// The loopback address device `index` connects from when spreading over `count` addresses.
@@ -451,7 +456,15 @@ pub async fn start(options: &SimOptions, progress: &mut (dyn FnMut(&str) + Send)
     };
     let threads = Threads::Shared {
         checks: started("sim-checks", cores, || {})?,
-        executions: started("sim-executions", 1, lowest_priority)?,
+        executions: started(
+            "sim-executions",
+            1,
+            if options.idle_executions {
+                idle_class
+            } else {
+                lowest_priority
+            },
+        )?,
     };
     // One memory of checked batch signatures for every virtual device. Whether a signature
     // verifies depends only on the key, the batch's root and size and the signature, the same
@@ -558,6 +571,21 @@ fn lowest_priority() {
     unsafe {
         let tid = libc::gettid();
         let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
+}
+
+/// Nice 19, and then the idle scheduling class (`SCHED_IDLE`): the thread runs only when nothing
+/// else wants the processor. Nice 19 alone lowers its share, but a server thread woken while it
+/// runs still waits out its time slice; an idle-class thread gives way at once (10 000 devices:
+/// containment p99 about 12% lower, BENCHMARKS.md). Best effort, like `lowest_priority`.
+fn idle_class() {
+    lowest_priority();
+    #[cfg(target_os = "linux")]
+    // SAFETY: `sched_setscheduler` on the calling thread (0) only changes how it is scheduled and
+    // reports failure through its return value, which is ignored; `param` outlives the call.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        let _ = libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
     }
 }
 

@@ -360,6 +360,37 @@ impl DeviceStore for SqlStore {
         Ok(())
     }
 
+    async fn record_seen_all(&self, seen: &[(String, i64)]) -> StoreResult<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        // One row per device (its newest time): an UPDATE joined to two rows for the same device
+        // would use either.
+        let mut newest = std::collections::HashMap::<&str, i64>::with_capacity(seen.len());
+        for (id, time_ms) in seen {
+            let time = newest.entry(id.as_str()).or_insert(*time_ms);
+            *time = (*time).max(*time_ms);
+        }
+        let seen: Vec<(&str, i64)> = newest.into_iter().collect();
+        let mut tx = self.begin().await?;
+        for chunk in seen.chunks(crate::ROWS_PER_INSERT) {
+            let mut sql = crate::multi_row_insert(self.dialect, "WITH v (id, t) AS (VALUES ", 2, chunk.len());
+            sql.push_str(
+                ") UPDATE devices SET last_seen_ms = v.t FROM v \
+                 WHERE devices.id = v.id AND (devices.last_seen_ms IS NULL OR devices.last_seen_ms < v.t)",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, time_ms) in chunk {
+                query = query.bind((*id).to_owned()).bind(*time_ms);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable("recording presence"))?;
+        }
+        tx.commit().await.map_err(unavailable("recording presence"))
+    }
+
     async fn facts_history(&self, id: &str, limit: u32) -> StoreResult<Vec<(i64, String)>> {
         let rows = sqlx::query(
             "SELECT time_ms, change FROM device_facts_history WHERE device_id = $1 ORDER BY time_ms DESC LIMIT $2",

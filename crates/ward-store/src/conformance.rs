@@ -554,6 +554,30 @@ async fn enrollment_and_devices(store: &dyn Store) {
         store.device("d1").await.unwrap().unwrap().last_seen_ms,
         Some(T0 + 9)
     );
+    // Heartbeats in a batch: newer times win, an older one leaves the stored time alone, a
+    // missing or hostile id changes nothing, an empty batch is fine.
+    store.record_seen_all(&[]).await.unwrap();
+    store
+        .record_seen_all(&[
+            ("d1".into(), T0 + 7),
+            ("d2".into(), T0 + 11),
+            ("missing".into(), T0 + 12),
+            (HOSTILE.into(), T0 + 13),
+        ])
+        .await
+        .unwrap();
+    let seen = |id: &'static str| async move { store.device(id).await.unwrap().unwrap().last_seen_ms };
+    assert_eq!(
+        seen("d1").await,
+        Some(T0 + 9),
+        "an older heartbeat does not move presence back"
+    );
+    assert_eq!(seen("d2").await, Some(T0 + 11));
+    // More than one statement's worth, the same device twice in it: its newest time wins.
+    let mut many: Vec<(String, i64)> = (0..250).map(|i| (format!("ghost-{i}"), T0 + 20)).collect();
+    many.extend([("d1".to_owned(), T0 + 30), ("d1".to_owned(), T0 + 29)]);
+    store.record_seen_all(&many).await.unwrap();
+    assert_eq!(seen("d1").await, Some(T0 + 30));
 
     store
         .set_device_state("d2", DeviceState::Retired, audit("device.retire", "device:d2"))

@@ -173,6 +173,10 @@ pub trait DeviceStore: Send + Sync {
     async fn record_facts_batch(&self, updates: &[FactsUpdate]) -> StoreResult<()>;
     /// Records that the device was heard from.
     async fn record_seen(&self, id: &str, now_ms: i64) -> StoreResult<()>;
+    /// Records when each of several devices was last heard from, in one transaction: a time
+    /// earlier than the one stored is ignored (a batch may arrive after a newer single write), and
+    /// an id that names no device is skipped.
+    async fn record_seen_all(&self, seen: &[(String, i64)]) -> StoreResult<()>;
     /// The newest `limit` fact changes, newest first: (time, change JSON text).
     async fn facts_history(&self, id: &str, limit: u32) -> StoreResult<Vec<(i64, String)>>;
     /// Records a renewed certificate. `NotFound` if missing.

@@ -187,6 +187,8 @@ pub async fn contain(
         churn: 0.0,
         // Beyond ~28 000 devices one source address runs out of ports.
         source_addresses: args.devices.div_ceil(20_000) as u32,
+        // The devices' actions (after their acknowledgements) would run on their own processors.
+        idle_executions: true,
     };
     let fleet = ward_sim::start(&options, progress)
         .await

@@ -111,6 +111,7 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<()> {
         prefix: args.prefix,
         churn: args.churn,
         source_addresses: args.source_addresses,
+        idle_executions: false,
     };
     let fleet = ward_sim::start(&options, &mut |line| eprintln!("{line}"))
         .await
@@ -219,6 +220,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         prefix: String::new(),
         churn: 0.0,
         source_addresses: 0,
+        idle_executions: false,
     };
     eprintln!("starting a simulated hospital of {} devices ...", args.devices);
     let fleet = ward_sim::start(&options, &mut |line| eprintln!("  {line}"))

@@ -787,6 +787,32 @@ async fn the_framed_agent_channel_serves_and_refuses_bad_input() {
         .admin(Method::GET, "/devices?filter=online%20%3D%20true", None)
         .await;
     assert_eq!(online.body.as_array().unwrap().len(), 1);
+    // Heartbeats are written in batches, about a second later: a later one moves presence on.
+    kit.clock.advance_ms(45_000);
+    let heard = ward_domain::clock::Clock::now_ms(kit.clock.as_ref());
+    framed::write_message(
+        &mut first,
+        &msg(agent_message::Body::Heartbeat(Heartbeat { seq: 2 })),
+    )
+    .await
+    .unwrap();
+    let mut last_seen = Value::Null;
+    for _ in 0..100 {
+        last_seen = kit
+            .admin(Method::GET, &format!("/devices/{}", device.id), None)
+            .await
+            .body["device"]["last_seen_at"]
+            .clone();
+        if last_seen == ward_server::state::rfc3339(heard) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        last_seen,
+        ward_server::state::rfc3339(heard),
+        "the heartbeat was recorded"
+    );
 
     // A length prefix over the limit: refused as too large, the connection closed.
     let (mut big_reader, mut big_write) = framed_welcomed(&kit, &other).await;

@@ -25,6 +25,7 @@ async fn churning_devices_reconnect_and_stay_managed() {
         prefix: "churn-".into(),
         churn: 4.0,
         source_addresses: 0,
+        idle_executions: false,
     };
     let fleet = ward_sim::start(&options, &mut |_| {}).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -156,6 +156,7 @@ async fn a_breach_is_contained_across_a_simulated_hospital_and_reported() {
         churn: 0.0,
         // The devices connect from four loopback addresses, as a 100 000-device run does.
         source_addresses: 4,
+        idle_executions: false,
     };
     let fleet = ward_sim::start(&options, &mut |line| eprintln!("{line}"))
         .await
