@@ -466,19 +466,24 @@ pub async fn contain(
         };
         signing += started.elapsed();
         let started = std::time::Instant::now();
-        let store = state.store.clone();
-        let stored = async move { store.create_commands(&commands, audit).await.map(|()| commands) };
-        let commands = match fan_out_runtime() {
+        // Stored, then pushed, by one future: on the fan-out's runtime a chunk that gets stored is
+        // pushed even if this request goes away meanwhile (a resumed containment queues only what
+        // is missing; it does not push again what is already stored).
+        let chunk_state = state.clone();
+        let stored = async move {
+            chunk_state.store.create_commands(&commands, audit).await?;
+            for command in &commands {
+                chunk_state.channels.push(command);
+            }
+            Ok::<usize, ApiError>(commands.len())
+        };
+        queued += match fan_out_runtime() {
             Some(runtime) => runtime.spawn(stored).await.map_err(|failed| {
                 ApiError::internal(format!("storing a chunk of the fan-out: {failed}"))
             })??,
             None => stored.await?,
         };
         storing += started.elapsed();
-        for command in &commands {
-            state.channels.push(command);
-        }
-        queued += commands.len();
     }
     drop(_fanning);
     tracing::info!(
