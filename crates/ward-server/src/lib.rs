@@ -321,16 +321,30 @@ const LOG_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_s
 /// (BENCHMARKS.md). A containment that starts during a checkpoint does not wait for it (the
 /// checkpoint lets the writer go on).
 async fn log_checkpointer(state: AppState) {
-    let mut ticker = tokio::time::interval(LOG_CHECKPOINT_INTERVAL);
+    let state = &state;
+    between_fan_outs(state, LOG_CHECKPOINT_INTERVAL, || async move {
+        if let Err(err) = state.store.checkpoint_log().await {
+            tracing::warn!(error = %err, "checkpointing the database log failed");
+        }
+    })
+    .await
+}
+
+/// Runs `turn` every `period`, forever, skipping a turn while a containment is storing and pushing
+/// its commands (`AppState::fan_out`): for background writes that can wait until it is through.
+pub(crate) async fn between_fan_outs<F, Turn>(state: &AppState, period: std::time::Duration, mut turn: F)
+where
+    F: FnMut() -> Turn,
+    Turn: std::future::Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         if state.fan_out.try_write().is_err() {
             continue;
         }
-        if let Err(err) = state.store.checkpoint_log().await {
-            tracing::warn!(error = %err, "checkpointing the database log failed");
-        }
+        turn().await;
     }
 }
 

@@ -66,15 +66,8 @@ impl Presence {
 /// Writes collected heartbeats every [`INTERVAL`], except while a containment is storing and
 /// pushing its commands (`fan_out`).
 pub async fn writer(state: AppState) {
-    let mut ticker = tokio::time::interval(INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        if state.fan_out.try_write().is_err() {
-            continue;
-        }
-        state.presence.flush(&state).await;
-    }
+    let state = &state;
+    crate::between_fan_outs(state, INTERVAL, || state.presence.flush(state)).await
 }
 
 #[cfg(test)]
