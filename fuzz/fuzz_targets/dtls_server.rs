@@ -1,5 +1,7 @@
-//! The DTLS server on hostile datagrams: a real client's ClientHello opens a session, then the
-//! input, cut into datagrams at 0xff bytes, arrives from that address and from another. It must
+//! The DTLS server on hostile datagrams: a real client's ClientHello opens a session, a real
+//! client completes another (handed over to the server's own record layer after its first
+//! data), then the input, cut into datagrams at 0xff bytes, arrives from those two addresses and
+//! from a third. It must
 //! never panic, and its counts must stay within their bounds. One server for the whole run (as in
 //! the gateway: building a DTLS configuration validates the crypto provider, which is slow), with
 //! fresh addresses for each input and everything expired after it.
@@ -41,18 +43,43 @@ fn harness() -> &'static Mutex<Harness> {
     })
 }
 
+/// A session from `peer` that carried data (so it runs on the server's own record layer).
+fn established(server: &mut DtlsServer, peer: SocketAddr, now: Instant) {
+    let mut client = DtlsClient::new(b"urn:dev:fuzz", b"0123456789abcdef", now).unwrap();
+    client.send(b"register", now);
+    for _ in 0..20 {
+        let mut moved = false;
+        while let Some(datagram) = client.poll_transmit() {
+            server.handle_datagram(peer, &datagram, now);
+            moved = true;
+        }
+        while let Some((_, datagram)) = server.poll_transmit() {
+            client.handle_datagram(&datagram, now);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(server.is_handed_over(peer));
+    while server.poll_received().is_some() {}
+    while server.poll_event().is_some() {}
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut guard = harness().lock().unwrap_or_else(|p| p.into_inner());
     let h = &mut *guard;
     h.round = h.round.wrapping_add(1);
     let a = SocketAddr::from(([127, 0, 0, 1], h.round));
     let b = SocketAddr::from(([127, 0, 0, 2], h.round));
+    let c = SocketAddr::from(([127, 0, 0, 3], h.round));
     let mut now = h.clock;
     for hello in &h.hello {
         h.server.handle_datagram(a, hello, now);
     }
+    established(&mut h.server, c, now);
     for (i, datagram) in data.split(|&byte| byte == 0xff).enumerate() {
-        let peer = if i % 3 == 2 { b } else { a };
+        let peer = [a, c, b][i % 3];
         now += Duration::from_millis(700);
         h.server.handle_datagram(peer, datagram, now);
         h.server.handle_timeout(now);
@@ -61,6 +88,7 @@ fuzz_target!(|data: &[u8]| {
         while h.server.poll_event().is_some() {}
     }
     assert!(h.server.handshakes() <= 4);
+    h.server.close(c);
     now += Duration::from_secs(3600);
     h.server.expire(now);
     h.server.handle_timeout(now);

@@ -416,3 +416,87 @@ async fn registration_survives_lost_datagrams() -> TestResult {
     relay_task.abort();
     Ok(())
 }
+
+/// Debian's libcoap command-line clients (package libcoap3-bin) built on a DTLS library; the
+/// ones not installed are skipped with a printed reason, unless `WARD_TEST_COAP=1` says they must
+/// be there.
+fn dtls_coap_clients() -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for name in ["coap-client-openssl", "coap-client-gnutls"] {
+        let path = std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|candidate| candidate.is_file())
+        });
+        match path {
+            Some(path) => found.push(path),
+            None => {
+                assert!(
+                    std::env::var("WARD_TEST_COAP").as_deref() != Ok("1"),
+                    "WARD_TEST_COAP=1 but {name} is missing (apt-get install libcoap3-bin)"
+                );
+                eprintln!("skipping {name}: not installed (apt-get install libcoap3-bin)");
+            }
+        }
+    }
+    found
+}
+
+/// OpenSSL's and GnuTLS's DTLS (through libcoap's client) against the crate's DTLS server: the
+/// session is handed over from `dimpl` to the server's own record layer when the Register
+/// arrives, and the client opens the answer that layer sealed. This is the check that the keys
+/// the server derives from a third party's handshake are the right ones.
+#[test]
+fn third_party_dtls_clients_get_answers_from_the_servers_own_record_layer() -> TestResult {
+    use std::sync::Arc;
+    use ward_lwm2m::dtls::{DtlsServer, PskTable, ServerLimits};
+
+    for client in dtls_coap_clients() {
+        let table = Arc::new(PskTable::default());
+        table.insert(b"urn:dev:interop", b"ward-interop-psk")?;
+        let mut server = DtlsServer::new(table, ServerLimits::default())?;
+        let socket = std::net::UdpSocket::bind(localhost())?;
+        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let uri = format!(
+            "coaps://{}/rd?ep=urn:dev:interop&lt=300&lwm2m=1.1&b=U",
+            socket.local_addr()?
+        );
+        let mut child = std::process::Command::new(&client)
+            .args(["-m", "post", "-t", "40", "-e", "</3/0>", "-u", "urn:dev:interop"])
+            .args(["-k", "ward-interop-psk", "-B", "5", "-v", "7", &uri])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let started = Instant::now();
+        let mut handed_over_at_answer = None;
+        let mut buf = vec![0u8; 2048];
+        while child.try_wait()?.is_none() && started.elapsed() < WAIT {
+            if let Ok((len, peer)) = socket.recv_from(&mut buf) {
+                server.handle_datagram(peer, &buf[..len], Instant::now());
+            }
+            server.handle_timeout(Instant::now());
+            while let Some(received) = server.poll_received() {
+                let request = coap::parse(&received.payload)?;
+                assert_eq!(&*received.identity, b"urn:dev:interop");
+                let mut answer = coap::response_to(&request, ResponseType::Created, 1);
+                coap::add_path(&mut answer, &["rd", "interop"]);
+                handed_over_at_answer = Some(server.is_handed_over(received.peer));
+                assert!(server.send(received.peer, &coap::serialize(&answer)?, Instant::now()));
+            }
+            while let Some((to, datagram)) = server.poll_transmit() {
+                socket.send_to(&datagram, to)?;
+            }
+        }
+        let output = child.wait_with_output()?;
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let name = client.display();
+        assert!(output.status.success(), "{name}: {}: {log}", output.status);
+        assert!(log.contains("c:2.01"), "{name}: 2.01 Created: {log}");
+        assert_eq!(handed_over_at_answer, Some(true), "{name}: {log}");
+    }
+    Ok(())
+}

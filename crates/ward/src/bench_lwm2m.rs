@@ -37,6 +37,11 @@ pub struct Lwm2mResult {
     pub rss_after_kib: u64,
     pub kib_per_registration: f64,
     pub seconds_to_register: f64,
+    /// Endpoints checked after the measurement (spread over the fleet) ...
+    pub sampled: usize,
+    /// ... and how many of them had their /3 and /4 read into the device's facts (the gateway
+    /// did its work for the registrations measured).
+    pub sampled_with_facts: usize,
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -122,13 +127,17 @@ async fn measure(
     // holds, not what registering it churned.
     tokio::time::sleep(Duration::from_secs(15)).await;
     let after = rss_kib(pid)?;
-    drop(fleet);
     if registered < args.endpoints {
         bail!(
             "only {registered} of {} endpoints registered in {}s",
             args.endpoints,
             args.timeout
         );
+    }
+    let (sampled, sampled_with_facts) = sample_facts(&admin).await?;
+    drop(fleet);
+    if sampled_with_facts < sampled {
+        bail!("only {sampled_with_facts} of {sampled} sampled endpoints had /3 and /4 read into their facts");
     }
     Ok(Lwm2mResult {
         endpoints: args.endpoints,
@@ -138,5 +147,24 @@ async fn measure(
         rss_after_kib: after,
         kib_per_registration: after.saturating_sub(before) as f64 / args.endpoints.max(1) as f64,
         seconds_to_register: seconds,
+        sampled,
+        sampled_with_facts,
     })
+}
+
+/// Up to 100 endpoints spread over the fleet: how many there are, and how many have both
+/// `facts.lwm2m.device` (from /3/0) and `facts.lwm2m.connectivity` (from /4/0).
+async fn sample_facts(admin: &Client) -> anyhow::Result<(usize, usize)> {
+    let endpoints = admin.list_lwm2m().await?;
+    let step = endpoints.len().div_ceil(100).max(1);
+    let (mut sampled, mut with_facts) = (0, 0);
+    for endpoint in endpoints.iter().step_by(step) {
+        let detail = admin.get_device(&endpoint.device_id).await?;
+        let lwm2m = &detail.device.facts["lwm2m"];
+        sampled += 1;
+        if lwm2m["device"]["manufacturer"].is_string() && lwm2m["connectivity"].is_object() {
+            with_facts += 1;
+        }
+    }
+    Ok((sampled, with_facts))
 }

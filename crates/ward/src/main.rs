@@ -202,11 +202,11 @@ fn main() -> ExitCode {
                         ExitCode::SUCCESS
                     }
                     Ok(r) => {
-                        println!("| LwM2M endpoints | transport | registered | server RSS before | after | per registration | time to register all |");
-                        println!("|---:|---|---:|---:|---:|---:|---:|");
+                        println!("| LwM2M endpoints | transport | registered | server RSS before | after | per registration | time to register all | /3 and /4 read (sampled) |");
+                        println!("|---:|---|---:|---:|---:|---:|---:|---:|");
                         println!(
-                            "| {} | {} | {} | {} KiB | {} KiB | {:.2} KiB | {:.1} s |",
-                            r.endpoints, r.transport, r.registered, r.rss_before_kib, r.rss_after_kib, r.kib_per_registration, r.seconds_to_register
+                            "| {} | {} | {} | {} KiB | {} KiB | {:.2} KiB | {:.1} s | {} of {} |",
+                            r.endpoints, r.transport, r.registered, r.rss_before_kib, r.rss_after_kib, r.kib_per_registration, r.seconds_to_register, r.sampled_with_facts, r.sampled
                         );
                         ExitCode::SUCCESS
                     }

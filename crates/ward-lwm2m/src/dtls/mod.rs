@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 
 use dimpl::crypto::Dtls12CipherSuite;
 use dimpl::{Config, Dtls, Output, PskResolver};
+use record::{Established, Inbound, Watcher};
+
+mod record;
 
 /// The cipher suite offered and accepted (the one LwM2M mandates for PSK mode).
 pub const CIPHER_SUITE: &str = "TLS_PSK_WITH_AES_128_CCM_8";
@@ -202,9 +205,26 @@ impl std::fmt::Display for CloseReason {
     }
 }
 
+/// What runs a session's records.
+enum Engine {
+    /// `dimpl`: the handshake, and on the server everything until the watcher has proven the
+    /// keys (the client never has a watcher).
+    Dimpl {
+        dtls: Box<Dtls>,
+        watcher: Option<Box<Watcher>>,
+    },
+    /// The server's own record layer once the handshake is over ([`record`]), with what it
+    /// decrypted and sealed until the session is next drained.
+    Records {
+        layer: Established,
+        received: Vec<Vec<u8>>,
+        sealed: Vec<Vec<u8>>,
+    },
+}
+
 /// One DTLS session, either side.
 struct Session {
-    dtls: Dtls,
+    engine: Engine,
     /// The identity the peer presented in its handshake (server side).
     presented: Option<Arc<[u8]>>,
     /// The identity of the established session (server side).
@@ -224,9 +244,12 @@ struct Drained {
 }
 
 impl Session {
-    fn new(dtls: Dtls, now: Instant) -> Self {
+    fn new(dtls: Dtls, watch: bool, now: Instant) -> Self {
         Self {
-            dtls,
+            engine: Engine::Dimpl {
+                dtls: Box::new(dtls),
+                watcher: watch.then(Box::default),
+            },
             presented: None,
             identity: None,
             connected: false,
@@ -244,31 +267,108 @@ impl Session {
     }
 
     fn receive(&mut self, datagram: &[u8], now: Instant) {
-        if let Err(err) = self.dtls.handle_timeout(now) {
-            return self.fail(&err);
-        }
         self.last_seen = now;
-        if let Err(err) = self.dtls.handle_packet(datagram) {
-            self.fail(&err);
+        let closed = &mut self.closed;
+        match &mut self.engine {
+            Engine::Dimpl { dtls, .. } => {
+                let result = dtls
+                    .handle_timeout(now)
+                    .and_then(|()| dtls.handle_packet(datagram));
+                if let Err(err) = result {
+                    closed.get_or_insert(CloseReason::Failed(err.to_string()));
+                }
+            }
+            Engine::Records { layer, received, .. } => layer.receive(datagram, |inbound| match inbound {
+                Inbound::Data(plaintext) => received.push(plaintext),
+                Inbound::Closed => {
+                    closed.get_or_insert(CloseReason::PeerClosed);
+                }
+                Inbound::Fatal(description) => {
+                    closed.get_or_insert(CloseReason::Failed(format!(
+                        "the peer sent fatal alert {description}"
+                    )));
+                }
+            }),
         }
     }
 
+    /// Shows the watcher (if any) a datagram the engine just took; `psk` finds an identity's key.
+    fn watch_inbound(&mut self, datagram: &[u8], psk: impl FnOnce(&[u8]) -> Option<Vec<u8>>) {
+        if let Engine::Dimpl {
+            watcher: Some(watcher),
+            ..
+        } = &mut self.engine
+        {
+            watcher.inbound(datagram, psk);
+        }
+    }
+
+    /// Hands an established server session over to its own record layer once the watcher has
+    /// proven the keys: `dimpl`'s engine and buffers are freed.
+    fn hand_over(&mut self) {
+        if !self.connected || self.closed.is_some() {
+            return;
+        }
+        let Engine::Dimpl {
+            watcher: Some(watcher),
+            ..
+        } = &self.engine
+        else {
+            return;
+        };
+        if let Some(layer) = watcher.established() {
+            self.engine = Engine::Records {
+                layer,
+                received: Vec::new(),
+                sealed: Vec::new(),
+            };
+            self.timeout = None;
+        }
+    }
+
+    /// True once the session runs on [`record`]'s layer.
+    fn is_handed_over(&self) -> bool {
+        matches!(self.engine, Engine::Records { .. })
+    }
+
     fn tick(&mut self, now: Instant) {
-        if let Err(err) = self.dtls.handle_timeout(now) {
+        if let Engine::Dimpl { dtls, .. } = &mut self.engine
+            && let Err(err) = dtls.handle_timeout(now)
+        {
             self.fail(&err);
         }
     }
 
     fn send(&mut self, plaintext: &[u8], now: Instant) -> bool {
-        if let Err(err) = self.dtls.handle_timeout(now) {
-            self.fail(&err);
-            return false;
+        match &mut self.engine {
+            Engine::Dimpl { dtls, .. } => {
+                let result = dtls
+                    .handle_timeout(now)
+                    .and_then(|()| dtls.send_application_data(plaintext));
+                match result {
+                    Ok(_) => true,
+                    Err(err) => {
+                        self.fail(&err);
+                        false
+                    }
+                }
+            }
+            Engine::Records { layer, sealed, .. } => match layer.seal_data(plaintext) {
+                Some(record) => {
+                    sealed.push(record);
+                    true
+                }
+                None => false,
+            },
         }
-        match self.dtls.send_application_data(plaintext) {
-            Ok(_) => true,
-            Err(err) => {
-                self.fail(&err);
-                false
+    }
+
+    /// Starts closing with close_notify (sent by the next drain); false when nothing is sent.
+    fn close(&mut self) -> bool {
+        match &mut self.engine {
+            Engine::Dimpl { dtls, .. } => dtls.close().is_ok(),
+            Engine::Records { layer, sealed, .. } => {
+                layer.seal_close().map(|record| sealed.push(record)).is_some()
             }
         }
     }
@@ -276,9 +376,22 @@ impl Session {
     /// Drains the engine: packets go to `transmit`, the rest is returned.
     fn drain(&mut self, buf: &mut Vec<u8>, mut transmit: impl FnMut(Vec<u8>)) -> Drained {
         let mut drained = Drained::default();
+        let (dtls, mut watcher) = match &mut self.engine {
+            Engine::Dimpl { dtls, watcher } => (dtls, watcher.as_deref_mut()),
+            Engine::Records { received, sealed, .. } => {
+                std::mem::take(sealed).into_iter().for_each(transmit);
+                drained.plaintexts = std::mem::take(received);
+                return drained;
+            }
+        };
         loop {
-            match self.dtls.poll_output(buf) {
-                Output::Packet(packet) => transmit(packet.to_vec()),
+            match dtls.poll_output(buf) {
+                Output::Packet(packet) => {
+                    if let Some(watcher) = watcher.as_deref_mut() {
+                        watcher.outbound(packet);
+                    }
+                    transmit(packet.to_vec());
+                }
                 Output::BufferTooSmall { needed } if needed <= MAX_RECORD => buf.resize(needed, 0),
                 Output::BufferTooSmall { needed } => {
                     self.closed = Some(CloseReason::Failed(format!("a {needed}-byte record")));
@@ -474,6 +587,7 @@ impl DtlsServer {
         self.handshakes.push_back((peer, now));
         Some(Box::new(Session::new(
             Dtls::new_12_psk(Arc::clone(&self.config), now),
+            true,
             now,
         )))
     }
@@ -557,6 +671,8 @@ impl DtlsServer {
         if let Some(identity) = self.resolver.take() {
             session.presented = Some(identity);
         }
+        let table = &self.resolver.table;
+        session.watch_inbound(datagram, |identity| table.get(identity));
         self.settle(peer, now);
     }
 
@@ -603,6 +719,7 @@ impl DtlsServer {
             slot.next = None;
             self.half_open -= 1;
         }
+        slot.current.hand_over();
         if let Some(reason) = slot.current.closed.clone() {
             if let Some(slot) = self.remove_slot(peer) {
                 self.events.push_back(ServerEvent::Closed {
@@ -660,6 +777,14 @@ impl DtlsServer {
             .and_then(|slot| slot.current.identity.as_ref())
     }
 
+    /// True when `peer`'s established session runs on this crate's record layer, `dimpl`'s
+    /// engine freed (after its first application data; see [`record`]).
+    pub fn is_handed_over(&self, peer: SocketAddr) -> bool {
+        self.slots
+            .get(&peer)
+            .is_some_and(|slot| slot.current.is_handed_over())
+    }
+
     /// True when `peer` has a session (established or not).
     pub fn has_session(&self, peer: SocketAddr) -> bool {
         self.slots.contains_key(&peer)
@@ -670,7 +795,7 @@ impl DtlsServer {
         let Some(mut slot) = self.remove_slot(peer) else {
             return;
         };
-        if slot.current.connected && slot.current.dtls.close().is_ok() {
+        if slot.current.connected && slot.current.close() {
             let transmits = &mut self.transmits;
             slot.current
                 .drain(&mut self.buf, |p| transmits.push_back((peer, p)));
@@ -850,7 +975,7 @@ impl DtlsClient {
             .build()?;
         let mut dtls = Dtls::new_12_psk(Arc::new(config), now);
         dtls.set_active(true);
-        let mut session = Session::new(dtls, now);
+        let mut session = Session::new(dtls, false, now);
         // The engine starts its clock (and its first flight) here.
         session.tick(now);
         Ok(session)
@@ -906,6 +1031,14 @@ impl DtlsClient {
             self.held.push_back(plaintext.to_vec());
         }
         self.settle(now);
+    }
+
+    /// Ends the session with close_notify (a device going away); a later send starts a new
+    /// handshake.
+    pub fn close(&mut self, now: Instant) {
+        if self.session.connected && self.session.close() {
+            self.settle(now);
+        }
     }
 
     /// When [`Self::handle_timeout`] should next run.

@@ -310,3 +310,103 @@ fn one_address_may_start_only_so_many_handshakes_a_minute() {
     server.handle_datagram(peer(30_000), &hello, later);
     assert_eq!(server.handshakes(), 1);
 }
+
+#[test]
+fn an_established_session_leaves_dimpl_after_its_first_data_and_carries_on_unchanged() {
+    let now = Instant::now();
+    let from = peer(4700);
+    let (mut server, mut client) = connected(from, now);
+    events(&mut server);
+    assert!(
+        !server.is_handed_over(from),
+        "the client may still need the server's last flight again"
+    );
+    // The client's Finished flight as it was sent, to replay after the hand-over.
+    client.send(b"register", now);
+    let register = client.poll_transmit().unwrap();
+    server.handle_datagram(from, &register, now);
+    assert_eq!(server.poll_received().unwrap().payload, b"register");
+    assert!(
+        server.is_handed_over(from),
+        "keys proven both ways, data received"
+    );
+
+    // Both ways, many records: dimpl's client opens what this crate's layer seals and the
+    // other way round.
+    for n in 0..300u16 {
+        let text = format!("message {n}");
+        client.send(text.as_bytes(), now);
+        assert!(server.send(from, text.as_bytes(), now));
+        pump(&mut server, &mut client, from, now);
+        assert_eq!(server.poll_received().unwrap().payload, text.as_bytes());
+        assert_eq!(client.poll_received().unwrap(), text.as_bytes());
+    }
+    assert!(client.poll_failure().is_none());
+
+    // A replayed datagram, one bent in flight, garbage: dropped, and the session goes on.
+    server.handle_datagram(from, &register, now);
+    let mut bent = register.clone();
+    let last = bent.len() - 1;
+    bent[last] ^= 1;
+    server.handle_datagram(from, &bent, now);
+    server.handle_datagram(from, &[23, 0xfe, 0xfd, 0, 1, 0, 0], now);
+    assert!(server.poll_received().is_none());
+    assert!(events(&mut server).is_empty());
+    assert!(server.send(from, b"still here", now));
+    pump(&mut server, &mut client, from, now);
+    assert_eq!(client.poll_received().unwrap(), b"still here");
+
+    // Too large for a record: refused, nothing sent, the session stays.
+    assert!(!server.send(from, &vec![0; 20_000], now));
+    assert!(server.poll_transmit().is_none());
+
+    // The server closes: close_notify under the session's keys reaches the client.
+    server.close(from);
+    let (to, alert) = server.poll_transmit().unwrap();
+    assert_eq!(to, from);
+    client.handle_datagram(&alert, now);
+    assert_eq!(client.poll_failure(), Some(CloseReason::PeerClosed));
+    assert_eq!(server.sessions(), 0);
+}
+
+#[test]
+fn a_handed_over_session_ends_on_the_clients_close_notify_and_is_replaced_by_a_new_handshake() {
+    let now = Instant::now();
+    let from = peer(4701);
+    let (mut server, mut client) = connected(from, now);
+    client.send(b"register", now);
+    pump(&mut server, &mut client, from, now);
+    assert_eq!(server.poll_received().unwrap().payload, b"register");
+    assert!(server.is_handed_over(from));
+    events(&mut server);
+
+    // The device handshakes again from the same address (it rebooted): the new session
+    // replaces the handed-over one once it completes, and is handed over in its turn.
+    let mut rebooted = DtlsClient::new(b"urn:dev:pump-1", KEY, now).unwrap();
+    pump(&mut server, &mut rebooted, from, now);
+    assert!(rebooted.is_connected());
+    assert!(events(&mut server).iter().any(|e| matches!(
+        e,
+        ServerEvent::Closed {
+            reason: CloseReason::Replaced,
+            ..
+        }
+    )));
+    rebooted.send(b"register again", now);
+    pump(&mut server, &mut rebooted, from, now);
+    assert_eq!(server.poll_received().unwrap().payload, b"register again");
+    assert!(server.is_handed_over(from));
+    assert_eq!(server.handshakes(), 0);
+
+    // A close_notify from the device ends it.
+    rebooted.close(now);
+    pump(&mut server, &mut rebooted, from, now);
+    assert_eq!(server.sessions(), 0);
+    assert!(events(&mut server).iter().any(|e| matches!(
+        e,
+        ServerEvent::Closed {
+            reason: CloseReason::PeerClosed,
+            ..
+        }
+    )));
+}
