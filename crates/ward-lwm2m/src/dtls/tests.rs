@@ -321,7 +321,7 @@ fn an_established_session_leaves_dimpl_after_its_first_data_and_carries_on_uncha
         !server.is_handed_over(from),
         "the client may still need the server's last flight again"
     );
-    // The client's Finished flight as it was sent, to replay after the hand-over.
+    // The Register datagram as it was sent, to replay after the hand-over.
     client.send(b"register", now);
     let register = client.poll_transmit().unwrap();
     server.handle_datagram(from, &register, now);
