@@ -268,27 +268,29 @@ impl Session {
 
     fn receive(&mut self, datagram: &[u8], now: Instant) {
         self.last_seen = now;
-        let closed = &mut self.closed;
         match &mut self.engine {
             Engine::Dimpl { dtls, .. } => {
                 let result = dtls
                     .handle_timeout(now)
                     .and_then(|()| dtls.handle_packet(datagram));
                 if let Err(err) = result {
-                    closed.get_or_insert(CloseReason::Failed(err.to_string()));
+                    self.fail(&err);
                 }
             }
-            Engine::Records { layer, received, .. } => layer.receive(datagram, |inbound| match inbound {
-                Inbound::Data(plaintext) => received.push(plaintext),
-                Inbound::Closed => {
-                    closed.get_or_insert(CloseReason::PeerClosed);
-                }
-                Inbound::Fatal(description) => {
-                    closed.get_or_insert(CloseReason::Failed(format!(
-                        "the peer sent fatal alert {description}"
-                    )));
-                }
-            }),
+            Engine::Records { layer, received, .. } => {
+                let closed = &mut self.closed;
+                layer.receive(datagram, |inbound| match inbound {
+                    Inbound::Data(plaintext) => received.push(plaintext),
+                    Inbound::Closed => {
+                        closed.get_or_insert(CloseReason::PeerClosed);
+                    }
+                    Inbound::Fatal(description) => {
+                        closed.get_or_insert(CloseReason::Failed(format!(
+                            "the peer sent fatal alert {description}"
+                        )));
+                    }
+                });
+            }
         }
     }
 

@@ -10,9 +10,9 @@
 //! How the keys are known: `dimpl` does not export them, so the [`Watcher`] derives them itself
 //! from what crosses the wire in the clear during the handshake (the hello randoms and the
 //! handshake messages the extended master secret hashes, RFC 7627) and the pre-shared key of the
-//! identity the ClientKeyExchange names. They are used only once they are proven: the client's
-//! Finished and the server's Finished (both encrypted) must open with them, and the client must
-//! have sent application data (so it holds the server's Finished and will not ask for the last
+//! identity the ClientKeyExchange names. They are used only once they are proven: the server's
+//! Finished and the client's first application data (both encrypted) must open with them (the
+//! client sending data also means it holds the server's Finished and will not ask for the last
 //! flight again). A session whose keys cannot be proven stays on `dimpl`, which is correct,
 //! only larger.
 //!
@@ -118,6 +118,17 @@ struct Direction {
 }
 
 impl Direction {
+    /// A direction from its parts of the key block (16 bytes of key, 4 of IV).
+    fn from_block(key: &[u8], iv: &[u8]) -> Self {
+        let mut direction = Self {
+            key: [0; 16],
+            iv: [0; 4],
+        };
+        direction.key.copy_from_slice(key);
+        direction.iv.copy_from_slice(iv);
+        direction
+    }
+
     fn cipher(&self) -> Aes128Ccm8 {
         Aes128Ccm8::new(&self.key.into())
     }
@@ -137,8 +148,8 @@ impl Direction {
         }
         let (explicit, rest) = sealed.split_at(EXPLICIT_NONCE);
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG);
-        let mut explicit_nonce = [0u8; EXPLICIT_NONCE];
-        explicit_nonce.copy_from_slice(explicit);
+        let explicit: [u8; EXPLICIT_NONCE] = explicit.try_into().ok()?;
+        let tag: [u8; TAG] = tag.try_into().ok()?;
         let aad = aad(
             record.content_type,
             record.epoch,
@@ -147,14 +158,12 @@ impl Direction {
             ciphertext.len(),
         );
         let mut plaintext = ciphertext.to_vec();
-        let mut tag_bytes = [0u8; TAG];
-        tag_bytes.copy_from_slice(tag);
         self.cipher()
             .decrypt_inout_detached(
-                &self.nonce(&explicit_nonce).into(),
+                &self.nonce(&explicit).into(),
                 &aad,
                 plaintext.as_mut_slice().into(),
-                &tag_bytes.into(),
+                &tag.into(),
             )
             .ok()?;
         Some(plaintext)
@@ -246,22 +255,10 @@ impl Keys {
             &[server_random, client_random],
             &mut block,
         );
-        let part = |range: std::ops::Range<usize>| &block[range];
-        let mut keys = Self {
-            client: Direction {
-                key: [0; 16],
-                iv: [0; 4],
-            },
-            server: Direction {
-                key: [0; 16],
-                iv: [0; 4],
-            },
-        };
-        keys.client.key.copy_from_slice(part(0..16));
-        keys.server.key.copy_from_slice(part(16..32));
-        keys.client.iv.copy_from_slice(part(32..36));
-        keys.server.iv.copy_from_slice(part(36..40));
-        keys
+        Self {
+            client: Direction::from_block(&block[0..16], &block[32..36]),
+            server: Direction::from_block(&block[16..32], &block[36..40]),
+        }
     }
 }
 
@@ -412,10 +409,10 @@ pub(super) struct Watcher {
     client: Vec<Message>,
     server: Vec<Message>,
     keys: Option<Keys>,
-    /// The keys opened the client's, the server's epoch-1 records.
-    client_proven: bool,
+    /// The keys opened the server's Finished.
     server_proven: bool,
-    /// The client sent application data that opened with the keys.
+    /// The client's application data opened with the keys (which proves them for its direction,
+    /// and that the client finished its handshake).
     client_sent_data: bool,
     window: Window,
     next_write: u64,
@@ -446,7 +443,6 @@ impl Watcher {
             }
             if keys.client.open(&record).is_some() {
                 self.window.mark(record.seq);
-                self.client_proven = true;
                 self.client_sent_data |= record.content_type == APPLICATION_DATA;
             }
         }
@@ -480,7 +476,7 @@ impl Watcher {
     pub(super) fn established(&self) -> Option<Established> {
         let keys = self
             .keys
-            .filter(|_| !self.gave_up && self.client_proven && self.server_proven && self.client_sent_data)?;
+            .filter(|_| !self.gave_up && self.server_proven && self.client_sent_data)?;
         Some(Established {
             keys,
             next_write: self.next_write,
