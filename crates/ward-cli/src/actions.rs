@@ -9,17 +9,18 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use ward_client::Client;
+use ward_domain::command::CommandKind;
 use ward_proto::{
     BulkCommandRequest, ClinicianConfirmation, CommandDetail, CommandQuery, CommandView, CreateCommandRequest,
 };
 
-use crate::args::GlobalArgs;
-use crate::commands::{connect, done, print_json};
-use crate::devices::{confirm, write_private_json};
-use crate::error::CliError;
-use crate::output::{Output, neutralise, or_dash};
-
-type Result<T = ()> = std::result::Result<T, CliError>;
+use crate::connect::connect;
+use crate::error::{CliError, Result};
+use crate::files::write_private_json;
+use crate::global::GlobalArgs;
+use crate::output::{Output, done, print_json};
+use crate::prompt::confirm;
+use crate::text::{neutralise, or_dash};
 
 /// Who the action is for and how to follow it (shared by every action).
 #[derive(Debug, Clone, Args)]
@@ -61,7 +62,10 @@ Examples:
   ward device shutdown 6f1c... --clinician 'Dr A. Byrne (ICU consultant)' --clinical-reason 'patient moved to bed 4'
 
 Every action is signed by the server, audited, and delivered when the device is next connected.
-Powering off or wiping a medical or life-sustaining device needs --clinician and --clinical-reason.";
+LwM2M devices have no network isolation of their own: quarantine and release are recorded for the
+hospital network to enforce.
+`reboot`, `shutdown`, `wipe` and `firmware-update` on a medical or life-sustaining device need
+--clinician and --clinical-reason: they power it off, restart it or destroy its data.";
 
 /// Remote actions, as subcommands of `ward device`.
 #[derive(Debug, Clone, Subcommand)]
@@ -71,7 +75,7 @@ pub enum ActionCommand {
     Lock(Target),
     /// Unlock the device's sessions
     Unlock(Target),
-    /// Show a message to the device's user
+    /// Show a message to the device's user (Linux agent only)
     Message {
         #[command(flatten)]
         target: Target,
@@ -81,7 +85,7 @@ pub enum ActionCommand {
     },
     /// Reboot the device
     Reboot(Target),
-    /// Power the device off
+    /// Power the device off (Linux agent only)
     Shutdown(Target),
     /// Cut the device off the network except for Ward, DNS and loopback (the channel stays up)
     #[command(after_help = ACTION_EXAMPLES)]
@@ -99,7 +103,7 @@ pub enum ActionCommand {
         #[arg(long, value_name = "HOSTNAME")]
         confirm_hostname: Option<String>,
     },
-    /// Lock, show a message and report where the device is
+    /// Lock, show a message and report where the device is (Linux agent only)
     LostMode {
         #[command(flatten)]
         target: Target,
@@ -107,7 +111,7 @@ pub enum ActionCommand {
         #[arg(long)]
         text: Option<String>,
     },
-    /// Install firmware from a URI (LwM2M devices, object /5); restarts the device
+    /// Install firmware from a URI (LwM2M devices only, object /5); restarts the device
     FirmwareUpdate {
         #[command(flatten)]
         target: Target,
@@ -115,7 +119,7 @@ pub enum ActionCommand {
         #[arg(long, value_name = "URI")]
         uri: String,
     },
-    /// Collect a bounded diagnostics bundle from the device
+    /// Collect a bounded diagnostics bundle from the device (Linux agent only)
     Diagnostics {
         #[command(flatten)]
         target: Target,
@@ -130,15 +134,17 @@ pub enum ActionCommand {
 
 impl ActionCommand {
     /// The kind, its parameters, the target, and where a diagnostics bundle goes.
-    fn parts(self) -> (&'static str, Value, Target, Option<PathBuf>) {
+    fn parts(self) -> (CommandKind, Value, Target, Option<PathBuf>) {
         match self {
-            ActionCommand::Lock(t) => ("lock", json!({}), t, None),
-            ActionCommand::Unlock(t) => ("unlock", json!({}), t, None),
-            ActionCommand::Message { target, text } => ("message", json!({ "text": text }), target, None),
-            ActionCommand::Reboot(t) => ("reboot", json!({}), t, None),
-            ActionCommand::Shutdown(t) => ("shutdown", json!({}), t, None),
-            ActionCommand::Quarantine(t) => ("quarantine", json!({}), t, None),
-            ActionCommand::Release(t) => ("release", json!({}), t, None),
+            ActionCommand::Lock(t) => (CommandKind::Lock, json!({}), t, None),
+            ActionCommand::Unlock(t) => (CommandKind::Unlock, json!({}), t, None),
+            ActionCommand::Message { target, text } => {
+                (CommandKind::Message, json!({ "text": text }), target, None)
+            }
+            ActionCommand::Reboot(t) => (CommandKind::Reboot, json!({}), t, None),
+            ActionCommand::Shutdown(t) => (CommandKind::Shutdown, json!({}), t, None),
+            ActionCommand::Quarantine(t) => (CommandKind::Quarantine, json!({}), t, None),
+            ActionCommand::Release(t) => (CommandKind::Release, json!({}), t, None),
             ActionCommand::Wipe {
                 target,
                 full,
@@ -146,21 +152,21 @@ impl ActionCommand {
             } => {
                 if full {
                     (
-                        "wipe-full",
+                        CommandKind::WipeFull,
                         json!({ "confirm_hostname": confirm_hostname }),
                         target,
                         None,
                     )
                 } else {
-                    ("wipe-selective", json!({}), target, None)
+                    (CommandKind::WipeSelective, json!({}), target, None)
                 }
             }
             ActionCommand::LostMode { target, text } => {
                 let params = text.map_or_else(|| json!({}), |text| json!({ "text": text }));
-                ("lost-mode", params, target, None)
+                (CommandKind::LostMode, params, target, None)
             }
             ActionCommand::FirmwareUpdate { target, uri } => {
-                ("firmware-update", json!({ "uri": uri }), target, None)
+                (CommandKind::FirmwareUpdate, json!({ "uri": uri }), target, None)
             }
             ActionCommand::Diagnostics {
                 target,
@@ -168,25 +174,10 @@ impl ActionCommand {
                 output,
             } => {
                 let params = max_bytes.map_or_else(|| json!({}), |n| json!({ "max_bytes": n }));
-                ("collect-diagnostics", params, target, output)
+                (CommandKind::CollectDiagnostics, params, target, output)
             }
         }
     }
-}
-
-/// Whether the kind takes something away from the device's user (asks first even for one device).
-fn destructive(kind: &str) -> bool {
-    matches!(
-        kind,
-        "lock"
-            | "quarantine"
-            | "wipe-selective"
-            | "wipe-full"
-            | "shutdown"
-            | "reboot"
-            | "lost-mode"
-            | "firmware-update"
-    )
 }
 
 fn clinician(target: &Target) -> Option<ClinicianConfirmation> {
@@ -210,21 +201,22 @@ pub(crate) async fn action(global: &GlobalArgs, command: ActionCommand, out: &Ou
 
 async fn single(
     client: &Client,
-    kind: &str,
+    kind: CommandKind,
     params: Value,
     target: &Target,
     id: &str,
     output: Option<PathBuf>,
     out: &Output,
 ) -> Result {
-    if destructive(kind) {
+    // Destructive kinds ask even for one device (the domain's table says which they are).
+    if kind.is_destructive() {
         confirm(&format!("{kind} device {id}"), target.yes)?;
     }
     let command = client
         .create_command(
             id,
             &CreateCommandRequest {
-                kind: kind.to_owned(),
+                kind: kind.as_str().to_owned(),
                 params,
                 expires: target.expires.clone(),
                 clinician: clinician(target),
@@ -321,11 +313,11 @@ fn outcome(command: &CommandView) -> Result {
     }
 }
 
-async fn bulk(client: &Client, kind: &str, params: Value, target: &Target, out: &Output) -> Result {
+async fn bulk(client: &Client, kind: CommandKind, params: Value, target: &Target, out: &Output) -> Result {
     let filter = target.filter.clone().unwrap_or_default();
     let mut request = BulkCommandRequest {
         filter,
-        kind: kind.to_owned(),
+        kind: kind.as_str().to_owned(),
         params,
         expires: target.expires.clone(),
         clinician: clinician(target),
@@ -556,4 +548,119 @@ fn print_command(out: &Output, detail: &CommandDetail) -> Result {
         out.line("diagnostics bundle: present (`--json` prints it)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// `ward device <verb> ...` without the rest of the command line.
+    #[derive(Debug, Parser)]
+    struct Device {
+        #[command(subcommand)]
+        action: ActionCommand,
+    }
+
+    /// Every `ward device` action verb with the smallest arguments it takes, and its kind.
+    fn every_verb() -> Vec<(String, CommandKind)> {
+        let verbs: Vec<String> = Device::command()
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_owned())
+            .filter(|name| name != "help")
+            .collect();
+        let mut kinds = Vec::new();
+        for verb in verbs {
+            let extra: &[&str] = match verb.as_str() {
+                "message" => &["--text", "hello"],
+                "firmware-update" => &["--uri", "coap://fw.local/p.bin"],
+                _ => &[],
+            };
+            let mut args = vec!["device", verb.as_str(), "d-1"];
+            args.extend(extra);
+            let parsed = Device::try_parse_from(&args).unwrap();
+            kinds.push((verb.clone(), parsed.action.parts().0));
+            if verb == "wipe" {
+                args.extend(["--full", "--confirm-hostname", "tab-1"]);
+                kinds.push((
+                    verb.clone(),
+                    Device::try_parse_from(&args).unwrap().action.parts().0,
+                ));
+            }
+        }
+        kinds
+    }
+
+    #[test]
+    fn every_kind_but_apply_settings_has_a_device_verb() {
+        let mut offered: Vec<CommandKind> = every_verb().into_iter().map(|(_, kind)| kind).collect();
+        offered.sort();
+        let expected: Vec<CommandKind> = CommandKind::ALL
+            .iter()
+            .copied()
+            // Sent by the policy engine, never by hand.
+            .filter(|kind| *kind != CommandKind::ApplySettings)
+            .collect();
+        assert_eq!(offered, expected);
+    }
+
+    #[test]
+    fn confirmation_is_asked_for_the_same_kinds_as_before_the_domain_table() {
+        let asks: Vec<&str> = every_verb()
+            .iter()
+            .map(|(_, kind)| *kind)
+            .filter(|kind| kind.is_destructive())
+            .map(CommandKind::as_str)
+            .collect();
+        assert_eq!(
+            asks,
+            [
+                "lock",
+                "reboot",
+                "shutdown",
+                "quarantine",
+                "wipe-selective",
+                "wipe-full",
+                "lost-mode",
+                "firmware-update"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_help_says_which_verbs_one_platform_only_can_do() {
+        use ward_domain::command::Platform;
+        let device = Device::command();
+        for (verb, kind) in every_verb() {
+            let about = device
+                .find_subcommand(&verb)
+                .unwrap()
+                .get_about()
+                .unwrap()
+                .to_string();
+            let platforms = kind.info().platforms;
+            assert_eq!(
+                about.contains("(Linux agent only)"),
+                platforms == [Platform::Agent],
+                "{verb}: {about}"
+            );
+            assert_eq!(
+                about.contains("(LwM2M devices only"),
+                platforms == [Platform::Lwm2m],
+                "{verb}: {about}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_help_names_exactly_the_verbs_that_need_a_clinician() {
+        for (verb, kind) in every_verb() {
+            assert_eq!(
+                ACTION_EXAMPLES.contains(&format!("`{verb}`")),
+                kind.endangers_patients(),
+                "{verb} ({kind})"
+            );
+        }
+    }
 }

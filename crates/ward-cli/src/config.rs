@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::files::private_file;
+
 /// The version written into new files, so a later format can tell old files apart.
 const CONFIG_VERSION: u32 = 1;
 
@@ -137,26 +139,6 @@ pub fn remove(path: &Path) -> anyhow::Result<bool> {
     }
 }
 
-/// Creates (or truncates) a file readable only by the user (also used for audit and FHIR exports).
-pub fn private_file(path: &Path) -> std::io::Result<fs::File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let file = options.open(path)?;
-    // The mode above only applies to a new file; an existing one keeps its old, perhaps
-    // world-readable, mode unless it is tightened here, before anything private is written.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(file)
-}
-
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -220,19 +202,6 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let error = load(&path).unwrap_err().to_string();
         assert!(error.contains("readable by other users"), "{error}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn private_file_tightens_an_existing_file() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("export.json");
-        fs::write(&path, "old").unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        drop(private_file(&path).unwrap());
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::read_to_string(&path).unwrap(), "");
     }
 
     #[test]

@@ -1,20 +1,19 @@
 //! `ward enroll-token ...` and `ward devices ...`: enrolling devices, inspecting and retiring them.
 
-use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Subcommand;
 use ward_client::{Trust, parse_fingerprint, pem_certificate_fingerprint};
 use ward_proto::{CreateEnrollTokenRequest, CreatedEnrollToken, DeviceDetail, DeviceQuery, DeviceView};
 
-use crate::args::GlobalArgs;
-use crate::commands::{connect, connect_with_trust, done, print_json};
-use crate::config;
-use crate::error::CliError;
-use crate::output::{Output, neutralise, or_dash, yes_no};
-
-type Result<T = ()> = std::result::Result<T, CliError>;
+use crate::actions::{ActionCommand, action};
+use crate::connect::{connect, connect_with_trust};
+use crate::error::{CliError, Result};
+use crate::files::write_private_json;
+use crate::global::GlobalArgs;
+use crate::output::{Output, done, print_json};
+use crate::prompt::confirm;
+use crate::text::{neutralise, or_dash, yes_no};
 
 const ENROLL_EXAMPLES: &str = "\
 Example:
@@ -104,7 +103,7 @@ pub enum DevicesCommand {
         yes: bool,
     },
     #[command(flatten)]
-    Action(crate::actions::ActionCommand),
+    Action(ActionCommand),
     /// Export devices as a FHIR R4 Bundle of Device resources
     #[command(
         after_help = "Example:\n  ward devices fhir --filter 'class = \"medical\"' --output devices.fhir.json"
@@ -285,8 +284,8 @@ fn device_row(d: &DeviceView) -> Vec<String> {
 }
 
 pub(crate) async fn devices(global: &GlobalArgs, command: DevicesCommand, out: &Output) -> Result {
-    if let DevicesCommand::Action(action) = command {
-        return crate::actions::action(global, action, out).await;
+    if let DevicesCommand::Action(command) = command {
+        return action(global, command, out).await;
     }
     let client = connect(global)?;
     match command {
@@ -399,113 +398,12 @@ fn report_state(out: &Output, device: &DeviceView, verb: &str) -> Result {
     )
 }
 
-pub(crate) fn write_private_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
-    let context = || format!("writing {}", path.display());
-    let mut file = std::io::BufWriter::new(config::private_file(path).with_context(context)?);
-    serde_json::to_writer_pretty(&mut file, value).with_context(context)?;
-    file.write_all(b"\n").with_context(context)?;
-    file.into_inner()
-        .map_err(|error| error.into_error())
-        .and_then(|file| file.sync_all())
-        .with_context(context)
-}
-
-/// Asks before a destructive action on a terminal; elsewhere `--yes` is required.
-pub(crate) fn confirm(action: &str, yes: bool) -> Result {
-    let stdin = std::io::stdin();
-    let terminal = stdin.is_terminal();
-    confirm_with(action, yes, terminal, &mut stdin.lock(), &mut std::io::stderr())
-}
-
-/// The decision behind [`confirm`], with the terminal check and streams passed in for tests.
-/// A script without `--yes` is a usage error (exit 2): guessing either way would be wrong. A
-/// person answering no is a refused action (exit 1).
-fn confirm_with(
-    action: &str,
-    yes: bool,
-    terminal: bool,
-    input: &mut dyn BufRead,
-    prompt: &mut dyn Write,
-) -> Result {
-    if yes {
-        return Ok(());
-    }
-    if !terminal {
-        return Err(CliError::Usage(format!(
-            "refusing to {action} without confirmation: standard input is not a terminal; pass --yes"
-        )));
-    }
-    let io = |error: std::io::Error| CliError::local("io", error);
-    write!(prompt, "{}? [y/N] ", neutralise(action)).map_err(io)?;
-    prompt.flush().map_err(io)?;
-    let mut answer = String::new();
-    // End of input reads as an empty answer, that is no.
-    input.read_line(&mut answer).map_err(io)?;
-    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-        Ok(())
-    } else {
-        Err(CliError::local(
-            "not_confirmed",
-            anyhow::anyhow!("did not {action}: not confirmed"),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use ward_client::ClientError;
     use ward_proto::{EnrollTokenView, ErrorCode};
 
     use super::*;
-
-    fn ask(yes: bool, terminal: bool, answer: &str) -> (Result, String) {
-        let mut prompt = Vec::new();
-        let result = confirm_with(
-            "retire device d-1",
-            yes,
-            terminal,
-            &mut answer.as_bytes(),
-            &mut prompt,
-        );
-        (result, String::from_utf8(prompt).unwrap())
-    }
-
-    #[test]
-    fn without_a_terminal_yes_is_required() {
-        let (result, prompt) = ask(false, false, "y\n");
-        let error = result.unwrap_err();
-        assert_eq!(error.exit_code(), 2);
-        assert!(error.report().contains("pass --yes"), "{}", error.report());
-        // Nothing was read or asked: the piped "y" is not taken as consent.
-        assert_eq!(prompt, "");
-        assert!(ask(true, false, "").0.is_ok());
-    }
-
-    #[test]
-    fn on_a_terminal_only_yes_confirms() {
-        let (result, prompt) = ask(false, true, "y\n");
-        assert!(result.is_ok());
-        assert_eq!(prompt, "retire device d-1? [y/N] ");
-        assert!(ask(false, true, " YES \n").0.is_ok());
-        for no in ["\n", "n\n", "", "yess\n", "no\n"] {
-            let error = ask(false, true, no).0.unwrap_err();
-            assert_eq!(error.exit_code(), 1, "{no:?}");
-        }
-        assert!(ask(true, true, "n\n").0.is_ok());
-    }
-
-    #[test]
-    fn prompt_neutralises_the_id() {
-        let mut prompt = Vec::new();
-        let _ = confirm_with(
-            "revoke device \x1b[2J",
-            false,
-            true,
-            &mut "n\n".as_bytes(),
-            &mut prompt,
-        );
-        assert!(!String::from_utf8(prompt).unwrap().contains('\x1b'));
-    }
 
     fn created(secret: &str) -> CreatedEnrollToken {
         CreatedEnrollToken {
@@ -576,21 +474,5 @@ mod tests {
             error.report(),
             "error: filter: at column 12: expected a value, found end of input (invalid_input)"
         );
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn fhir_file_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bundle.json");
-        let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": []});
-        write_private_json(&path, &bundle).unwrap();
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        let back: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(back, bundle);
     }
 }

@@ -3,7 +3,10 @@
 use ward_client::ClientError;
 use ward_proto::ErrorCode;
 
-use crate::output::neutralise;
+use crate::text::neutralise;
+
+/// What every command returns.
+pub(crate) type Result<T = (), E = CliError> = std::result::Result<T, E>;
 
 /// Why a command failed. Each case maps to one exit code from CLI.md.
 #[derive(Debug)]

@@ -10,13 +10,13 @@ use ward_proto::{
     IncidentPreview, IncidentStatus, IncidentView,
 };
 
-use crate::args::GlobalArgs;
-use crate::commands::{connect, done, print_json};
-use crate::devices::{confirm, write_private_json};
-use crate::error::CliError;
-use crate::output::{Output, neutralise, or_dash};
-
-type Result<T = ()> = std::result::Result<T, CliError>;
+use crate::connect::connect;
+use crate::error::{CliError, Result};
+use crate::files::{private_file, write_private_json};
+use crate::global::GlobalArgs;
+use crate::output::{Output, done, print_json};
+use crate::prompt::confirm;
+use crate::text::{neutralise, or_dash};
 
 const DECLARE_EXAMPLES: &str = "\
 Examples:
@@ -509,8 +509,8 @@ pub(crate) async fn incident(global: &GlobalArgs, command: IncidentCommand, out:
                     let text = client.incident_report_markdown(&id).await?;
                     match output {
                         Some(path) => {
-                            let mut file = crate::config::private_file(&path)
-                                .map_err(|error| CliError::local("io", error))?;
+                            let mut file =
+                                private_file(&path).map_err(|error| CliError::local("io", error))?;
                             std::io::Write::write_all(&mut file, text.as_bytes())
                                 .map_err(|error| CliError::local("io", error))?;
                             done(out, &format!("wrote the report to {}", path.display()))

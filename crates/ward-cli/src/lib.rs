@@ -3,51 +3,52 @@
 //! It talks to the server only through `ward-client`; the binary embeds [`GlobalArgs`] and
 //! [`AdminCommand`] in its own parser and calls [`run`]. Offline audit verification needs the
 //! store, which this crate must not link, so the binary supplies it through [`OfflineAudit`].
+//!
+//! Modules import downwards only, never in a circle: this file dispatches to one module per noun
+//! (`session`, `accounts`, `sites`, `audit`, `devices`, `actions`, `incidents`, `policies`,
+//! `lwm2m`), each defining its subcommands next to the code that runs them; `args` gathers them
+//! into [`AdminCommand`]; all of them stand on the shared leaves (`global`, `connect`, `config`,
+//! `files`, `prompt`, `output`, `error`, `text`).
 
+mod accounts;
 mod actions;
 mod args;
-mod commands;
+mod audit;
 mod config;
+mod connect;
 mod devices;
 mod error;
+mod files;
+mod global;
 mod incidents;
 mod lwm2m;
 mod output;
 mod policies;
+mod prompt;
+mod session;
+mod sites;
+mod text;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ward_proto::VerifyReportView;
-
-pub use args::{
-    AdminCommand, AuditCommand, GlobalArgs, LoginArgs, SitesCommand, TokensCommand, UsersCommand,
-};
+pub use accounts::{TokensCommand, UsersCommand};
+pub use args::AdminCommand;
 pub use async_trait::async_trait;
+pub use audit::{AuditCommand, OfflineAudit};
 pub use devices::{DevicesCommand, EnrollTokenCommand};
-pub use output::neutralise;
+pub use global::GlobalArgs;
+pub use session::LoginArgs;
+pub use sites::SitesCommand;
+pub use text::neutralise;
 
-/// Verifies the audit log by opening the store directly, without a running server.
-///
-/// The binary implements this (it may link the store; this crate may not). Use
-/// `#[ward_cli::async_trait]` on the impl.
-#[async_trait]
-pub trait OfflineAudit: Send + Sync {
-    /// Verifies the log in `database` (a database URL) or, failing that, the SQLite store in
-    /// `data_dir`; at least one is given. A log that fails verification is an `Ok` report with
-    /// `ok: false`; `Err` means the store could not be read at all.
-    async fn verify(
-        &self,
-        database: Option<String>,
-        data_dir: Option<PathBuf>,
-    ) -> anyhow::Result<VerifyReportView>;
-}
+use crate::error::Result;
+use crate::output::Output;
 
 /// Runs one admin command, printing its result to stdout and any error to stderr as
 /// `error: <message> (<code>)`, and returns the exit code from CLI.md: 0 success, 1 failed or
 /// refused, 2 usage, 3 cannot reach or authenticate to the server, 4 verification failed.
 pub async fn run(global: GlobalArgs, command: AdminCommand, offline: &dyn OfflineAudit) -> ExitCode {
-    match commands::execute(&global, command, offline).await {
+    match execute(&global, command, offline).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{}", error.report());
@@ -56,9 +57,34 @@ pub async fn run(global: GlobalArgs, command: AdminCommand, offline: &dyn Offlin
     }
 }
 
+/// Hands the command to the module of its noun.
+async fn execute(global: &GlobalArgs, command: AdminCommand, offline: &dyn OfflineAudit) -> Result {
+    let out = Output::new(global.json);
+    match command {
+        AdminCommand::Login(args) => session::login(global, &args, &out).await,
+        AdminCommand::Logout => session::logout(global, &out).await,
+        AdminCommand::Whoami => session::whoami(global, &out).await,
+        AdminCommand::Users(command) => accounts::users(global, command, &out).await,
+        AdminCommand::Tokens(command) => accounts::tokens(global, command, &out).await,
+        AdminCommand::Sites(command) => sites::sites(global, command, &out).await,
+        AdminCommand::Audit(command) => audit::audit(global, command, offline, &out).await,
+        AdminCommand::EnrollToken(command) => devices::enroll_tokens(global, command, &out).await,
+        AdminCommand::Devices(command) => devices::devices(global, command, &out).await,
+        AdminCommand::Commands(command) => actions::commands(global, command, &out).await,
+        AdminCommand::Incident(command) => incidents::incident(global, command, &out).await,
+        AdminCommand::Policy(command) => policies::policy(global, command, &out).await,
+        AdminCommand::Compliance(command) => policies::compliance(global, command, &out).await,
+        AdminCommand::Group(command) => policies::group(global, command, &out).await,
+        AdminCommand::Lwm2m(command) => lwm2m::lwm2m(global, command, &out).await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use clap::{CommandFactory, Parser};
+    use ward_proto::VerifyReportView;
 
     use super::*;
 

@@ -3,12 +3,11 @@
 use clap::Subcommand;
 use ward_proto::ProvisionLwm2mRequest;
 
-use crate::args::GlobalArgs;
-use crate::commands::{connect, print_json};
-use crate::error::CliError;
-use crate::output::{Output, neutralise, yes_no};
-
-type Result<T = ()> = std::result::Result<T, CliError>;
+use crate::connect::connect;
+use crate::error::{CliError, Result};
+use crate::global::GlobalArgs;
+use crate::output::{Output, print_json};
+use crate::text::{neutralise, yes_no};
 
 const EXAMPLES: &str = "\
 Examples:

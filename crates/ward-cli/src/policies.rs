@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use ward_proto::{ApplyPoliciesRequest, ApplyPoliciesResponse, DeviceQuery, PolicyFile, PutGroupRequest};
 
-use crate::args::GlobalArgs;
-use crate::commands::{connect, done, print_json};
-use crate::error::CliError;
-use crate::output::{Output, neutralise, or_dash};
-
-type Result<T = ()> = std::result::Result<T, CliError>;
+use crate::connect::connect;
+use crate::error::{CliError, Result};
+use crate::global::GlobalArgs;
+use crate::output::{Output, done, print_json};
+use crate::text::{neutralise, or_dash};
 
 /// Most files read from a directory.
 const MAX_FILES: usize = 500;

@@ -232,7 +232,7 @@ async fn the_console_in_a_browser() {
     };
     let fleet = ward_sim::start(&options, &mut |_| {}).await.unwrap();
     api.apply_policies(&ward_proto::ApplyPoliciesRequest {
-        files: ward_server::baseline::files(),
+        files: ward_service::baseline::files(),
         dry_run: false,
         prune: false,
     })
@@ -269,10 +269,10 @@ async fn the_console_in_a_browser() {
         .unwrap()
         .as_ref()
         .to_vec();
-    let clock = ward_server::state::SystemClock;
+    let clock = ward_service::state::SystemClock;
     let now = || ward_domain::clock::Clock::now_ms(&clock);
     api.totp_confirm(&ward_proto::TotpConfirmRequest {
-        code: ward_server::auth::totp_now(&secret, now()),
+        code: ward_service::auth::totp_now(&secret, now()),
     })
     .await
     .unwrap();
@@ -288,7 +288,7 @@ async fn the_console_in_a_browser() {
         &base,
         "admin",
         "admin password 123",
-        Some(ward_server::auth::totp_now(&secret, now())),
+        Some(ward_service::auth::totp_now(&secret, now())),
     )
     .await;
     let page = wait_text(&admin, "Riskiest devices").await;

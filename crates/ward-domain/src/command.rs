@@ -57,39 +57,272 @@ impl CommandState {
     }
 }
 
+string_enum!(
+    /// A kind of device Ward manages, by how commands reach it and are carried out. Apple MDM and
+    /// Windows MDM devices will join as platforms of their own.
+    Platform, "platform", {
+        /// The Linux agent (`ward-agent`), over its gRPC channel.
+        Agent => "agent",
+        /// Constrained devices speaking LwM2M over CoAP/DTLS, through the server's gateway.
+        Lwm2m => "lwm2m",
+    }
+);
+
+/// What Ward knows about one kind of command: one row of [`KINDS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindInfo {
+    pub kind: CommandKind,
+    /// A short human label for buttons and menus.
+    pub label: &'static str,
+    /// Takes the device (or its data) away from its user. It needs the write permission on
+    /// devices, and the command line asks before sending it even to one device.
+    pub destructive: bool,
+    /// Powers the device off, restarts it (a firmware update does) or destroys its data: never
+    /// on a medical or life-sustaining device without a named clinician's confirmation (see
+    /// [`needs_clinician`]).
+    pub endangers_patients: bool,
+    /// Counts towards a containment plan's approval threshold: more devices than that getting
+    /// one of these needs a second approver.
+    pub needs_approval_in_bulk: bool,
+    /// A containment plan may name it among a rule's actions (diagnostics and messages are not
+    /// containment).
+    pub in_containment_plans: bool,
+    /// A containment plan may name it to lift (undo) one of its actions when the incident is lifted.
+    pub lifts: bool,
+    /// On success the agent reports a completion record signed with the device's key
+    /// ([`WipeProof`]), which the server verifies and keeps.
+    pub signed_proof: bool,
+    /// The parameters it takes (see [`validate_params`]).
+    pub params: &'static [&'static str],
+    /// The platforms that can carry it out. A device of the platform may still lack what the
+    /// kind needs (an LwM2M device without object 8 cannot be locked): it then fails, saying why.
+    pub platforms: &'static [Platform],
+}
+
+impl KindInfo {
+    /// The kind's name on the wire, in the API and in the audit log.
+    pub fn name(&self) -> &'static str {
+        self.kind.as_str()
+    }
+}
+
+const EVERY_PLATFORM: &[Platform] = &[Platform::Agent, Platform::Lwm2m];
+const AGENT_ONLY: &[Platform] = &[Platform::Agent];
+const LWM2M_ONLY: &[Platform] = &[Platform::Lwm2m];
+
+/// Every command kind, once, in the order [`CommandKind`] declares them (checked when compiling).
+///
+/// LwM2M carries out lock, unlock and the wipes with object 8 (Lock and Wipe), reboot with /3/0/4
+/// and firmware updates with object 5. It has no network isolation of its own: quarantine and
+/// release succeed with a note that the hospital network enforces the isolation (and lock or
+/// unlock object 8 where the device has it). The agent does everything but firmware updates.
+pub const KINDS: &[KindInfo] = &[
+    KindInfo {
+        kind: CommandKind::Lock,
+        label: "Lock",
+        destructive: true,
+        endangers_patients: false,
+        needs_approval_in_bulk: false,
+        in_containment_plans: true,
+        lifts: false,
+        signed_proof: false,
+        params: &[],
+        platforms: EVERY_PLATFORM,
+    },
+    KindInfo {
+        kind: CommandKind::Unlock,
+        label: "Unlock",
+        destructive: false,
+        endangers_patients: false,
+        needs_approval_in_bulk: false,
+        in_containment_plans: true,
+        lifts: true,
+        signed_proof: false,
+        params: &[],
+        platforms: EVERY_PLATFORM,
+    },
+    KindInfo {
+        kind: CommandKind::Message,
+        label: "Send a message",
+        destructive: false,
+        endangers_patients: false,
+        needs_approval_in_bulk: false,
+        in_containment_plans: false,
+        lifts: false,
+        signed_proof: false,
+        params: &["text"],
+        platforms: AGENT_ONLY,
+    },
+    KindInfo {
+        kind: CommandKind::Reboot,
+        label: "Reboot",
+        destructive: true,
+        endangers_patients: true,
+        needs_approval_in_bulk: true,
+        in_containment_plans: true,
+        lifts: false,
+        signed_proof: false,
+        params: &[],
+        platforms: EVERY_PLATFORM,
+    },
+    KindInfo {
+        kind: CommandKind::Shutdown,
+        label: "Shut down",
+        destructive: true,
+        endangers_patients: true,
+        needs_approval_in_bulk: true,
+        in_containment_plans: true,
+        lifts: false,
+        signed_proof: false,
+        params: &[],
+        platforms: AGENT_ONLY,
+    },
+    KindInfo {
+        kind: CommandKind::Quarantine,
+        label: "Quarantine (isolate from the network)",
+        destructive: true,
+        endangers_patients: false,
+        needs_approval_in_bulk: false,
+        in_containment_plans: true,
+        lifts: false,
+        signed_proof: false,
+        params: &[],
+        platforms: EVERY_PLATFORM,
+    },
+    KindInfo {
+        kind: CommandKind::Release,
+        label: "Release from quarantine",
+        destructive: false,
+        endangers_patients: false,
+        needs_approval_in_bulk: false,
+        in_containment_plans: true,
+        lifts: true,
+        signed_proof: false,
+        params: &[],
+        platforms: EVERY_PLATFORM,
+    },
+    KindInfo {
+        kind: CommandKind::WipeSelective,
+        label: "Wipe managed data (selective)",
+        destructive: true,
+        endangers_patients: true,
+        needs_approval_in_bulk: true,
+        in_containment_plans: true,
+        lifts: false,
+        signed_proof: true,
+        params: &[],
+        platforms: EVERY_PLATFORM,
+    },
+    KindInfo {
+        kind: CommandKind::WipeFull,
+        label: "Wipe the whole device",
+        destructive: true,
+        endangers_patients: true,
+        needs_approval_in_bulk: true,
+        in_containment_plans: true,
+        lifts: false,
+        signed_proof: true,
+        params: &["confirm_hostname"],
+        platforms: EVERY_PLATFORM,
+    },
+    KindInfo {
+        kind: CommandKind::CollectDiagnostics,
+        label: "Collect diagnostics",
+        destructive: false,
+        endangers_patients: false,
+        needs_approval_in_bulk: false,
+        in_containment_plans: false,
+        lifts: false,
+        signed_proof: false,
+        params: &["max_bytes"],
+        platforms: AGENT_ONLY,
+    },
+    KindInfo {
+        kind: CommandKind::LostMode,
+        label: "Lost mode",
+        destructive: true,
+        endangers_patients: false,
+        needs_approval_in_bulk: false,
+        in_containment_plans: true,
+        lifts: false,
+        signed_proof: false,
+        params: &["text"],
+        platforms: AGENT_ONLY,
+    },
+    KindInfo {
+        kind: CommandKind::ApplySettings,
+        label: "Apply policy settings",
+        destructive: false,
+        endangers_patients: false,
+        needs_approval_in_bulk: false,
+        in_containment_plans: true,
+        lifts: false,
+        signed_proof: false,
+        params: &["settings", "digest"],
+        platforms: AGENT_ONLY,
+    },
+    KindInfo {
+        kind: CommandKind::FirmwareUpdate,
+        label: "Update firmware",
+        destructive: true,
+        endangers_patients: true,
+        needs_approval_in_bulk: false,
+        in_containment_plans: true,
+        lifts: false,
+        signed_proof: false,
+        params: &["uri"],
+        platforms: LWM2M_ONLY,
+    },
+];
+
+// `CommandKind::info` indexes `KINDS` by the kind's position: row `i` must be the `i`th kind.
+// With as many rows as kinds, that also makes every kind appear exactly once.
+const _: () = {
+    assert!(
+        KINDS.len() == CommandKind::ALL.len(),
+        "KINDS needs one row per CommandKind"
+    );
+    let mut i = 0;
+    while i < KINDS.len() {
+        assert!(
+            KINDS[i].kind as usize == i,
+            "KINDS must list the kinds in the order CommandKind declares them"
+        );
+        i += 1;
+    }
+};
+
 impl CommandKind {
+    /// This kind's row of [`KINDS`].
+    pub fn info(self) -> &'static KindInfo {
+        &KINDS[self as usize]
+    }
+
+    /// A short human label for buttons and menus.
+    pub fn label(self) -> &'static str {
+        self.info().label
+    }
+
     /// Actions that take the device (or its data) away from its user. They need the write
     /// permission on devices, and are what the safety rules below are about.
     pub fn is_destructive(self) -> bool {
-        matches!(
-            self,
-            CommandKind::Lock
-                | CommandKind::Quarantine
-                | CommandKind::WipeSelective
-                | CommandKind::WipeFull
-                | CommandKind::Shutdown
-                | CommandKind::Reboot
-                | CommandKind::LostMode
-                | CommandKind::FirmwareUpdate
-        )
+        self.info().destructive
     }
 
     /// Powers the device off, restarts it (a firmware update does) or destroys its data: never on
     /// a medical or life-sustaining device without a named clinician's confirmation.
     pub fn endangers_patients(self) -> bool {
-        matches!(
-            self,
-            CommandKind::Shutdown
-                | CommandKind::Reboot
-                | CommandKind::FirmwareUpdate
-                | CommandKind::WipeSelective
-                | CommandKind::WipeFull
-        )
+        self.info().endangers_patients
     }
 
-    /// Whether the agent reports a signed completion record.
+    /// Whether the agent reports a signed completion record (see [`KindInfo::signed_proof`]).
     pub fn is_wipe(self) -> bool {
-        matches!(self, CommandKind::WipeSelective | CommandKind::WipeFull)
+        self.info().signed_proof
+    }
+
+    /// Whether a device of `platform` can carry it out (see [`KindInfo::platforms`]).
+    pub fn supported_on(self, platform: Platform) -> bool {
+        self.info().platforms.contains(&platform)
     }
 }
 
@@ -192,15 +425,7 @@ pub fn validate_params(kind: CommandKind, params: &Value) -> Result<Value, Valid
         Value::Object(object) => object,
         _ => return Err(ValidationError::new("params", "must be a JSON object")),
     };
-    let allowed: &[&str] = match kind {
-        CommandKind::Message => &["text"],
-        CommandKind::LostMode => &["text"],
-        CommandKind::WipeFull => &["confirm_hostname"],
-        CommandKind::CollectDiagnostics => &["max_bytes"],
-        CommandKind::ApplySettings => &["settings", "digest"],
-        CommandKind::FirmwareUpdate => &["uri"],
-        _ => &[],
-    };
+    let allowed = kind.info().params;
     if let Some(unknown) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
         let expected = if allowed.is_empty() {
             "none".to_owned()
@@ -616,6 +841,120 @@ mod tests {
             None
         );
         assert!(!CommandState::Acknowledged.is_final());
+    }
+
+    #[test]
+    fn the_kind_table_has_every_kind_once_and_keeps_the_old_rules() {
+        use CommandKind::*;
+        assert_eq!(KINDS.len(), CommandKind::ALL.len());
+        for kind in CommandKind::ALL {
+            let rows: Vec<&KindInfo> = KINDS.iter().filter(|row| row.kind == *kind).collect();
+            assert_eq!(rows.len(), 1, "{kind}");
+            assert_eq!(kind.info(), rows[0]);
+            assert_eq!(kind.info().name(), kind.as_str());
+            assert!(!kind.label().is_empty(), "{kind}");
+            assert!(!kind.info().platforms.is_empty(), "{kind}");
+        }
+        // The lists each rule was written as before the table.
+        let kinds_where = |rule: fn(&KindInfo) -> bool| -> Vec<CommandKind> {
+            KINDS.iter().filter(|row| rule(row)).map(|row| row.kind).collect()
+        };
+        let sorted = |mut kinds: Vec<CommandKind>| {
+            kinds.sort();
+            kinds
+        };
+        assert_eq!(
+            kinds_where(|row| row.destructive),
+            sorted(vec![
+                Lock,
+                Quarantine,
+                WipeSelective,
+                WipeFull,
+                Shutdown,
+                Reboot,
+                LostMode,
+                FirmwareUpdate
+            ])
+        );
+        assert_eq!(
+            kinds_where(|row| row.endangers_patients),
+            sorted(vec![Shutdown, Reboot, FirmwareUpdate, WipeSelective, WipeFull])
+        );
+        assert_eq!(
+            kinds_where(|row| row.needs_approval_in_bulk),
+            sorted(vec![WipeSelective, WipeFull, Shutdown, Reboot])
+        );
+        assert_eq!(kinds_where(|row| row.signed_proof), [WipeSelective, WipeFull]);
+        assert_eq!(kinds_where(|row| row.lifts), [Unlock, Release]);
+        assert_eq!(
+            kinds_where(|row| !row.in_containment_plans),
+            [Message, CollectDiagnostics]
+        );
+        for kind in CommandKind::ALL {
+            assert_eq!(kind.is_destructive(), kind.info().destructive, "{kind}");
+            assert_eq!(
+                kind.endangers_patients(),
+                kind.info().endangers_patients,
+                "{kind}"
+            );
+            assert_eq!(kind.is_wipe(), kind.info().signed_proof, "{kind}");
+        }
+        // The parameters validate_params took for each kind.
+        let params: Vec<(CommandKind, &[&str])> = KINDS
+            .iter()
+            .filter(|row| !row.params.is_empty())
+            .map(|row| (row.kind, row.params))
+            .collect();
+        assert_eq!(
+            params,
+            [
+                (Message, &["text"][..]),
+                (WipeFull, &["confirm_hostname"]),
+                (CollectDiagnostics, &["max_bytes"]),
+                (LostMode, &["text"]),
+                (ApplySettings, &["settings", "digest"]),
+                (FirmwareUpdate, &["uri"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_platform_does_what_its_executor_does() {
+        use CommandKind::*;
+        // The Linux agent refuses firmware updates and carries out everything else.
+        let agent: Vec<CommandKind> = CommandKind::ALL
+            .iter()
+            .copied()
+            .filter(|kind| kind.supported_on(Platform::Agent))
+            .collect();
+        let everything_but_firmware: Vec<CommandKind> = CommandKind::ALL
+            .iter()
+            .copied()
+            .filter(|kind| *kind != FirmwareUpdate)
+            .collect();
+        assert_eq!(agent, everything_but_firmware);
+        // LwM2M: object 8 (lock, unlock, wipes), /3/0/4 (reboot), object 5 (firmware); quarantine
+        // and release are recorded for the hospital network to enforce.
+        let lwm2m: Vec<CommandKind> = CommandKind::ALL
+            .iter()
+            .copied()
+            .filter(|kind| kind.supported_on(Platform::Lwm2m))
+            .collect();
+        assert_eq!(
+            lwm2m,
+            [
+                Lock,
+                Unlock,
+                Reboot,
+                Quarantine,
+                Release,
+                WipeSelective,
+                WipeFull,
+                FirmwareUpdate
+            ]
+        );
+        assert_eq!("lwm2m".parse::<Platform>().unwrap(), Platform::Lwm2m);
+        assert!("ios".parse::<Platform>().is_err());
     }
 
     #[test]

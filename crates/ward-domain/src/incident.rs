@@ -72,18 +72,15 @@ pub struct ContainmentPlan {
     /// action → the action that lifts it.
     #[serde(default)]
     pub lift: BTreeMap<CommandKind, CommandKind>,
-    /// Wipes, shutdowns and reboots on more devices than this need a second approver.
+    /// Wipes, shutdowns and reboots (the kinds whose
+    /// [`needs_approval_in_bulk`](crate::command::KindInfo::needs_approval_in_bulk) is set) on
+    /// more devices than this need a second approver.
     #[serde(default = "default_threshold")]
     pub approval_threshold: u32,
 }
 
 fn default_threshold() -> u32 {
     10
-}
-
-/// Actions a plan may name: the ones that contain (diagnostics and messages are not containment).
-fn containment_action(kind: CommandKind) -> bool {
-    !matches!(kind, CommandKind::CollectDiagnostics | CommandKind::Message)
 }
 
 impl ContainmentPlan {
@@ -107,7 +104,7 @@ impl ContainmentPlan {
                 .copied()
                 .collect();
             for (j, kind) in all.iter().enumerate() {
-                if !containment_action(*kind) {
+                if !kind.info().in_containment_plans {
                     return Err(ValidationError::new(
                         "rules",
                         format!("rule {}: {kind} is not a containment action", i + 1),
@@ -122,7 +119,7 @@ impl ContainmentPlan {
             }
         }
         for (action, undo) in &self.lift {
-            if !matches!(undo, CommandKind::Unlock | CommandKind::Release) {
+            if !undo.info().lifts {
                 return Err(ValidationError::new(
                     "lift",
                     format!("{action} can only be lifted by unlock or release, not {undo}"),
@@ -202,17 +199,7 @@ pub fn approval_reasons(plan: &ContainmentPlan, planned: &[(Criticality, &Device
     let mut reasons = Vec::new();
     let drastic = planned
         .iter()
-        .filter(|(_, p)| {
-            p.actions.iter().any(|k| {
-                matches!(
-                    k,
-                    CommandKind::WipeSelective
-                        | CommandKind::WipeFull
-                        | CommandKind::Shutdown
-                        | CommandKind::Reboot
-                )
-            })
-        })
+        .filter(|(_, p)| p.actions.iter().any(|k| k.info().needs_approval_in_bulk))
         .count();
     if drastic as u64 > u64::from(plan.approval_threshold) {
         reasons.push(format!(

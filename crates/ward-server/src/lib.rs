@@ -1,54 +1,26 @@
-//! The Ward server: configuration, keys, storage, the HTTPS API and the audit checkpointer.
-//! `ward server` calls [`run`]; tests and `ward demo` call [`start`] and get a [`Server`] back.
+//! The Ward server: configuration in, keys and store opened, then the service, the HTTP API and
+//! console, the agent channel and the LwM2M gateway wired together and served, with the
+//! service's background jobs. `ward server` calls [`run`]; tests and `ward demo` call [`start`]
+//! and get a [`Server`] back.
 
-pub mod agent_channel;
-pub mod api;
-pub mod auth;
-pub mod baseline;
-pub mod bench;
-pub mod bench_commands;
-pub mod bench_devices;
-pub mod bench_policy;
-pub mod caller;
-pub mod channels;
-pub mod commands;
-pub mod config;
-pub mod console;
-pub mod enroll_writer;
-pub mod error;
-pub mod incidents;
-pub mod keys;
-pub mod lwm2m;
 pub mod offline;
-pub mod policies;
-pub mod presence;
-pub mod serve;
-pub mod state;
-pub mod webhooks;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::Context;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use ward_domain::access::{Role, SiteScope};
-use ward_domain::audit::{AuditRecord, Checkpoint, Outcome};
-use ward_domain::clock::{Clock, Entropy};
-use ward_store::{Audit, Store, UserRecord, UserStore};
+use ward_domain::access::Role;
+use ward_domain::clock::Clock;
+use ward_service::config::{LogFormat, TlsMode};
+use ward_service::keys::{self, Keys};
+use ward_service::state::{AppState, Inner, SystemClock};
+use ward_service::{auth, commands, enroll_writer, facts, jobs, policies, presence};
+use ward_store::UserStore;
 use ward_store_sql::{ConnectOptions, SqlStore};
 
-pub use config::{Config, ServerArgs};
-use config::{LogFormat, TlsMode};
-use keys::Keys;
-use state::{AppState, Inner, SystemClock};
-
-/// The global Prometheus recorder (installed once per process).
-pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
-        .as_ref()
-}
+pub use ward_service::accounts::create_admin;
+pub use ward_service::config::{Config, ServerArgs};
+pub use ward_service::jobs::checkpoint_now;
 
 /// Sets up logging once: text or JSON, filtered by `WARD_LOG` (default `info`).
 pub fn init_logging(format: LogFormat) {
@@ -65,6 +37,14 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// The database URL to open: the configured one, or the embedded SQLite file.
+pub fn database_url(config: &Config) -> String {
+    match &config.database {
+        Some(url) => url.clone(),
+        None => ward_store_sql::sqlite_url_for(&config.sqlite_path()),
+    }
+}
+
 /// Opens the configured database (creating the data directory for SQLite).
 pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     std::fs::create_dir_all(&config.data_dir)
@@ -73,51 +53,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
         schema: config.database_schema.clone(),
         ..Default::default()
     };
-    SqlStore::connect(&config.database_url(), options)
+    SqlStore::connect(&database_url(config), options)
         .await
         .context("opening the database")
-}
-
-/// A new admin account with a generated one-time password, written with its audit entry.
-pub async fn create_admin(
-    store: &dyn Store,
-    clock: &dyn Clock,
-    entropy: &dyn Entropy,
-    username: &str,
-    role: Role,
-    break_glass: bool,
-    actor: &str,
-) -> anyhow::Result<(UserRecord, String)> {
-    let username = ward_domain::access::validate_username(username)?;
-    let password = auth::generate_password(entropy);
-    let user = UserRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        username: username.clone(),
-        display_name: username.clone(),
-        role,
-        sites: SiteScope::all(),
-        password_hash: auth::hash_password(&password)?,
-        must_change_password: true,
-        totp_secret: None,
-        totp_enabled: false,
-        totp_last_step: 0,
-        recovery_codes: Vec::new(),
-        break_glass,
-        disabled: false,
-        created_ms: clock.now_ms(),
-    };
-    let record = AuditRecord::new(
-        actor,
-        "user.create",
-        format!("user:{username}"),
-        Outcome::Success,
-        serde_json::json!({ "role": role.as_str(), "sites": [], "break_glass": break_glass, "one_time_password": true }),
-    );
-    store
-        .create_user(&user, Audit::one(clock.now_ms(), record))
-        .await
-        .context("creating the admin account")?;
-    Ok((user, password))
 }
 
 /// A running server.
@@ -155,14 +93,6 @@ impl Server {
     }
 }
 
-/// Signs a checkpoint of the current log if it grew since the last one.
-pub async fn checkpoint_now(state: &AppState) -> anyhow::Result<Option<Checkpoint>> {
-    let now = state.now_ms();
-    let key = state.keys.audit_key.clone();
-    let sign = move |head: &ward_domain::audit::AuditHead| Checkpoint::sign(head, now, &key);
-    Ok(state.store.checkpoint(&sign).await?)
-}
-
 /// Starts the server with the system clock.
 pub async fn start(config: Config) -> anyhow::Result<Server> {
     start_with_clock(config, Arc::new(SystemClock)).await
@@ -171,7 +101,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
 /// Starts the server: keys, store, first admin, listener and background tasks.
 pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    metrics_handle();
+    ward_http::metrics_handle();
     let keys = Keys::load_or_create(&config.data_dir)?;
     let store = Arc::new(open_store(&config).await?);
     let initial_admin = if config.initial_admin && store.count_users().await? == 0 {
@@ -197,7 +127,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         .await
         .with_context(|| format!("listening on {} (agent channel)", config.agent_listen))?;
     let agent_addr = agent_listener.local_addr()?;
-    let lwm2m_sockets = lwm2m::bind(&config.lwm2m).await?;
+    let lwm2m_sockets = ward_lwm2m_gateway::bind(&config.lwm2m).await?;
     let lwm2m_addr = lwm2m_sockets
         .as_ref()
         .map(|s| s.plain_addr())
@@ -221,12 +151,12 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let (own_chain, own_key) = keys.server_certificate(&config.data_dir, &names)?;
     let tls = match &config.tls {
         TlsMode::Plaintext => None,
-        TlsMode::OwnCa { .. } => Some(serve::tls_config(&own_chain, &own_key)?),
+        TlsMode::OwnCa { .. } => Some(ward_http::serve::tls_config(&own_chain, &own_key)?),
         TlsMode::Provided { cert, key } => {
             let chain =
                 std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
             let key = keys::read_private(key)?;
-            Some(serve::tls_config(&chain, &key)?)
+            Some(ward_http::serve::tls_config(&chain, &key)?)
         }
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -241,11 +171,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         fan_out.clone(),
     ));
     let (policy_work, policy_queue) = tokio::sync::mpsc::channel(4096);
-    let writer_task = tokio::spawn(agent_channel::facts_writer(
-        store.clone(),
-        facts_queue,
-        policy_work.clone(),
-    ));
+    let writer_task = tokio::spawn(facts::writer(store.clone(), facts_queue, policy_work.clone()));
     let policy = Arc::new(
         policies::Engine::load(store.as_ref())
             .await
@@ -271,20 +197,21 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         fan_out,
         presence: Default::default(),
     }));
-    let app = api::app(state.clone());
-    let serve_task = tokio::spawn(serve::serve(listener, tls, app));
+    let app = ward_http::app(state.clone());
+    let serve_task = tokio::spawn(ward_http::serve::serve(listener, tls, app));
     let agent_state = state.clone();
     let agent_task = tokio::spawn(async move {
-        if let Err(err) = agent_channel::serve(agent_state, agent_listener, own_chain, own_key).await {
+        if let Err(err) = ward_agent_channel::serve(agent_state, agent_listener, own_chain, own_key).await {
             tracing::error!(error = %err, "the agent channel stopped");
         }
     });
-    let checkpoint_task = tokio::spawn(checkpointer(state.clone()));
-    let log_task = tokio::spawn(log_checkpointer(state.clone()));
+    let checkpoint_task = tokio::spawn(jobs::checkpointer(state.clone()));
+    let log_task = tokio::spawn(jobs::log_checkpointer(state.clone()));
     let presence_task = tokio::spawn(presence::writer(state.clone()));
     let expiry_task = tokio::spawn(commands::expirer(state.clone()));
     let policy_task = tokio::spawn(policies::run(state.clone(), policy_queue));
-    let lwm2m_task = lwm2m_sockets.map(|sockets| tokio::spawn(lwm2m::run(state.clone(), sockets)));
+    let lwm2m_task =
+        lwm2m_sockets.map(|sockets| tokio::spawn(ward_lwm2m_gateway::run(state.clone(), sockets)));
     let mut tasks = vec![
         serve_task,
         agent_task,
@@ -310,77 +237,6 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         initial_admin,
         tasks,
     })
-}
-
-/// How often the database's write-ahead log is copied into the database file.
-const LOG_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Checkpoints the database's write-ahead log every couple of seconds, skipping a turn while a
-/// containment is storing and pushing its commands (`fan_out`): done by the commit that found the
-/// log full, it was 7% of the server's processor time during a 10 000-device fan-out
-/// (BENCHMARKS.md). A containment that starts during a checkpoint does not wait for it (the
-/// checkpoint lets the writer go on).
-async fn log_checkpointer(state: AppState) {
-    let state = &state;
-    between_fan_outs(state, LOG_CHECKPOINT_INTERVAL, || async move {
-        if let Err(err) = state.store.checkpoint_log().await {
-            tracing::warn!(error = %err, "checkpointing the database log failed");
-        }
-    })
-    .await
-}
-
-/// Runs `turn` every `period`, forever, skipping a turn while a containment is storing and pushing
-/// its commands (`AppState::fan_out`): for background writes that can wait until it is through.
-pub(crate) async fn between_fan_outs<F, Turn>(state: &AppState, period: std::time::Duration, mut turn: F)
-where
-    F: FnMut() -> Turn,
-    Turn: std::future::Future<Output = ()>,
-{
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        if state.fan_out.try_write().is_err() {
-            continue;
-        }
-        turn().await;
-    }
-}
-
-/// Signs a checkpoint every `checkpoint_every` entries or once unsigned entries are
-/// `checkpoint_interval_ms` old, whichever comes first.
-async fn checkpointer(state: AppState) {
-    let mut last_size = match state.store.checkpoints().await {
-        Ok(list) => list.last().map(|c| c.tree_size).unwrap_or(0),
-        Err(_) => 0,
-    };
-    let mut pending_since: Option<i64> = None;
-    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
-        ticker.tick().await;
-        let size = match state.store.recorded_size().await {
-            Ok(Some(size)) => size,
-            _ => continue,
-        };
-        if size <= last_size {
-            pending_since = None;
-            continue;
-        }
-        let now = state.now_ms();
-        let since = *pending_since.get_or_insert(now);
-        let due = size - last_size >= state.config.audit.checkpoint_every
-            || now - since >= state.config.audit.checkpoint_interval_ms;
-        if due {
-            match checkpoint_now(&state).await {
-                Ok(checkpoint) => {
-                    last_size = checkpoint.map(|c| c.tree_size).unwrap_or(size);
-                    pending_since = None;
-                }
-                Err(err) => tracing::error!(error = %err, "signing an audit checkpoint failed"),
-            }
-        }
-    }
 }
 
 /// `ward server`: runs until Ctrl-C or SIGTERM.

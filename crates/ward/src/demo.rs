@@ -8,7 +8,7 @@ use anyhow::Context;
 use ward_client::{Client, Trust};
 use ward_proto::{ChangePasswordRequest, LoginRequest};
 use ward_server::Config;
-use ward_server::config::TlsMode;
+use ward_service::config::TlsMode;
 
 /// `ward demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -230,7 +230,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         // First run: the shipped healthcare baseline, so compliance has something to show.
         let applied = admin
             .apply_policies(&ward_proto::ApplyPoliciesRequest {
-                files: ward_server::baseline::files(),
+                files: ward_service::baseline::files(),
                 dry_run: false,
                 prune: false,
             })

@@ -1,4 +1,5 @@
-//! The `ward` binary: thin glue over the server (`ward server`, `ward admin`, `ward bench`) and the
+//! The `ward` binary: thin glue over the server (`ward server`, `ward admin`, `ward demo`), the
+//! benchmarks (`ward bench`, with the `bench` feature) and the
 //! admin command line (everything else, in `ward-cli`).
 
 use std::path::PathBuf;
@@ -26,15 +27,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static malloc_conf: &[u8; 48] = b"background_thread:true,max_background_threads:1\0";
 
-mod bench_contain;
-mod bench_lwm2m;
-mod bench_mqtt;
 mod demo;
 
 use clap::{Parser, Subcommand};
 use ward_cli::{AdminCommand, GlobalArgs, OfflineAudit};
-use ward_server::config::ConfigError;
 use ward_server::{Config, ServerArgs};
+use ward_service::config::ConfigError;
 
 #[derive(Parser)]
 #[command(
@@ -64,8 +62,15 @@ enum Command {
     #[command(subcommand)]
     Admin(AdminLocal),
     /// Measure performance (results belong in BENCHMARKS.md)
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(ward_bench::BenchCommand),
+    /// Measure performance (needs a build with `--features bench`)
+    #[cfg(not(feature = "bench"))]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
     #[command(flatten)]
     Api(AdminCommand),
 }
@@ -88,28 +93,6 @@ enum AdminLocal {
     },
 }
 
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Audit log append and verify rates (medians of several runs)
-    Audit(ward_server::bench::BenchArgs),
-    /// Enrollment rate through the HTTP path (devices/s, median)
-    Enroll(ward_server::bench_devices::EnrollArgs),
-    /// Full inventory reports ingested through the agent channel (reports/s, median)
-    Ingest(ward_server::bench_devices::IngestArgs),
-    /// Server memory per idle connected agent (a child `ward server` process's RSS)
-    Connections(ward_server::bench_devices::ConnectionsArgs),
-    /// Command latency: request to the connected device's acknowledgement, durable writes included
-    Commands(ward_server::bench_commands::CommandsArgs),
-    /// Containment fan-out: one incident over N simulated devices, contain to every acknowledgement
-    Contain(bench_contain::ContainArgs),
-    /// Baseline: a local MQTT broker delivering one QoS 1 message to N subscribers
-    MqttBaseline(bench_mqtt::MqttArgs),
-    /// Policy evaluation rate: device x check evaluations per second over a simulated fleet
-    Policy(ward_server::bench_policy::PolicyBenchArgs),
-    /// LwM2M registrations one node holds on loopback, and server memory per registration
-    Lwm2m(bench_lwm2m::Lwm2mArgs),
-}
-
 /// Offline verification for `ward audit verify --data-dir/--database`.
 struct Offline;
 
@@ -122,7 +105,7 @@ impl OfflineAudit for Offline {
     ) -> anyhow::Result<ward_proto::VerifyReportView> {
         let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("./ward-data"));
         let report = ward_server::offline::verify(&data_dir, database).await?;
-        Ok(ward_server::api::report_view(&report))
+        Ok(ward_service::views::report_view(&report))
     }
 }
 
@@ -175,125 +158,15 @@ fn main() -> ExitCode {
                     Err(err) => fail(&err),
                 }
             }
-            Command::Bench(BenchCommand::Audit(args)) => {
-                let mut progress = |line: &str| eprintln!("{line}");
-                match ward_server::bench::audit(&args, &mut progress).await {
-                    Ok(result) if args.json => {
-                        println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
-                        ExitCode::SUCCESS
-                    }
-                    Ok(result) => {
-                        println!("| measurement ({}, {} entries, batches of {}, median of {} runs) | entries/s |", result.backend, result.entries, result.batch, result.runs);
-                        println!("|---|---:|");
-                        println!("| append, batched | {:.0} |", result.append_batched_per_s);
-                        println!("| append, one transaction per entry | {:.0} |", result.append_per_request_per_s);
-                        println!("| verify, reading from the store | {:.0} |", result.verify_from_store_per_s);
-                        println!("| verify, entries in memory | {:.0} |", result.verify_in_memory_per_s);
-                        ExitCode::SUCCESS
-                    }
-                    Err(err) => fail(&err),
-                }
-            }
-            Command::Bench(BenchCommand::Lwm2m(args)) => {
-                let mut progress = |line: &str| eprintln!("{line}");
-                match bench_lwm2m::run(&args, &mut progress).await {
-                    Ok(result) if args.json => {
-                        println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
-                        ExitCode::SUCCESS
-                    }
-                    Ok(r) => {
-                        println!("| LwM2M endpoints | transport | registered | server RSS before | after | per registration | time to register all | /3 and /4 read (sampled) |");
-                        println!("|---:|---|---:|---:|---:|---:|---:|---:|");
-                        println!(
-                            "| {} | {} | {} | {} KiB | {} KiB | {:.2} KiB | {:.1} s | {} of {} |",
-                            r.endpoints, r.transport, r.registered, r.rss_before_kib, r.rss_after_kib, r.kib_per_registration, r.seconds_to_register, r.sampled_with_facts, r.sampled
-                        );
-                        ExitCode::SUCCESS
-                    }
-                    Err(err) => fail(&err),
-                }
-            }
-            Command::Bench(BenchCommand::Policy(args)) => {
-                let mut progress = |line: &str| eprintln!("{line}");
-                match ward_server::bench_policy::run(&args, &mut progress) {
-                    Ok(result) if args.json => {
-                        println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
-                        ExitCode::SUCCESS
-                    }
-                    Ok(r) => {
-                        println!("| policy evaluation ({} devices, {} policies, {:.1} checks/device, median of {} runs) | |", r.devices, r.policies, r.checks_per_device, r.runs);
-                        println!("|---|---:|");
-                        println!("| evaluations/s, {} threads | {:.0} |", r.threads, r.evaluations_per_s);
-                        println!("| evaluations/s, one thread | {:.0} |", r.evaluations_per_s_one_thread);
-                        println!("| whole fleet re-evaluated, {} threads | {:.3} s |", r.threads, r.fleet_seconds);
-                        println!("| devices/s incl. building subjects, one thread | {:.0} |", r.devices_per_s_with_subjects);
-                        println!("| checks failing | {:.1} % |", r.non_compliant_percent);
-                        ExitCode::SUCCESS
-                    }
-                    Err(err) => fail(&err),
-                }
-            }
-            Command::Bench(BenchCommand::Enroll(args)) => {
-                let mut progress = |line: &str| eprintln!("{line}");
-                match ward_server::bench_devices::enroll(&args, &mut progress).await {
-                    Ok(rate) => {
-                        println!("enrollment: {rate:.0} devices/s (median of {} runs of {} devices, {} in flight)", args.runs, args.devices, args.concurrency);
-                        ExitCode::SUCCESS
-                    }
-                    Err(err) => fail(&err),
-                }
-            }
-            Command::Bench(BenchCommand::Ingest(args)) => {
-                let mut progress = |line: &str| eprintln!("{line}");
-                match ward_server::bench_devices::ingest(&args, &mut progress).await {
-                    Ok(rate) => {
-                        println!("ingest: {rate:.0} full inventory reports/s (median of {} runs, {} devices x {} reports)", args.runs, args.devices, args.reports);
-                        ExitCode::SUCCESS
-                    }
-                    Err(err) => fail(&err),
-                }
-            }
-            Command::Bench(BenchCommand::Connections(args)) => {
-                let mut progress = |line: &str| eprintln!("{line}");
-                match ward_server::bench_devices::connections(&args, &mut progress).await {
-                    Ok(per) => {
-                        println!("memory: {:.1} KiB per idle agent connection ({} connections)", per / 1024.0, args.connections);
-                        ExitCode::SUCCESS
-                    }
-                    Err(err) => fail(&err),
-                }
-            }
-            Command::Bench(BenchCommand::Commands(args)) => {
-                let mut progress = |line: &str| eprintln!("{line}");
-                match ward_server::bench_commands::commands(&args, &mut progress).await {
-                    Ok(latency) => {
-                        println!("commands: request to acknowledgement median {:.2} ms, p99 {:.2} ms (median of {} runs of {} commands)", latency.median_ms, latency.p99_ms, args.runs, args.commands);
-                        ExitCode::SUCCESS
-                    }
-                    Err(err) => fail(&err),
-                }
-            }
-            Command::Bench(BenchCommand::MqttBaseline(args)) => {
-                let mut progress = |line: &str| eprintln!("{line}");
-                match bench_mqtt::baseline(&args, &mut progress).await {
-                    Ok(r) => {
-                        println!("| subscribers | received | lost | p50 ms | p99 ms | max ms |");
-                        println!("|---:|---:|---:|---:|---:|---:|");
-                        println!("| {} | {} | {} | {:.1} | {:.1} | {:.1} |", r.subscribers, r.received, r.lost, r.p50_ms, r.p99_ms, r.max_ms);
-                        ExitCode::SUCCESS
-                    }
-                    Err(err) => fail(&err),
-                }
-            }
-            Command::Bench(BenchCommand::Contain(args)) => {
-                let mut progress = |line: &str| eprintln!("{line}");
-                match bench_contain::contain(&args, &mut progress).await {
-                    Ok(result) => {
-                        bench_contain::print(&result, args.json);
-                        ExitCode::SUCCESS
-                    }
-                    Err(err) => fail(&err),
-                }
+            #[cfg(feature = "bench")]
+            Command::Bench(command) => match ward_bench::run(command).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => fail(&err),
+            },
+            #[cfg(not(feature = "bench"))]
+            Command::Bench { .. } => {
+                eprintln!("error: this ward was built without its benchmarks; build it with `cargo build --release --features bench`");
+                ExitCode::from(2)
             }
             Command::Api(command) => ward_cli::run(cli.global, command, &Offline).await,
         }

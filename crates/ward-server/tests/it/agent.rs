@@ -803,14 +803,14 @@ async fn the_framed_agent_channel_serves_and_refuses_bad_input() {
             .await
             .body["device"]["last_seen_at"]
             .clone();
-        if last_seen == ward_server::state::rfc3339(heard) {
+        if last_seen == ward_service::views::rfc3339(heard) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
         last_seen,
-        ward_server::state::rfc3339(heard),
+        ward_service::views::rfc3339(heard),
         "the heartbeat was recorded"
     );
 

@@ -23,7 +23,7 @@ pub(crate) fn verify(
     command: &Command,
     batches: &VerifiedBatches,
 ) -> Result<CommandKind, String> {
-    ward_server::commands::verify_pushed(&command_key(enrolled), &enrolled.id, command, batches)
+    ward_agent_channel::verify_pushed(&command_key(enrolled), &enrolled.id, command, batches)
         .map_err(|refusal| refusal.to_string())
 }
 
@@ -555,7 +555,7 @@ async fn bad_commands_are_refused_and_safety_rules_hold() {
     // Expiry: the other bulk lock (30 minutes) expires when nobody picked it up.
     let second = listed.body[1]["id"].as_str().unwrap().to_owned();
     kit.clock.advance_ms(31 * 60_000);
-    assert!(ward_server::commands::expire_now(&kit.server.state).await >= 1);
+    assert!(ward_service::commands::expire_now(&kit.server.state).await >= 1);
     let expired = kit.admin(Method::GET, &format!("/commands/{second}"), None).await;
     assert_eq!(expired.body["command"]["state"], "expired");
     assert!(!kit.audit("command.expire").await.is_empty());

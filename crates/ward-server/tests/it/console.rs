@@ -65,7 +65,7 @@ impl Page {
         );
         assert_eq!(
             self.headers.get("content-security-policy").unwrap(),
-            ward_server::console::CSP
+            ward_http::CSP
         );
         assert_eq!(self.headers.get("x-frame-options").unwrap(), "DENY");
         assert_eq!(self.headers.get("cache-control").unwrap(), "no-store");
@@ -184,7 +184,7 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
         .unwrap()
         .as_ref()
         .to_vec();
-    let code = ward_server::auth::totp_now(&secret, kit.clock.now_ms());
+    let code = ward_service::auth::totp_now(&secret, kit.clock.now_ms());
     kit.admin(Method::POST, "/auth/totp/confirm", Some(json!({"code": code})))
         .await;
     let no_code = browser.login("admin", "admin password 123", "").await;
@@ -192,7 +192,7 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
     assert!(no_code.body.contains("needs a TOTP code"), "{}", no_code.body);
     assert!(no_code.body.contains("required autofocus"));
     kit.clock.advance_ms(30_000);
-    let code = ward_server::auth::totp_now(&secret, kit.clock.now_ms());
+    let code = ward_service::auth::totp_now(&secret, kit.clock.now_ms());
     let ok = browser.login("admin", "admin password 123", &code).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
     assert_eq!(ok.location(), "/");

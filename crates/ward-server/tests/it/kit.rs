@@ -177,7 +177,7 @@ impl Kit {
     pub async fn raw_store(&self) -> ward_store_sql::SqlStore {
         let config = &self.server.state.config;
         ward_store_sql::SqlStore::connect(
-            &config.database_url(),
+            &ward_server::database_url(config),
             ward_store_sql::ConnectOptions {
                 schema: self.schema.clone(),
                 ..Default::default()

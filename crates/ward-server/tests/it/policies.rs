@@ -185,7 +185,7 @@ async fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
                     let signature = header("x-ward-signature").unwrap_or_default();
-                    let valid = ward_server::webhooks::verify(SECRET, timestamp, body, &signature);
+                    let valid = ward_service::webhooks::verify(SECRET, timestamp, body, &signature);
                     let answer: &[u8] = if valid {
                         store
                             .lock()
@@ -209,7 +209,7 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
     let (hook_url, hooks) = webhook_receiver().await;
     let kit = Kit::start_with(&Backend::Sqlite, |config| {
         config.policy.remediation_interval_ms = 1000;
-        config.policy.webhooks = vec![ward_server::config::WebhookConfig {
+        config.policy.webhooks = vec![ward_service::config::WebhookConfig {
             url: hook_url.clone(),
             secret: SECRET.into(),
         }];

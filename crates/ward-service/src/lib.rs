@@ -1,0 +1,32 @@
+//! Ward's service layer: every operation the product has, for every caller. The REST API and the
+//! console (`ward-http`), the background jobs and the device platforms (`ward-agent-channel`,
+//! `ward-lwm2m-gateway`) all call it; none of them calls another's handlers. It knows no HTTP and
+//! no device protocol: operations take the caller and read time from the state's clock, and
+//! return domain values or wire views, or one [`ServiceError`].
+
+pub mod accounts;
+pub mod auth;
+pub mod baseline;
+pub mod caller;
+pub mod channels;
+pub mod commands;
+pub mod config;
+pub mod devices;
+pub mod enroll_writer;
+pub mod error;
+pub mod facts;
+pub mod incidents;
+pub mod jobs;
+pub mod keys;
+pub mod lwm2m;
+pub mod policies;
+pub mod policy_files;
+pub mod presence;
+pub mod state;
+pub mod views;
+pub mod webhooks;
+
+pub use caller::Caller;
+pub use config::Config;
+pub use error::{ServiceError, ServiceResult};
+pub use state::AppState;
