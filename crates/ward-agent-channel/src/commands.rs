@@ -14,7 +14,7 @@ use ward_service::commands::{
 use ward_service::state::AppState;
 use ward_store::CommandRecord;
 
-use crate::Outbound;
+use crate::outbound::Outbound;
 
 /// Length of an Ed25519 signature; what follows it in a stored signature is a batch proof.
 const SIGNATURE_BYTES: usize = 64;
@@ -70,7 +70,7 @@ pub type Pushed = HashMap<String, CommandKind>;
 
 /// Pushes commands on the stream, together and in order, except those this connection already
 /// pushed, and records them as sent. `Err` when the stream is gone.
-pub async fn push<C: Borrow<CommandRecord>>(
+pub(crate) async fn push<C: Borrow<CommandRecord>>(
     state: &AppState,
     commands: &[C],
     outbound: &mut Outbound,
@@ -95,7 +95,7 @@ pub async fn push<C: Borrow<CommandRecord>>(
 
 /// Pushes the device's pending commands (queued, sent, acknowledged but unfinished) in queue
 /// order, when it connects. `Err` when the stream is gone.
-pub async fn deliver(
+pub(crate) async fn deliver(
     state: &AppState,
     device_id: &str,
     outbound: &mut Outbound,
@@ -113,7 +113,7 @@ pub async fn deliver(
 
 /// Records an agent's report on a command pushed on this connection. Reports about commands this
 /// connection did not push (another device's, unknown ones) change nothing.
-pub async fn record_update(
+pub(crate) async fn record_update(
     state: &AppState,
     device_id: &str,
     device_key: &[u8],

@@ -32,12 +32,14 @@ use ward_proto::agent::{
 
 use ward_proto::fragments::{FragmentError, Reassembly};
 
-use ward_service::facts;
 use ward_service::state::AppState;
+use ward_service::{facts, ingest};
 
 mod commands;
+mod outbound;
 
 pub use commands::verify_pushed;
+use outbound::{FramedWrite, Outbound};
 
 /// Largest message accepted from an agent (a full inventory with thousands of packages fits).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -284,41 +286,6 @@ impl Inbound {
     }
 }
 
-/// Where a session's messages go: the gRPC response stream's channel, or straight onto a framed
-/// connection (no channel and no writer: an idle framed session holds neither).
-pub enum Outbound {
-    Grpc(mpsc::Sender<Box<ServerMessage>>),
-    Framed(FramedWrite),
-}
-
-impl Outbound {
-    /// Sends one message; `Err` when the stream or connection is gone.
-    pub async fn send(&mut self, message: ServerMessage) -> Result<(), ()> {
-        self.send_all(vec![message]).await
-    }
-
-    /// Sends messages in order, in one write on a framed connection; `Err` when the stream or
-    /// connection is gone.
-    pub async fn send_all(&mut self, messages: Vec<ServerMessage>) -> Result<(), ()> {
-        match self {
-            Outbound::Grpc(sender) => {
-                for message in messages {
-                    sender.send(Box::new(message)).await.map_err(|_| ())?;
-                }
-                Ok(())
-            }
-            Outbound::Framed(write) => framed::write_messages(write, &messages).await.map_err(|_| ()),
-        }
-    }
-
-    /// Ends the stream (a framed connection is closed with a TLS close_notify).
-    async fn close(self) {
-        if let Outbound::Framed(mut write) = self {
-            let _ = write.shutdown().await;
-        }
-    }
-}
-
 /// Drives one stream until the agent leaves, goes silent, misbehaves or is revoked.
 async fn run_session(
     state: AppState,
@@ -510,23 +477,23 @@ async fn handle(
             let text = clean.then_some(inventory.facts_json);
             let old = match current.take() {
                 Some(old) => old,
-                None => facts::current(state, device_id).await,
+                None => ingest::current(state, device_id).await,
             };
             // A reconnect sends everything again: the same facts only mean the device was heard from.
-            facts::reported(state, device_id, &old, &facts, text, now).await;
+            ingest::reported(state, device_id, &old, &facts, text, now).await;
             *current = Some(facts);
             Ok(None)
         }
         agent_message::Body::InventoryDiff(diff) => {
             let old = match current.take() {
                 Some(old) => old,
-                None => facts::current(state, device_id).await,
+                None => ingest::current(state, device_id).await,
             };
             match facts::apply_diff(&old, &diff.diff_json) {
                 Ok(new) => {
                     let new = facts::sanitise(new);
                     let change = facts::json_diff(&old, &new);
-                    facts::store(state, device_id, &new, None, &change, now).await;
+                    ingest::store(state, device_id, &new, None, &change, now).await;
                     *current = Some(new);
                     Ok(None)
                 }
@@ -616,7 +583,6 @@ pub async fn serve(
 }
 
 type FramedRead = tokio::io::ReadHalf<TlsStream<TcpStream>>;
-type FramedWrite = tokio::io::WriteHalf<TlsStream<TcpStream>>;
 
 /// Finishes the TLS handshake (within 10 s). A connection that chose gRPC is handed to the gRPC
 /// server; a framed one comes back split, with its client certificate (DER).

@@ -887,7 +887,7 @@ impl Gateway {
             epoch: self.facts_epoch,
         });
         let now_ms = self.state.now_ms();
-        ward_service::facts::store(&self.state, device_id, &document, None, &diff, now_ms).await;
+        ward_service::ingest::store(&self.state, device_id, &document, None, &diff, now_ms).await;
     }
 
     /// Sends a request to a registered device.

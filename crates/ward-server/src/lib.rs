@@ -14,7 +14,7 @@ use ward_domain::clock::Clock;
 use ward_service::config::{LogFormat, TlsMode};
 use ward_service::keys::{self, Keys};
 use ward_service::state::{AppState, Inner, SystemClock};
-use ward_service::{auth, commands, enroll_writer, facts, jobs, policies, presence};
+use ward_service::{auth, commands, enroll_writer, facts, jobs, policies};
 use ward_store::UserStore;
 use ward_store_sql::{ConnectOptions, SqlStore};
 
@@ -88,7 +88,7 @@ impl Server {
         for task in &self.tasks {
             task.abort();
         }
-        self.state.presence.flush(&self.state).await;
+        self.state.presence.flush(self.state.store.as_ref()).await;
         let _ = checkpoint_now(&self.state).await;
     }
 }
@@ -207,7 +207,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     });
     let checkpoint_task = tokio::spawn(jobs::checkpointer(state.clone()));
     let log_task = tokio::spawn(jobs::log_checkpointer(state.clone()));
-    let presence_task = tokio::spawn(presence::writer(state.clone()));
+    let presence_task = tokio::spawn(jobs::presence_writer(state.clone()));
     let expiry_task = tokio::spawn(commands::expirer(state.clone()));
     let policy_task = tokio::spawn(policies::run(state.clone(), policy_queue));
     let lwm2m_task =

@@ -3,12 +3,14 @@
 //! reads the credential from the request and asks [`authenticate`].
 
 use serde_json::json;
+use ward_domain::access::Permission;
 use ward_domain::audit::{AuditRecord, Outcome};
+use ward_domain::site::SiteSlug;
 use ward_proto::{ErrorCode, TOKEN_PREFIX};
 use ward_store::{TokenScope, UserRecord};
 
 use crate::auth::sha256_hex;
-use crate::error::ServiceError;
+use crate::error::{ServiceError, ServiceResult};
 use crate::state::AppState;
 
 /// How the caller authenticated.
@@ -244,6 +246,64 @@ async fn from_session(
         via: Via::Session { token_hash },
         source,
     })
+}
+
+/// Authorization, tied to the audit log: a refusal is recorded before it is returned.
+impl AppState {
+    /// Records a refusal and returns the error to send.
+    pub async fn deny(
+        &self,
+        caller: &Caller,
+        code: ErrorCode,
+        action: &str,
+        target: &str,
+        reason: &str,
+    ) -> ServiceError {
+        let record = caller.record(
+            action,
+            target,
+            Outcome::Denied,
+            serde_json::json!({ "reason": reason, "role": caller.user.role.as_str() }),
+        );
+        if let Err(err) = self.store.append(self.audit(record)).await {
+            return err.into();
+        }
+        ServiceError::new(code, reason)
+    }
+
+    /// Requires the caller's role to allow `permission`; refusals are audited.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        permission: Permission,
+        action: &str,
+        target: &str,
+    ) -> ServiceResult<()> {
+        if caller.user.role.allows(permission) {
+            return Ok(());
+        }
+        let reason = format!("the {} role may not do {action}", caller.user.role);
+        Err(self
+            .deny(caller, ErrorCode::Forbidden, action, target, &reason)
+            .await)
+    }
+
+    /// Requires the caller's site scope to cover `site`; refusals are audited.
+    pub async fn authorize_site(
+        &self,
+        caller: &Caller,
+        site: &SiteSlug,
+        action: &str,
+        target: &str,
+    ) -> ServiceResult<()> {
+        if caller.user.sites.covers(site) {
+            return Ok(());
+        }
+        let reason = format!("site {site} is outside this account's sites");
+        Err(self
+            .deny(caller, ErrorCode::ForbiddenSite, action, target, &reason)
+            .await)
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! The fact pipeline every device platform shares: what a device reports is parsed and bounded
-//! (device data is hostile), compared with what is stored, handed to one writer task that stores
-//! whatever has queued up in a single transaction, and then re-evaluated by the policy engine
-//! (compliance, remediation, webhooks).
+//! Facts as data: what a device reports is parsed and bounded (device data is hostile) and
+//! compared with what is stored (diffs both ways); the one writer task stores whatever has queued
+//! up in a single transaction and hands the devices to the policy engine. `ingest.rs` is the
+//! pipeline's entry for platforms.
 
 use std::collections::BTreeMap;
 
@@ -9,65 +9,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use ward_store::FactsUpdate;
 
-use crate::state::AppState;
-
 /// Largest stored facts document.
 pub const MAX_FACTS_BYTES: usize = 2 * 1024 * 1024;
-
-/// The facts stored for a device (an empty object when there are none).
-pub async fn current(state: &AppState, device_id: &str) -> Value {
-    match state.store.device(device_id).await {
-        Ok(Some(device)) => serde_json::from_str(&device.facts).unwrap_or_else(|_| json!({})),
-        _ => json!({}),
-    }
-}
-
-/// A device reported its whole facts document, `old` being what the server knew: stored when it
-/// differs, otherwise the device only counts as heard from.
-pub async fn reported(
-    state: &AppState,
-    device_id: &str,
-    old: &Value,
-    facts: &Value,
-    text: Option<String>,
-    now: i64,
-) {
-    let change = json_diff(old, facts);
-    if is_empty_diff(&change) {
-        let _ = state.store.record_seen(device_id, now).await;
-    } else {
-        store(state, device_id, facts, text, &change, now).await;
-    }
-}
-
-/// Hands new facts to the writer task (waiting when it is behind: back-pressure on the agents).
-pub async fn store(
-    state: &AppState,
-    device_id: &str,
-    facts: &Value,
-    text: Option<String>,
-    change: &Value,
-    now: i64,
-) {
-    let text = text.unwrap_or_else(|| facts.to_string());
-    if text.len() > MAX_FACTS_BYTES {
-        tracing::warn!(
-            device = device_id,
-            bytes = text.len(),
-            "facts too large; not stored"
-        );
-        return;
-    }
-    let update = FactsUpdate {
-        device_id: device_id.to_owned(),
-        facts: text,
-        change: change.to_string(),
-        time_ms: now,
-    };
-    if state.facts_writer.send(FactsWork::Update(update)).await.is_err() {
-        tracing::warn!(device = device_id, "the facts writer has stopped");
-    }
-}
 
 /// Most updates written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -88,7 +31,7 @@ pub enum FactsWork {
 pub async fn writer(
     store: std::sync::Arc<dyn ward_store::Store>,
     mut work: mpsc::Receiver<FactsWork>,
-    policy_work: mpsc::Sender<crate::policies::Work>,
+    policy_work: mpsc::Sender<crate::policy_engine::Work>,
 ) {
     while let Some(first) = work.recv().await {
         let mut batch = Vec::new();
@@ -120,8 +63,11 @@ pub async fn writer(
         // Stored: the policy engine re-evaluates these devices (never waiting on it; when it is
         // behind it evaluates everything once instead).
         let ids: Vec<String> = batch.into_iter().map(|u| u.device_id).collect();
-        if policy_work.try_send(crate::policies::Work::Devices(ids)).is_err() {
-            let _ = policy_work.try_send(crate::policies::Work::All);
+        if policy_work
+            .try_send(crate::policy_engine::Work::Devices(ids))
+            .is_err()
+        {
+            let _ = policy_work.try_send(crate::policy_engine::Work::All);
         }
     }
 }

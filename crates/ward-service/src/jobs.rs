@@ -3,6 +3,7 @@
 
 use ward_domain::audit::Checkpoint;
 
+use crate::presence;
 use crate::state::AppState;
 
 /// Signs a checkpoint of the current log if it grew since the last one.
@@ -82,4 +83,14 @@ pub async fn checkpointer(state: AppState) {
             }
         }
     }
+}
+
+/// Writes collected heartbeats every [`presence::INTERVAL`], except while a containment is storing and
+/// pushing its commands (`fan_out`).
+pub async fn presence_writer(state: AppState) {
+    let state = &state;
+    between_fan_outs(state, presence::INTERVAL, || {
+        state.presence.flush(state.store.as_ref())
+    })
+    .await
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::state::AppState;
+use ward_store::Store;
 
 /// How often collected heartbeats are written.
 pub const INTERVAL: Duration = Duration::from_secs(1);
@@ -51,23 +51,16 @@ impl Presence {
     }
 
     /// Writes everything noted so far. On failure what was taken is kept for the next turn.
-    pub async fn flush(&self, state: &AppState) {
+    pub async fn flush(&self, store: &dyn Store) {
         let seen = self.take();
         if seen.is_empty() {
             return;
         }
-        if let Err(err) = state.store.record_seen_all(&seen).await {
+        if let Err(err) = store.record_seen_all(&seen).await {
             tracing::warn!(error = %err, devices = seen.len(), "recording heartbeats failed; retrying");
             self.restore(seen);
         }
     }
-}
-
-/// Writes collected heartbeats every [`INTERVAL`], except while a containment is storing and
-/// pushing its commands (`fan_out`).
-pub async fn writer(state: AppState) {
-    let state = &state;
-    crate::jobs::between_fan_outs(state, INTERVAL, || state.presence.flush(state)).await
 }
 
 #[cfg(test)]

@@ -3,17 +3,12 @@
 
 use std::sync::Arc;
 
-use ward_domain::access::Permission;
-use ward_domain::audit::{AuditRecord, Outcome};
+use ward_domain::audit::AuditRecord;
 use ward_domain::clock::{Clock, Entropy};
-use ward_domain::site::SiteSlug;
-use ward_proto::ErrorCode;
 use ward_store::{Audit, Store};
 
 use crate::auth::Throttle;
-use crate::caller::Caller;
 use crate::config::Config;
-use crate::error::{ServiceError, ServiceResult};
 use crate::keys::Keys;
 
 /// The system clock; the one production implementation of [`Clock`].
@@ -49,9 +44,9 @@ pub struct Inner {
     /// Queue to the task that stores what devices report about commands, in batches.
     pub command_events: tokio::sync::mpsc::Sender<ward_store::CommandEvent>,
     /// The policy engine (compiled policies, groups, compliance cache).
-    pub policy: Arc<crate::policies::Engine>,
+    pub policy: Arc<crate::policy_engine::Engine>,
     /// Queue to the background policy evaluator.
-    pub policy_work: tokio::sync::mpsc::Sender<crate::policies::Work>,
+    pub policy_work: tokio::sync::mpsc::Sender<crate::policy_engine::Work>,
     /// LwM2M pre-shared keys by PSK identity, read by DTLS handshakes.
     pub lwm2m_keys: Arc<ward_lwm2m::dtls::PskTable>,
     /// Held (shared) while a containment's commands are being stored and pushed; the command
@@ -77,60 +72,5 @@ impl AppState {
     /// One audit record stamped now.
     pub fn audit(&self, record: AuditRecord) -> Audit {
         Audit::one(self.now_ms(), record)
-    }
-
-    /// Records a refusal and returns the error to send.
-    pub async fn deny(
-        &self,
-        caller: &Caller,
-        code: ErrorCode,
-        action: &str,
-        target: &str,
-        reason: &str,
-    ) -> ServiceError {
-        let record = caller.record(
-            action,
-            target,
-            Outcome::Denied,
-            serde_json::json!({ "reason": reason, "role": caller.user.role.as_str() }),
-        );
-        if let Err(err) = self.store.append(self.audit(record)).await {
-            return err.into();
-        }
-        ServiceError::new(code, reason)
-    }
-
-    /// Requires the caller's role to allow `permission`; refusals are audited.
-    pub async fn authorize(
-        &self,
-        caller: &Caller,
-        permission: Permission,
-        action: &str,
-        target: &str,
-    ) -> ServiceResult<()> {
-        if caller.user.role.allows(permission) {
-            return Ok(());
-        }
-        let reason = format!("the {} role may not do {action}", caller.user.role);
-        Err(self
-            .deny(caller, ErrorCode::Forbidden, action, target, &reason)
-            .await)
-    }
-
-    /// Requires the caller's site scope to cover `site`; refusals are audited.
-    pub async fn authorize_site(
-        &self,
-        caller: &Caller,
-        site: &SiteSlug,
-        action: &str,
-        target: &str,
-    ) -> ServiceResult<()> {
-        if caller.user.sites.covers(site) {
-            return Ok(());
-        }
-        let reason = format!("site {site} is outside this account's sites");
-        Err(self
-            .deny(caller, ErrorCode::ForbiddenSite, action, target, &reason)
-            .await)
     }
 }
