@@ -234,7 +234,7 @@ impl AgentChannel for AgentService {
         }
         let registration = state.channels.register(&device_id);
         // Boxed messages: a channel allocates its slots in blocks of 32, and 32 inline messages
-        // were 4 KiB per idle connection. Nothing is ever sent as an error status.
+        // would take 4 KiB per idle connection. Nothing is ever sent as an error status.
         let (sender, receiver) = mpsc::channel::<Box<ServerMessage>>(8);
         tokio::spawn(run_session(
             state,

@@ -56,7 +56,7 @@ pub(crate) async fn spawn_server(
             "--data-dir",
         ])
         .arg(data_dir)
-        .env("WARD_LOG", "error,ward_http::api::incidents=info")
+        .env("WARD_LOG", "error,ward_service::incident_steps=info")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

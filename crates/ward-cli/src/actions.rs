@@ -325,7 +325,15 @@ async fn bulk(client: &Client, kind: CommandKind, params: Value, target: &Target
     };
     let preview = client.bulk_command(&request).await?;
     if preview.matched == 0 {
-        return done(out, "no devices match; nothing queued");
+        let why = if preview.unsupported > 0 {
+            format!(
+                "no devices match that can {kind} ({} matched but their platform cannot); nothing queued",
+                preview.unsupported
+            )
+        } else {
+            "no devices match; nothing queued".to_owned()
+        };
+        return done(out, &why);
     }
     let mut summary = format!(
         "{kind} {} devices ({} offline: they get it when they reconnect)",
@@ -335,6 +343,12 @@ async fn bulk(client: &Client, kind: CommandKind, params: Value, target: &Target
         summary.push_str(&format!(
             "; {} are medical or life-sustaining and need the clinician's confirmation",
             preview.needs_clinician
+        ));
+    }
+    if preview.unsupported > 0 {
+        summary.push_str(&format!(
+            "; {} more matched but their platform cannot {kind} (left out)",
+            preview.unsupported
         ));
     }
     confirm(&summary, target.yes)?;

@@ -116,13 +116,14 @@ mod tests {
     #[test]
     fn prompt_neutralises_the_id() {
         let mut prompt = Vec::new();
-        let _ = confirm_with(
+        let declined = confirm_with(
             "revoke device \x1b[2J",
             false,
             true,
             &mut "n\n".as_bytes(),
             &mut prompt,
         );
+        assert!(declined.is_err(), "\"n\" declines");
         assert!(!String::from_utf8(prompt).unwrap().contains('\x1b'));
     }
 }

@@ -34,11 +34,6 @@ impl ApiError {
     pub fn invalid(message: impl Into<String>) -> Self {
         ServiceError::invalid(message).into()
     }
-
-    /// An unexpected failure: logged in full, reported to the client without detail.
-    pub fn internal(detail: impl std::fmt::Display) -> Self {
-        ServiceError::internal(detail).into()
-    }
 }
 
 impl From<ServiceError> for ApiError {

@@ -314,12 +314,12 @@ struct Registration {
     awake_until: Instant,
     /// The facts document last handed to the facts writer, until the writer has stored it; then
     /// the store has it and the next change reads it from there (facts change in bursts — after a
-    /// Register, on an Update — and a copy per quiet registration was an eighth of its memory).
+    /// Register, on an Update — so a quiet registration holds no copy of them).
     stored: Option<StoredFacts>,
     /// Boxed, like the active command: most registrations are never handed a command.
     queued: Option<Box<Queued>>,
-    /// Boxed: a command is rarely in flight, and inline it made every registration (and every
-    /// empty slot of the registrations map) hundreds of bytes larger.
+    /// Boxed: a command is rarely in flight, and inline it would make every registration (and
+    /// every empty slot of the registrations map) hundreds of bytes larger.
     active: Option<Box<Active>>,
     battery_token: Option<Box<[u8]>>,
 }

@@ -13,6 +13,7 @@
 //! | [`coap`] | CoAP helpers over `coap-lite`'s codec, transmission parameters, retransmission timer, duplicate cache |
 //! | [`client`] | sans-IO client core ([`client::ClientCore`]) and a tokio UDP wrapper ([`client::spawn`]) |
 //! | [`server`] | sans-IO server endpoint ([`server::Endpoint`]): requests with tokens, retransmission, response and notification matching, dedup |
+//! | [`dtls`] | DTLS 1.2 with pre-shared keys (the `ward-dtls` crate): a sans-IO server of sessions by peer address, and a client |
 //!
 //! # What is bounded, and why
 //!
@@ -37,7 +38,8 @@ pub mod attributes;
 pub mod client;
 pub mod coap;
 pub mod content;
-pub mod dtls;
+/// DTLS-PSK, in its own crate (`ward-dtls`) and re-exported here, where LwM2M users look for it.
+pub use ward_dtls as dtls;
 pub mod link;
 pub mod objects;
 pub mod registration;

@@ -525,11 +525,11 @@ pub struct ClinicianConfirmation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCommandRequest {
-    /// `lock`, `unlock`, `message`, `reboot`, `shutdown`, `quarantine`, `release`, `wipe-selective`,
-    /// `wipe-full`, `collect-diagnostics` or `lost-mode`.
+    /// A command kind (the OpenAPI document lists them from the command-kind table).
     pub kind: String,
     /// Parameters for the kind: `message` and `lost-mode` take `text`; `wipe-full` takes
-    /// `confirm_hostname`; `collect-diagnostics` takes `max_bytes`. Others take none.
+    /// `confirm_hostname`; `collect-diagnostics` takes `max_bytes`; `firmware-update` takes `uri`.
+    /// Others take none.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub params: serde_json::Value,
@@ -570,6 +570,9 @@ pub struct BulkCommandResponse {
     pub needs_clinician: u32,
     /// Of those, devices not connected now (they get the command when they reconnect).
     pub offline: u32,
+    /// Devices the selector matched whose platform cannot carry out this kind (left out).
+    #[serde(default)]
+    pub unsupported: u32,
     pub command_ids: Vec<String>,
     pub dry_run: bool,
 }

@@ -186,7 +186,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         config: config.clone(),
         keys: Arc::new(keys),
         throttle: Default::default(),
-        channels: Default::default(),
+        channels: Arc::new(ward_service::channels::Channels::default()),
         agent_port: agent_addr.port(),
         facts_writer,
         command_events,

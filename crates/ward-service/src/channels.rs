@@ -1,7 +1,8 @@
-//! The registry of live device connections (agent streams, and LwM2M registrations through the
-//! gateway's shared inbox): which device is connected to this node, and a way to close its
-//! connection at once (revocation). Kept small so a NATS-backed registry can replace it
-//! when there are several server nodes.
+//! Presence and wake-up: which device holds a live connection (agent streams, and LwM2M
+//! registrations through the gateway's shared inbox), handing a stored command to that connection,
+//! and closing it at once (revocation). [`Connections`] is the seam; [`Channels`] is the in-process
+//! registry of one node. With several server nodes a NATS-backed implementation answers the same
+//! calls for devices connected to other nodes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,8 +51,9 @@ pub enum Handover {
 }
 
 /// What the server has for one agent connection: commands in order, and whether it must close.
-/// One small allocation per connection — a tokio channel and a watch were ~700 bytes each idle
-/// connection held (BENCHMARKS.md, idle agents).
+/// One small allocation per connection rather than a tokio channel and a watch, which keep
+/// allocations of their own (a channel its first block of slots) for every idle connection
+/// (see BENCHMARKS.md, idle agents).
 #[derive(Debug, Default)]
 pub struct Mailbox {
     notify: Notify,
@@ -101,6 +103,34 @@ impl Live {
                 });
             }
         }
+    }
+}
+
+/// Presence and wake-up, as the service and the device platforms use them. Every method is cheap
+/// and never waits on the network: a command is always stored before it is handed over, so a
+/// hand-over that does not arrive only delays the command until the device's next connection.
+pub trait Connections: Send + Sync {
+    /// Registers a device's connection, closing any older connection of the same device.
+    fn register(&self, device_id: &str) -> Registration;
+    /// Registers a device served by a gateway that serves many through `sink`; returns the
+    /// connection id its handovers carry. Closes any older connection of the device.
+    fn register_shared(&self, device_id: &str, sink: &mpsc::UnboundedSender<Handover>) -> u64;
+    /// Forgets a connection that ended (only if it is still the registered one).
+    fn unregister(&self, device_id: &str, connection_id: u64);
+    /// Counts a connection attempt; false when the device is reconnecting too fast.
+    fn allow_attempt(&self, device_id: &str, now_ms: i64) -> bool;
+    /// Closes the device's live connection; false when it has none.
+    fn disconnect(&self, device_id: &str) -> bool;
+    /// Hands a stored command to its device's live connection; false when it has none (it gets
+    /// the command from the store when it connects).
+    fn push(&self, command: &CommandRecord) -> bool;
+    /// Whether the device has a live connection.
+    fn is_connected(&self, device_id: &str) -> bool;
+    /// Number of live connections.
+    fn len(&self) -> usize;
+    /// Whether there is no live connection.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -156,9 +186,18 @@ impl Registration {
 }
 
 impl Channels {
+    fn insert(&self, device_id: &str, entry: Live) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = live.insert(device_id.to_owned(), entry) {
+            old.close(device_id);
+        }
+    }
+}
+
+impl Connections for Channels {
     /// Registers a device's connection, closing any older connection of the same device (a device
     /// has one stream; a reconnect replaces it).
-    pub fn register(&self, device_id: &str) -> Registration {
+    fn register(&self, device_id: &str) -> Registration {
         let connection_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mailbox = Arc::new(Mailbox::default());
         let entry = Live {
@@ -174,7 +213,7 @@ impl Channels {
 
     /// Registers a device served by a gateway that serves many through `sink`; returns the
     /// connection id its handovers carry. Closes any older connection of the device.
-    pub fn register_shared(&self, device_id: &str, sink: &mpsc::UnboundedSender<Handover>) -> u64 {
+    fn register_shared(&self, device_id: &str, sink: &mpsc::UnboundedSender<Handover>) -> u64 {
         let connection_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Live {
             connection_id,
@@ -184,15 +223,8 @@ impl Channels {
         connection_id
     }
 
-    fn insert(&self, device_id: &str, entry: Live) {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = live.insert(device_id.to_owned(), entry) {
-            old.close(device_id);
-        }
-    }
-
     /// Counts a connection attempt; false when the device is reconnecting too fast.
-    pub fn allow_attempt(&self, device_id: &str, now_ms: i64) -> bool {
+    fn allow_attempt(&self, device_id: &str, now_ms: i64) -> bool {
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         if attempts.len() > 100_000 {
             attempts.retain(|_, times| times.last().is_some_and(|t| now_ms - t < 60_000));
@@ -207,7 +239,7 @@ impl Channels {
     }
 
     /// Forgets a connection that ended (only if it is still the registered one).
-    pub fn unregister(&self, device_id: &str, connection_id: u64) {
+    fn unregister(&self, device_id: &str, connection_id: u64) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if live
             .get(device_id)
@@ -218,7 +250,7 @@ impl Channels {
     }
 
     /// Closes the device's live connection, if it has one here.
-    pub fn disconnect(&self, device_id: &str) -> bool {
+    fn disconnect(&self, device_id: &str) -> bool {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         match live.remove(device_id) {
             Some(old) => {
@@ -231,7 +263,7 @@ impl Channels {
 
     /// Hands a stored command to its device's connection, if it has one here. False when the
     /// device is not connected here (it gets the command from the store when it connects).
-    pub fn push(&self, command: &CommandRecord) -> bool {
+    fn push(&self, command: &CommandRecord) -> bool {
         match self
             .live
             .lock()
@@ -260,7 +292,7 @@ impl Channels {
     }
 
     /// Whether the device has a live connection here.
-    pub fn is_connected(&self, device_id: &str) -> bool {
+    fn is_connected(&self, device_id: &str) -> bool {
         self.live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -268,12 +300,8 @@ impl Channels {
     }
 
     /// Number of live connections.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

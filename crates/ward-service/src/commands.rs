@@ -23,7 +23,7 @@ pub const MAX_OUTPUT_BYTES: usize = 3 * 1024 * 1024 + 64 * 1024;
 
 /// A command id: a version 7 UUID (the time first, then 74 random bits). A containment's
 /// thousands of commands then land side by side in the id index instead of on thousands of its
-/// pages (measured in BENCHMARKS.md); the ids need to be unique, not secret (commands are signed).
+/// pages (see BENCHMARKS.md); the ids need to be unique, not secret (commands are signed).
 fn time_ordered_id(now_ms: i64) -> String {
     let ms = u64::try_from(now_ms).unwrap_or(0);
     let time = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
@@ -196,12 +196,12 @@ async fn event(state: &AppState, event: CommandEvent) {
 const MAX_EVENTS: usize = 1024;
 
 /// Group commit for what devices report: one task stores whatever has queued up in a single
-/// transaction (a containment fan-out brings thousands of acknowledgements within milliseconds;
-/// one transaction each made SQLite's single writer the bottleneck). A batch that fails is retried
-/// event by event, so one bad event cannot lose the others. While a containment is storing and
-/// pushing its commands (`fan_out` held shared) the writer waits and lets events queue up: their
-/// times were taken when they arrived, and each of the fan-out's commits would otherwise wait for
-/// one of these.
+/// transaction (a containment fan-out brings thousands of acknowledgements within milliseconds,
+/// and a transaction each would make SQLite's single writer the bottleneck). A batch that fails is
+/// retried event by event, so one bad event cannot lose the others. While a containment is storing
+/// and pushing its commands (`fan_out` held shared) the writer waits and lets events queue up:
+/// their times are taken when they arrive, and each of the fan-out's commits would otherwise wait
+/// for one of these.
 pub async fn event_writer(
     store: std::sync::Arc<dyn ward_store::Store>,
     mut events: mpsc::Receiver<CommandEvent>,

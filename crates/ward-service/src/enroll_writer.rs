@@ -1,7 +1,7 @@
 //! Group commit for enrollments: every `POST /enroll` hands its device to this one task, which
 //! stores whatever has queued up in a single transaction (token uses, devices and their audit
-//! entries) and answers each request. One transaction per enrollment made the commit — above all
-//! the audit append — the bottleneck of a fleet enrolling at once.
+//! entries) and answers each request. One transaction per enrollment would make the commit —
+//! above all the audit append — the bottleneck of a fleet enrolling at once.
 
 use std::sync::Arc;
 

@@ -27,7 +27,7 @@ pub enum FactsWork {
 
 /// Group commit for facts: every session hands its updates to this one task, which stores
 /// whatever has queued up in a single transaction (SQLite has one writer anyway; a transaction
-/// per report made the commit the bottleneck).
+/// per report would make the commit the bottleneck).
 pub async fn writer(
     store: std::sync::Arc<dyn ward_store::Store>,
     mut work: mpsc::Receiver<FactsWork>,
@@ -107,7 +107,7 @@ pub fn sanitise(mut value: Value) -> Value {
 }
 
 /// [`sanitise`] without rebuilding what is already clean (nearly everything): a full report is
-/// tens of thousands of strings, and copying each one was most of the cost of ingesting it.
+/// tens of thousands of strings, and copying each one would be most of the cost of ingesting it.
 /// Returns whether anything changed.
 fn sanitise_in_place(value: &mut Value) -> bool {
     match value {

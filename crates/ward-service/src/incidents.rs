@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use ward_domain::command::{CommandKind, CommandState};
 use ward_domain::device::{Criticality, DeviceState};
 use ward_domain::incident::{
-    ContainmentPlan, DevicePlan, Latencies, approval_reasons, clinical_loss, deadlines, latencies,
+    ContainmentPlan, DevicePlan, Latencies, Withheld, approval_reasons, clinical_loss, deadlines, latencies,
     plan_device,
 };
 use ward_proto::{
@@ -110,6 +110,19 @@ pub struct Planned {
     pub excluded: Vec<ExcludedDeviceView>,
 }
 
+/// Moves the actions the device's platform cannot carry out from its plan to what is withheld,
+/// with the reason: the preview shows them and containment does not send them.
+fn withhold_unsupported(planned: &mut DevicePlan, device: &DeviceRecord) {
+    let (actions, unsupported): (Vec<_>, Vec<_>) = std::mem::take(&mut planned.actions)
+        .into_iter()
+        .partition(|kind| crate::platforms::unsupported(*kind, device).is_none());
+    planned.actions = actions;
+    for action in unsupported {
+        let reason = crate::platforms::unsupported(action, device).unwrap_or_default();
+        planned.withheld.push(Withheld { action, reason });
+    }
+}
+
 /// Applies the incident's plan to the devices its scope matches (within the caller's sites).
 pub async fn plan_incident(
     state: &AppState,
@@ -134,13 +147,14 @@ pub async fn plan_incident(
             });
             continue;
         }
-        let planned = plan_device(
+        let mut planned = plan_device(
             &plan,
             device.class,
             device.criticality,
             incident.situation,
             confirmed,
         );
+        withhold_unsupported(&mut planned, &device);
         if planned.actions.is_empty() && planned.withheld.is_empty() {
             excluded.push(ExcludedDeviceView {
                 id: device.id.clone(),
@@ -189,7 +203,12 @@ pub fn preview(incident: &IncidentRecord, planned: &Planned) -> IncidentPreview 
         if !view.online {
             offline += 1;
         }
-        if !plan.withheld.is_empty() {
+        // Withheld for want of a clinician, not because the device's platform cannot do it.
+        if plan
+            .withheld
+            .iter()
+            .any(|w| crate::platforms::unsupported(w.action, device).is_none())
+        {
             needs_clinician += 1;
         }
         for kind in &plan.actions {

@@ -18,10 +18,10 @@ pub async fn checkpoint_now(state: &AppState) -> anyhow::Result<Option<Checkpoin
 const LOG_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Checkpoints the database's write-ahead log every couple of seconds, skipping a turn while a
-/// containment is storing and pushing its commands (`fan_out`): done by the commit that found the
-/// log full, it was 7% of the server's processor time during a 10 000-device fan-out
-/// (BENCHMARKS.md). A containment that starts during a checkpoint does not wait for it (the
-/// checkpoint lets the writer go on).
+/// containment is storing and pushing its commands (`fan_out`), so that the checkpoint is not left
+/// to whichever commit finds the log full: in the middle of a fan-out that takes a noticeable share
+/// of the server's processor time (see BENCHMARKS.md). A containment that starts during a
+/// checkpoint does not wait for it (the checkpoint lets the writer go on).
 pub async fn log_checkpointer(state: AppState) {
     let state = &state;
     between_fan_outs(state, LOG_CHECKPOINT_INTERVAL, || async move {

@@ -5,6 +5,8 @@
 //! return domain values or wire views, or one [`ServiceError`].
 
 pub mod accounts;
+pub mod actions;
+pub mod audit;
 pub mod auth;
 pub mod baseline;
 pub mod caller;
@@ -13,18 +15,27 @@ pub mod commands;
 pub mod config;
 pub mod devices;
 pub mod enroll_writer;
+pub mod enrollment;
 pub mod error;
 pub mod facts;
+pub mod fan_out;
+pub mod incident_steps;
 pub mod incidents;
 pub mod ingest;
 pub mod jobs;
 pub mod keys;
 pub mod lwm2m;
+pub mod platforms;
 pub mod policies;
+pub mod policy_admin;
 pub mod policy_engine;
 pub mod policy_files;
 pub mod presence;
+pub mod sessions;
+pub mod sites;
 pub mod state;
+pub mod tokens;
+pub mod users;
 pub mod views;
 pub mod webhooks;
 

@@ -1,14 +1,13 @@
 //! Heartbeats: when each connected device was last heard from, written in batches.
 //!
-//! Every connected agent sends a heartbeat every 30 s: 333 a second at 10 000 devices. Written one
-//! by one, each was a transaction of its own on SQLite's single writer, and those arriving while a
-//! containment stored its commands queued behind it, held pool connections while SQLite's busy
-//! handler slept, and made the containment's next chunk wait for a connection (measured at 10 000
-//! devices: the time to contain 13% lower without them, BENCHMARKS.md). Heartbeats only move a
-//! time that decides "online" against a threshold of three intervals, so they are collected here
-//! (the newest per device) and written together every [`INTERVAL`], skipping turns while a
-//! containment fans out. A device's first contact after connecting (its hello) is still written at
-//! once, so it shows online as soon as it is welcomed.
+//! Every connected agent sends a heartbeat every 30 s by default: 333 a second at 10 000 devices.
+//! Written one by one, each would be a transaction of its own on SQLite's single writer, and those
+//! arriving while a containment stores its commands would queue behind it, hold pool connections
+//! while SQLite's busy handler sleeps, and make the containment's next chunk wait for a connection
+//! (see BENCHMARKS.md). Heartbeats only move a time that decides "online" against a threshold of
+//! three intervals, so they are collected here (the newest per device) and written together every
+//! [`INTERVAL`], skipping turns while a containment fans out. A device's first contact after
+//! connecting (its hello) is still written at once, so it shows online as soon as it is welcomed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

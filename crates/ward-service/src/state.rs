@@ -1,5 +1,5 @@
-//! Shared server state handed to every handler, and the helpers that tie authorization to the
-//! audit log (a refusal is recorded before it is returned).
+//! The service's state, shared by every caller: store, clock, keys, configuration, the queues to
+//! the background writers, the policy engine and the registry of live device connections.
 
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ pub struct Inner {
     pub keys: Arc<Keys>,
     pub throttle: Throttle,
     /// Live agent connections on this node.
-    pub channels: crate::channels::Channels,
+    pub channels: Arc<dyn crate::channels::Connections>,
     /// The agent channel's port, told to devices at enrollment.
     pub agent_port: u16,
     /// Queue to the task that stores device facts in batches.

@@ -576,8 +576,8 @@ fn lowest_priority() {
 
 /// Nice 19, and then the idle scheduling class (`SCHED_IDLE`): the thread runs only when nothing
 /// else wants the processor. Nice 19 alone lowers its share, but a server thread woken while it
-/// runs still waits out its time slice; an idle-class thread gives way at once (10 000 devices:
-/// containment p99 about 12% lower, BENCHMARKS.md). Best effort, like `lowest_priority`.
+/// runs still waits out its time slice; an idle-class thread gives way at once, so the simulator
+/// does not slow the server it measures (see BENCHMARKS.md). Best effort, like `lowest_priority`.
 fn idle_class() {
     lowest_priority();
     #[cfg(target_os = "linux")]

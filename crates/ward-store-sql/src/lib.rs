@@ -162,8 +162,9 @@ impl SqlStore {
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                             conn.execute("PRAGMA busy_timeout = 10000").await?;
                             // Statement journals (a multi-row statement inside a transaction keeps
-                            // one to undo itself) in memory, not in a temporary file: measured at
-                            // a tenth of the server's time during a containment's fan-out.
+                            // one to undo itself) in memory, not in a temporary file: writing that
+                            // file costs a containment's fan-out a noticeable share of the server's
+                            // time (see BENCHMARKS.md).
                             conn.execute("PRAGMA temp_store = MEMORY").await?;
                             // The server checkpoints the log itself between containments
                             // (`Store::checkpoint_log`, every few seconds); this is the backstop
@@ -247,7 +248,7 @@ impl SqlStore {
             .map(|(time_ms, record)| head.append(time_ms, record.clone()))
             .collect();
         // Many rows per statement: a containment of thousands of devices writes thousands of
-        // entries, and one round trip per row was most of its time.
+        // entries, and one round trip per row would be most of its time.
         for chunk in entries.chunks(ROWS_PER_INSERT) {
             let sql = multi_row_insert(
                 self.dialect,
@@ -319,9 +320,9 @@ pub(crate) const ROWS_PER_INSERT: usize = 100;
 /// `prefix` followed by `rows` tuples of `columns` placeholders: numbered for PostgreSQL
 /// (`($1, $2), ($3, $4)`), anonymous for SQLite (`(?, ?), (?, ?)`), bound in order either way.
 /// SQLite looks each numbered parameter's name up in a list as long as the statement's, once per
-/// bound value: quadratic in the row count, and a tenth of a containment's transaction before
-/// the placeholders went anonymous. Only placeholders are generated, never values, so the text is
-/// safe to build.
+/// bound value: quadratic in the row count, which a containment's large inserts would feel
+/// (see BENCHMARKS.md). Only placeholders are generated, never values, so the text is safe to
+/// build.
 pub(crate) fn multi_row_insert(dialect: Dialect, prefix: &str, columns: usize, rows: usize) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * columns * 5);
     sql.push_str(prefix);

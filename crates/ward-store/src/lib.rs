@@ -116,7 +116,7 @@ pub trait AuditLog: Send + Sync {
     async fn append(&self, audit: Audit) -> StoreResult<Vec<AuditEntry>>;
     /// Entries with `seq > after`, ascending, at most `limit`, matching `filter`.
     async fn entries(&self, after: u64, limit: u32, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>>;
-    /// Entries with `seq > after` and `seq <= until`, ascending, unfiltered, straight from storage
+    /// At most `limit` entries with `seq > after`, ascending, unfiltered, straight from storage
     /// (for verification: no checks, so damage is visible).
     async fn raw_entries(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
     /// The recorded head (size, last hash, Merkle frontier). `Corrupt` if the head record is

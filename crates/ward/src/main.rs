@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// jemalloc instead of the system allocator: the server builds and drops large JSON trees for
-/// every inventory report, and glibc's malloc spent a quarter of the ingest time on them. Measured
-/// in BENCHMARKS.md: ingest 5 975 → 10 474 reports/s; memory per idle connection 40.7 → 55.1 KiB
-/// (mimalloc: faster still, but 86 KiB).
+/// every inventory report, and jemalloc spends far less of the ingest time on them than glibc's
+/// malloc, for somewhat more memory per idle connection (mimalloc is faster still, but needs more
+/// memory again). The trade-off is measured in BENCHMARKS.md.
 ///
 /// The `system-allocator` feature leaves glibc's malloc in place, for heap profilers that
 /// intercept it (`heaptrack`, valgrind's massif); see BENCHMARKS.md.
@@ -19,9 +19,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's start-up options (the C string it reads as `malloc_conf`; a pointer to a
 /// NUL-terminated array). A background thread returns freed memory to the system on jemalloc's
 /// decay schedule; without it the purge only happens when something allocates, so a server that
-/// went quiet after a burst (devices registering) kept the burst's pages: LwM2M memory per
-/// registration 12.2 → 6.2 KiB, ingest rate unchanged (BENCHMARKS.md). `_RJEM_MALLOC_CONF` in the
-/// environment still overrides it.
+/// goes quiet after a burst (devices registering) would keep the burst's pages (see BENCHMARKS.md,
+/// LwM2M registrations). `_RJEM_MALLOC_CONF` in the environment still overrides it.
 #[cfg(not(feature = "system-allocator"))]
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]

@@ -16,7 +16,7 @@ pub(crate) mod users;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -24,7 +24,7 @@ use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use ward_proto::{API_PREFIX, ErrorBody, ErrorDetail, Health};
+use ward_proto::{ErrorBody, ErrorDetail, Health};
 
 use crate::error::{ApiError, ErrorMarker};
 use ward_service::state::AppState;
@@ -60,8 +60,48 @@ async fn ca_pem(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found("no such API endpoint; see /api/v1/openapi.json")
+}
+
+/// Lists the kinds a command request may name, from the command-kind table, in the OpenAPI
+/// document: each with its label, whether it is destructive or needs a clinician on medical
+/// devices, and the platforms that can carry it out.
+fn document_command_kinds(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, Schema};
+    // Policy settings are sent by the policy engine only; a request naming them is refused.
+    let kinds: Vec<_> = ward_domain::command::KINDS
+        .iter()
+        .filter(|info| info.kind != ward_domain::command::CommandKind::ApplySettings)
+        .collect();
+    let mut description = String::from("What the device is asked to do:\n");
+    for info in &kinds {
+        let platforms: Vec<&str> = info.platforms.iter().map(|p| p.as_str()).collect();
+        description.push_str(&format!(
+            "- `{}`: {}{}{}; platforms: {}\n",
+            info.kind,
+            info.label,
+            if info.destructive { "; destructive" } else { "" },
+            if info.endangers_patients {
+                "; needs a clinician's confirmation on medical or life-sustaining devices"
+            } else {
+                ""
+            },
+            platforms.join(", ")
+        ));
+    }
+    let names: Vec<serde_json::Value> = kinds.iter().map(|info| info.kind.as_str().into()).collect();
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    for name in ["CreateCommandRequest", "BulkCommandRequest"] {
+        if let Some(RefOr::T(Schema::Object(request))) = components.schemas.get_mut(name)
+            && let Some(RefOr::T(Schema::Object(kind))) = request.properties.get_mut("kind")
+        {
+            kind.enum_values = Some(names.clone());
+            kind.description = Some(description.clone());
+        }
+    }
 }
 
 /// The API router and its OpenAPI document.
@@ -118,6 +158,8 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(policies::put_group, policies::delete_group))
         .routes(routes!(lwm2m::list, lwm2m::provision))
         .split_for_parts();
+    let mut openapi = openapi;
+    document_command_kinds(&mut openapi);
     // Site slugs contain a '/', so their routes are a wildcard; documented above as `{slug}`.
     let router = router
         .route(
@@ -128,47 +170,15 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         // Policy sets may be larger than other requests; documented above.
         .route(
             "/policies/apply",
-            axum::routing::post(policies::apply).layer(DefaultBodyLimit::max(policies::MAX_APPLY_BYTES)),
+            axum::routing::post(policies::apply)
+                .layer(DefaultBodyLimit::max(ward_service::policy_admin::MAX_APPLY_BYTES)),
         );
     (router, openapi)
 }
 
-/// The whole HTTP application.
-pub fn app(state: AppState) -> Router {
-    let (api, openapi) = api_router();
-    let openapi_json = openapi.to_pretty_json().unwrap_or_else(|_| "{}".into());
-    let api = api.route(
-        "/openapi.json",
-        get(move || {
-            let body = openapi_json.clone();
-            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
-        }),
-    );
-    Router::new()
-        .nest(API_PREFIX, api.fallback(not_found))
-        .route("/metrics", get(metrics))
-        .merge(crate::console::router())
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(request_context))
-        .with_state(state)
-}
-
-/// Prometheus metrics.
-async fn metrics() -> Response {
-    match crate::metrics_handle() {
-        Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
-        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
-}
-
 /// Gives each request an id (logged, returned as `x-request-id`, put into error bodies) and
 /// counts requests by route and status.
-async fn request_context(request: Request, next: Next) -> Response {
+pub(crate) async fn request_context(request: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let method = request.method().clone();
     let span =

@@ -1,5 +1,5 @@
-//! The console's pages. Each handler gathers what it shows through the API's own handler
-//! functions (same authorization, same audit), then renders a template.
+//! The console's pages. Each handler gathers what it shows through the service with the
+//! session's caller (the same authorization and audit as the API), then renders a template.
 
 use std::collections::BTreeMap;
 
@@ -8,9 +8,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use ward_domain::access::Permission;
-use ward_domain::command::{CommandKind, needs_clinician};
+use ward_domain::command::{CommandKind, KINDS, needs_clinician};
 use ward_proto::{
     AuditEntryView, AuditQuery, ChangePasswordRequest, ClinicianConfirmation, CloseIncidentRequest,
     CommandQuery, CommandView, CreateCommandRequest, DeclareIncidentRequest, DeviceComplianceView,
@@ -18,13 +18,15 @@ use ward_proto::{
     IncidentPreview, IncidentStatus, IncidentView, LoginRequest, PolicyDiffQuery, PolicyDiffView, PolicyView,
     SiteView, TokenView, UserView, VerifyReportView,
 };
+use ward_store::DeviceRecord;
 
-use super::{Refused, Session, render};
+use super::session::{Refused, Session, render};
 use crate::api;
 use crate::api::auth::Source;
-use crate::api::extract::{ApiJson, ApiQuery};
 use crate::error::ApiError;
+use ward_service::incident_steps::{self, ReportFormat};
 use ward_service::state::AppState;
+use ward_service::{actions, audit, devices, enrollment, policy_admin, sessions, sites, tokens, users};
 
 type Page = Result<Response, Refused>;
 
@@ -77,14 +79,6 @@ fn check_csrf(session: &Session, token: &str) -> Result<(), Refused> {
 // Errors, login, logout, password
 
 #[derive(Template)]
-#[template(path = "error.html")]
-pub struct ErrorPage {
-    pub status: u16,
-    pub code: String,
-    pub message: String,
-}
-
-#[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
     error: String,
@@ -127,7 +121,7 @@ pub async fn login(
         token_name: None,
         expires_in_days: None,
     };
-    match api::auth::open_session(&state, &request, &source).await {
+    match ward_service::sessions::open_session(&state, &request, &source).await {
         Ok((cookie, user)) => {
             let to = if user.must_change_password {
                 "/password"
@@ -164,10 +158,9 @@ pub struct CsrfForm {
 
 pub async fn logout(State(state): State<AppState>, session: Session, form: axum::Form<CsrfForm>) -> Page {
     check_csrf(&session, &form.csrf)?;
-    let response = api::auth::logout(State(state), session.caller).await?;
-    let cookie = response.headers().get(header::SET_COOKIE).cloned();
+    sessions::logout(&state, &session.caller).await?;
     let mut redirect = Redirect::to("/login").into_response();
-    if let Some(cookie) = cookie {
+    if let Ok(cookie) = header::HeaderValue::from_str(&api::auth::expired_cookie()) {
         redirect.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(redirect)
@@ -211,7 +204,7 @@ pub async fn password(
             current_password: form.current_password,
             new_password: form.new_password,
         };
-        match api::auth::change_password(State(state), session.caller.clone(), ApiJson(request)).await {
+        match sessions::change_password(&state, &session.caller, request).await {
             Ok(_) => return Ok(Redirect::to("/").into_response()),
             Err(err) => err.message,
         }
@@ -311,9 +304,8 @@ pub async fn dashboard(State(state): State<AppState>, session: Session) -> Page 
     risky.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.hostname.cmp(&b.0.hostname)));
     risky.truncate(10);
     let open_incidents = if session.may(Permission::ViewDevices) {
-        api::incidents::list(State(state.clone()), session.caller.clone())
+        incident_steps::list(&state, &session.caller)
             .await?
-            .0
             .into_iter()
             .filter(|i| i.state != "closed")
             .collect()
@@ -332,10 +324,7 @@ pub async fn dashboard(State(state): State<AppState>, session: Session) -> Page 
             limit: Some(10),
             ..Default::default()
         };
-        let mut entries = api::audit::list(State(state.clone()), session.caller.clone(), ApiQuery(query))
-            .await?
-            .0
-            .entries;
+        let mut entries = audit::list(&state, &session.caller, query).await?.entries;
         entries.reverse();
         entries
     } else {
@@ -456,19 +445,19 @@ pub async fn devices(
 }
 
 /// The actions offered on a device page, with their labels.
-const ACTIONS: &[(&str, &str)] = &[
-    ("lock", "Lock"),
-    ("unlock", "Unlock"),
-    ("message", "Send a message"),
-    ("quarantine", "Quarantine (isolate from the network)"),
-    ("release", "Release from quarantine"),
-    ("reboot", "Reboot"),
-    ("shutdown", "Shut down"),
-    ("lost-mode", "Lost mode"),
-    ("collect-diagnostics", "Collect diagnostics"),
-    ("wipe-selective", "Wipe managed data"),
-    ("wipe-full", "Wipe the whole device"),
-];
+/// The actions the console offers for a device: the command-kind table's, for what the device's
+/// platform can carry out (a full wipe only where its enrollment allows one; policy settings are
+/// the policy engine's to send).
+fn device_actions(device: &DeviceRecord) -> Vec<(&'static str, &'static str)> {
+    let platform = ward_service::platforms::platform_of(device);
+    KINDS
+        .iter()
+        .filter(|info| info.kind.supported_on(platform))
+        .filter(|info| info.kind != CommandKind::ApplySettings)
+        .filter(|info| info.kind != CommandKind::WipeFull || device.allow_full_wipe)
+        .map(|info| (info.kind.as_str(), info.label))
+        .collect()
+}
 
 #[derive(Template)]
 #[template(path = "device.html")]
@@ -495,9 +484,7 @@ pub async fn device(
     Path(id): Path<String>,
     Query(params): Query<MessageParams>,
 ) -> Page {
-    let detail = api::devices::show(State(state.clone()), session.caller.clone(), Path(id.clone()))
-        .await?
-        .0;
+    let detail = devices::show(&state, &session.caller, id.clone()).await?;
     let facts = serde_json::to_string_pretty(&detail.device.facts).unwrap_or_default();
     let history = detail
         .history
@@ -505,26 +492,24 @@ pub async fn device(
         .take(20)
         .map(|h| (h.time.clone(), h.change.to_string()))
         .collect();
-    let compliance =
-        api::policies::device_compliance(State(state.clone()), session.caller.clone(), Path(id.clone()))
-            .await
-            .ok()
-            .map(|j| j.0);
-    let commands = api::commands::list(
-        State(state.clone()),
-        session.caller.clone(),
-        ApiQuery(CommandQuery {
+    let compliance = policy_admin::device_compliance(&state, &session.caller, id.clone())
+        .await
+        .ok();
+    let commands = actions::list(
+        &state,
+        &session.caller,
+        CommandQuery {
             device: Some(id.clone()),
             limit: Some(20),
             ..Default::default()
-        }),
+        },
     )
-    .await?
-    .0;
-    let actions = if session.may(Permission::ManageDevices) {
-        ACTIONS.to_vec()
-    } else {
-        Vec::new()
+    .await?;
+    // The detail above was authorized and audited; the record says what the device can take.
+    let record = state.store.device(&id).await.map_err(ApiError::from)?;
+    let actions = match record {
+        Some(record) if session.may(Permission::ManageDevices) => device_actions(&record),
+        _ => Vec::new(),
     };
     Ok(render(&DevicePage {
         nav: Nav::new(&session, "devices"),
@@ -552,14 +537,12 @@ struct ConfirmPage {
     label: String,
     needs_text: bool,
     needs_hostname: bool,
+    needs_uri: bool,
     needs_clinician: bool,
     error: String,
 }
 
 async fn confirm_page(state: &AppState, session: &Session, id: &str, kind: &str, error: String) -> Page {
-    let Some((_, label)) = ACTIONS.iter().find(|(k, _)| *k == kind) else {
-        return Err(ApiError::invalid(format!("unknown action {kind:?}")).into());
-    };
     let record = ward_service::devices::load(
         state,
         &session.caller,
@@ -568,6 +551,9 @@ async fn confirm_page(state: &AppState, session: &Session, id: &str, kind: &str,
         "device.command",
     )
     .await?;
+    let Some((_, label)) = device_actions(&record).into_iter().find(|(k, _)| *k == kind) else {
+        return Err(ApiError::invalid(format!("{kind:?} is not an action this device can take")).into());
+    };
     let parsed: CommandKind = kind.parse().map_err(ApiError::from)?;
     let device = ward_service::devices::device_view(&record, state.now_ms(), state.config.heartbeat_ms);
     let status = if error.is_empty() {
@@ -583,6 +569,7 @@ async fn confirm_page(state: &AppState, session: &Session, id: &str, kind: &str,
             label: (*label).to_owned(),
             needs_text: matches!(parsed, CommandKind::Message | CommandKind::LostMode),
             needs_hostname: parsed == CommandKind::WipeFull,
+            needs_uri: parsed == CommandKind::FirmwareUpdate,
             needs_clinician: needs_clinician(parsed, record.class, record.criticality),
             device,
             error,
@@ -610,6 +597,8 @@ pub struct CommandForm {
     #[serde(default)]
     confirm_hostname: String,
     #[serde(default)]
+    uri: String,
+    #[serde(default)]
     clinician_name: String,
     #[serde(default)]
     clinician_reason: String,
@@ -633,6 +622,9 @@ pub async fn device_command(
             Value::String(form.confirm_hostname.trim().to_owned()),
         );
     }
+    if !form.uri.trim().is_empty() {
+        params.insert("uri".into(), Value::String(form.uri.trim().to_owned()));
+    }
     let clinician = (!form.clinician_name.trim().is_empty() || !form.clinician_reason.trim().is_empty())
         .then(|| ClinicianConfirmation {
             name: form.clinician_name.clone(),
@@ -644,16 +636,9 @@ pub async fn device_command(
         expires: None,
         clinician,
     };
-    match api::commands::create(
-        State(state.clone()),
-        session.caller.clone(),
-        Path(id.clone()),
-        ApiJson(request),
-    )
-    .await
-    {
-        Ok((_, command)) => {
-            let message = format!("{} queued ({})", command.0.kind, command.0.state);
+    match actions::create(&state, &session.caller, id.clone(), request).await {
+        Ok(command) => {
+            let message = format!("{} queued ({})", command.kind, command.state);
             let target = format!("/devices/{}?msg={}", urlencode(&id), urlencode(&message));
             Ok(Redirect::to(&target).into_response())
         }
@@ -715,9 +700,7 @@ pub async fn incidents(State(state): State<AppState>, session: Session) -> Page 
 }
 
 async fn incidents_page(state: &AppState, session: &Session, error: String, form: DeclareForm) -> Page {
-    let incidents = api::incidents::list(State(state.clone()), session.caller.clone())
-        .await?
-        .0;
+    let incidents = incident_steps::list(state, &session.caller).await?;
     let status = if error.is_empty() {
         StatusCode::OK
     } else {
@@ -749,10 +732,8 @@ pub async fn declare(State(state): State<AppState>, session: Session, form: axum
         scope: form.scope.clone(),
         plan: None,
     };
-    match api::incidents::declare(State(state.clone()), session.caller.clone(), ApiJson(request)).await {
-        Ok((_, incident)) => {
-            Ok(Redirect::to(&format!("/incidents/{}", urlencode(&incident.0.id))).into_response())
-        }
+    match incident_steps::declare(&state, &session.caller, request).await {
+        Ok(incident) => Ok(Redirect::to(&format!("/incidents/{}", urlencode(&incident.id))).into_response()),
         Err(err) if err.code == ErrorCode::InvalidInput => {
             incidents_page(&state, &session, err.message, form).await
         }
@@ -777,21 +758,13 @@ pub async fn incident(
     Path(id): Path<String>,
     Query(params): Query<MessageParams>,
 ) -> Page {
-    let incident = api::incidents::show(State(state.clone()), session.caller.clone(), Path(id.clone()))
-        .await?
-        .0;
+    let incident = incident_steps::show(&state, &session.caller, id.clone()).await?;
     let preview = if matches!(incident.state.as_str(), "declared" | "approved") {
-        Some(
-            api::incidents::show_preview(State(state.clone()), session.caller.clone(), Path(id.clone()))
-                .await?
-                .0,
-        )
+        Some(incident_steps::show_preview(&state, &session.caller, id.clone()).await?)
     } else {
         None
     };
-    let status = api::incidents::show_status(State(state.clone()), session.caller.clone(), Path(id.clone()))
-        .await?
-        .0;
+    let status = incident_steps::show_status(&state, &session.caller, id.clone()).await?;
     let refresh = (incident.state == "containing" && status.contain.outstanding > status.contain.offline)
         || (incident.state == "lifted" && status.lift.outstanding > status.lift.offline);
     Ok(render(&IncidentPage {
@@ -841,17 +814,20 @@ pub async fn incident_step(
         clinician,
         devices: None,
     };
-    let (s, c, p) = (State(state.clone()), session.caller.clone(), Path(id.clone()));
+    let (s, c, p) = (&state, &session.caller, id.clone());
     let result: Result<String, ApiError> = match step.as_str() {
-        "approve" => api::incidents::approve(s, c, p, ApiJson(action))
+        "approve" => incident_steps::approve(s, c, p, action)
             .await
-            .map(|_| "approved".into()),
-        "contain" => api::incidents::contain(s, c, p, ApiJson(action))
+            .map(|_| "approved".into())
+            .map_err(ApiError::from),
+        "contain" => incident_steps::contain(s, c, p, action)
             .await
-            .map(|j| format!("containment started: {} commands", j.0.contain.commands)),
-        "lift" => api::incidents::lift(s, c, p, ApiJson(action))
+            .map(|j| format!("containment started: {} commands", j.contain.commands))
+            .map_err(ApiError::from),
+        "lift" => incident_steps::lift(s, c, p, action)
             .await
-            .map(|j| format!("lifting: {} commands", j.0.lift.commands)),
+            .map(|j| format!("lifting: {} commands", j.lift.commands))
+            .map_err(ApiError::from),
         "close" => {
             let number = |text: &str, field: &str| -> Result<u64, ApiError> {
                 if text.trim().is_empty() {
@@ -875,9 +851,10 @@ pub async fn incident_step(
                         records,
                         ..Default::default()
                     };
-                    api::incidents::close(s, c, p, ApiJson(request))
+                    incident_steps::close(s, c, p, request)
                         .await
                         .map(|_| "closed".into())
+                        .map_err(ApiError::from)
                 }
                 (Err(err), _) | (_, Err(err)) => Err(err),
             }
@@ -916,23 +893,11 @@ pub async fn incident_report(
     session: Session,
     Path(id): Path<String>,
 ) -> Page {
-    let query = api::incidents::ReportQuery {
-        format: Some("markdown".into()),
-    };
-    let response = api::incidents::show_report(
-        State(state.clone()),
-        session.caller.clone(),
-        Path(id.clone()),
-        ApiQuery(query),
-    )
-    .await?;
-    let bytes = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024)
-        .await
-        .map_err(ApiError::internal)?;
+    let report = incident_steps::report(&state, &session.caller, &id, ReportFormat::Markdown).await?;
     Ok(render(&ReportPage {
         nav: Nav::new(&session, "incidents"),
         id,
-        markdown: String::from_utf8_lossy(&bytes).into_owned(),
+        markdown: ward_service::incidents::report_markdown(&report),
     }))
 }
 
@@ -947,7 +912,7 @@ struct PoliciesPage {
 }
 
 pub async fn policies(State(state): State<AppState>, session: Session) -> Page {
-    let policies = api::policies::list(State(state), session.caller.clone()).await?.0;
+    let policies = policy_admin::list(&state, &session.caller).await?;
     Ok(render(&PoliciesPage {
         nav: Nav::new(&session, "policies"),
         policies,
@@ -975,22 +940,17 @@ pub async fn policy(
     Path(name): Path<String>,
     Query(params): Query<DiffParams>,
 ) -> Page {
-    let policy = api::policies::show(State(state.clone()), session.caller.clone(), Path(name.clone()))
-        .await?
-        .0;
-    let history = api::policies::history(State(state.clone()), session.caller.clone(), Path(name.clone()))
-        .await?
-        .0;
+    let policy = policy_admin::show(&state, &session.caller, name.clone()).await?;
+    let history = policy_admin::history(&state, &session.caller, name.clone()).await?;
     let diff = match (params.from, params.to) {
         (Some(from), Some(to)) => Some(
-            api::policies::diff(
-                State(state.clone()),
-                session.caller.clone(),
-                Path(name.clone()),
-                ApiQuery(PolicyDiffQuery { from, to }),
+            policy_admin::diff(
+                &state,
+                &session.caller,
+                name.clone(),
+                PolicyDiffQuery { from, to },
             )
-            .await?
-            .0,
+            .await?,
         ),
         _ => None,
     };
@@ -1060,15 +1020,9 @@ pub async fn audit(
         action: option(&params.action),
         target: option(&params.target),
     };
-    let page = api::audit::list(State(state.clone()), session.caller.clone(), ApiQuery(query))
-        .await?
-        .0;
+    let page = audit::list(&state, &session.caller, query).await?;
     let verify = if params.verify {
-        Some(
-            api::audit::verify(State(state.clone()), session.caller.clone())
-                .await?
-                .0,
-        )
+        Some(audit::verify(&state, &session.caller).await?)
     } else {
         None
     };
@@ -1116,32 +1070,17 @@ pub async fn admin(
         );
     }
     let users = if can_users {
-        api::users::list(State(state.clone()), session.caller.clone())
-            .await?
-            .0
+        users::list(&state, &session.caller).await?
     } else {
         Vec::new()
     };
-    let tokens = api::tokens::list(
-        State(state.clone()),
-        session.caller.clone(),
-        ApiQuery(
-            serde_json::from_value(json!({"all": session.may(Permission::ManageUsers)}))
-                .map_err(ApiError::internal)?,
-        ),
-    )
-    .await?
-    .0;
+    let tokens = tokens::list(&state, &session.caller, session.may(Permission::ManageUsers)).await?;
     let enroll_tokens = if can_enroll {
-        api::enroll::list_tokens(State(state.clone()), session.caller.clone())
-            .await?
-            .0
+        enrollment::list_tokens(&state, &session.caller).await?
     } else {
         Vec::new()
     };
-    let sites = api::sites::list(State(state.clone()), session.caller.clone())
-        .await?
-        .0;
+    let sites = sites::list(&state, &session.caller).await?;
     Ok(render(&AdminPage {
         nav: Nav::new(&session, "admin"),
         users,
@@ -1208,8 +1147,8 @@ pub async fn create_enroll_token(
         uses,
         allow_full_wipe: false,
     };
-    match api::enroll::create_token(State(state.clone()), session.caller.clone(), ApiJson(request)).await {
-        Ok((_, created)) => {
+    match enrollment::create_token(&state, &session.caller, request).await {
+        Ok(created) => {
             let host = headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
@@ -1219,8 +1158,8 @@ pub async fn create_enroll_token(
                 .collect::<String>();
             Ok(render(&EnrollTokenPage {
                 nav: Nav::new(&session, "admin"),
-                token: created.0.token.clone(),
-                secret: created.0.secret.clone(),
+                token: created.token.clone(),
+                secret: created.secret.clone(),
                 server: format!("https://{host}"),
                 fingerprint: state.keys.ca_fingerprint.clone(),
             }))
@@ -1238,7 +1177,7 @@ pub async fn revoke_token(
     form: axum::Form<CsrfForm>,
 ) -> Page {
     check_csrf(&session, &form.csrf)?;
-    match api::tokens::revoke(State(state), session.caller.clone(), Path(id)).await {
+    match tokens::revoke(&state, &session.caller, id).await {
         Ok(_) => Ok(back_to_admin("token revoked")),
         Err(err) if err.code.http_status() < 500 => Ok(back_to_admin(&format!("refused: {}", err.message))),
         Err(err) => Err(err.into()),
@@ -1263,8 +1202,8 @@ pub async fn create_site(
         slug: form.slug.trim().to_owned(),
         name: form.name.trim().to_owned(),
     };
-    match api::sites::create(State(state), session.caller.clone(), ApiJson(request)).await {
-        Ok((_, site)) => Ok(back_to_admin(&format!("created site {}", site.0.slug))),
+    match sites::create(&state, &session.caller, request).await {
+        Ok(site) => Ok(back_to_admin(&format!("created site {}", site.slug))),
         Err(err) if err.code.http_status() < 500 => Ok(back_to_admin(&format!("refused: {}", err.message))),
         Err(err) => Err(err.into()),
     }

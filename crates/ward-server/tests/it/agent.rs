@@ -1,4 +1,4 @@
-//! Enrollment, the devices API and the agent channel, with their bad-input cases.
+//! Enrollment, the devices API and the agent channel (gRPC and framed), with their bad-input cases.
 
 use std::time::Duration;
 
@@ -6,110 +6,15 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 use ward_proto::agent::agent_channel_client::AgentChannelClient;
 use ward_proto::agent::{
-    AgentMessage, Fragment, Heartbeat, Hello, Inventory, ServerMessage, agent_message, server_message,
+    AgentMessage, Fragment, Heartbeat, Inventory, ServerMessage, agent_message, server_message,
 };
 use ward_proto::fragments::fragment;
 use ward_proto::framed::{self, FrameReader};
-
-use crate::kit::{Backend, Kit};
-
-pub struct Enrolled {
-    pub id: String,
-    pub key_pem: String,
-    pub cert_pem: String,
-    pub command_key: String,
-}
-
-fn csr(key: &KeyPair) -> String {
-    CertificateParams::new(vec![])
-        .unwrap()
-        .serialize_request(key)
-        .unwrap()
-        .pem()
-        .unwrap()
-}
-
-pub async fn setup_sites(kit: &Kit) {
-    for (slug, name) in [
-        ("st-marys", "St Mary's"),
-        ("st-marys/icu", "ICU"),
-        ("general", "General"),
-    ] {
-        kit.admin(Method::POST, "/sites", Some(json!({"slug": slug, "name": name})))
-            .await;
-    }
-}
-
-pub async fn token(kit: &Kit, body: Value) -> String {
-    let reply = kit.admin(Method::POST, "/enroll-tokens", Some(body)).await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
-    reply.body["secret"].as_str().unwrap().to_owned()
-}
-
-pub async fn enroll(kit: &Kit, token: &str, hostname: &str) -> Result<Enrolled, crate::kit::Reply> {
-    let key = KeyPair::generate().unwrap();
-    let reply = kit
-        .call(
-            Method::POST,
-            "/enroll",
-            None,
-            Some(json!({"token": token, "csr_pem": csr(&key), "hostname": hostname})),
-        )
-        .await;
-    if reply.status != StatusCode::CREATED {
-        return Err(reply);
-    }
-    Ok(Enrolled {
-        id: reply.body["device_id"].as_str().unwrap().to_owned(),
-        key_pem: key.serialize_pem(),
-        cert_pem: reply.body["certificate_pem"].as_str().unwrap().to_owned(),
-        command_key: reply.body["command_key"].as_str().unwrap().to_owned(),
-    })
-}
-
-pub async fn channel(
-    kit: &Kit,
-    key_pem: &str,
-    cert_pem: &str,
-) -> Result<AgentChannelClient<Channel>, String> {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&kit.server.ca_cert_pem))
-        .identity(Identity::from_pem(cert_pem, key_pem))
-        .domain_name("localhost");
-    let endpoint = Channel::from_shared(format!("https://{}", kit.server.agent_addr))
-        .unwrap()
-        .tls_config(tls)
-        .map_err(|e| e.to_string())?;
-    let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
-    Ok(AgentChannelClient::new(channel).max_encoding_message_size(16 * 1024 * 1024))
-}
-
-pub fn msg(body: agent_message::Body) -> AgentMessage {
-    AgentMessage { body: Some(body) }
-}
-
-pub fn hello(version: u32) -> AgentMessage {
-    msg(agent_message::Body::Hello(Hello {
-        protocol_version: version,
-        agent_version: "test".into(),
-        hostname: "h".into(),
-    }))
-}
-
-/// Opens a session, sends `first`, and returns the sender and the server's stream (or its error).
-pub async fn session(
-    client: &mut AgentChannelClient<Channel>,
-    first: AgentMessage,
-) -> Result<(mpsc::Sender<AgentMessage>, tonic::Streaming<ServerMessage>), tonic::Status> {
-    let (sender, receiver) = mpsc::channel(8);
-    sender.send(first).await.unwrap();
-    let response = client.session(ReceiverStream::new(receiver)).await?;
-    Ok((sender, response.into_inner()))
-}
+use ward_testkit::agent::{channel, hello, msg, next_body, session};
+use ward_testkit::{Backend, Enrolled, Kit, Reply, csr};
 
 /// The device's stored facts once they say `os.id = debian` (or as they are after 5 s).
 async fn stored_debian_facts(kit: &Kit, device_id: &str) -> Value {
@@ -127,50 +32,35 @@ async fn stored_debian_facts(kit: &Kit, device_id: &str) -> Value {
     stored
 }
 
-pub async fn next_body(stream: &mut tonic::Streaming<ServerMessage>) -> Option<server_message::Body> {
-    tokio::time::timeout(Duration::from_secs(10), stream.message())
-        .await
-        .ok()?
-        .ok()?
-        .and_then(|m| m.body)
+/// A kit with the standard sites.
+async fn kit_with_sites() -> Kit {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    kit.create_sites().await;
+    kit
 }
 
-#[tokio::test]
-async fn enrollment_tokens_refuse_every_bad_use() {
-    let kit = Kit::start(&Backend::Sqlite).await;
-    setup_sites(&kit).await;
-    let single = token(
-        &kit,
-        json!({"site": "st-marys/icu", "class": "medical", "criticality": "life-sustaining", "uses": 1}),
-    )
-    .await;
-    enroll(&kit, &single, "pump-1").await.map_err(|r| r.body).unwrap();
-    let used = enroll(&kit, &single, "pump-2").await.err().unwrap();
-    assert_eq!(
-        (used.status, used.code()),
-        (StatusCode::UNAUTHORIZED, "token_invalid")
-    );
-    assert!(
-        used.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("used up")
-    );
+/// Enrolls twice with a single-use token; returns the second attempt's refusal.
+async fn used_up_token_refusal(kit: &Kit) -> Reply {
+    let single = kit
+        .enroll_token(
+            json!({"site": "st-marys/icu", "class": "medical", "criticality": "life-sustaining", "uses": 1}),
+        )
+        .await;
+    kit.enrolled(&single, "pump-1").await;
+    kit.enroll(&single, "pump-2").await.err().unwrap()
+}
 
-    let expiring = token(
-        &kit,
-        json!({"site": "general", "class": "workstation", "expires": "1m", "uses": 5}),
-    )
-    .await;
+/// Enrolls with a token a minute after it expired; returns the refusal.
+async fn expired_token_refusal(kit: &Kit) -> Reply {
+    let expiring = kit
+        .enroll_token(json!({"site": "general", "class": "workstation", "expires": "1m", "uses": 5}))
+        .await;
     kit.clock.advance_ms(61_000);
-    let expired = enroll(&kit, &expiring, "ws").await.err().unwrap();
-    assert!(
-        expired.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("expired")
-    );
+    kit.enroll(&expiring, "ws").await.err().unwrap()
+}
 
+/// Enrolls with a revoked token; returns the refusal.
+async fn revoked_token_refusal(kit: &Kit) -> Reply {
     let revocable = kit
         .admin(
             Method::POST,
@@ -185,30 +75,85 @@ async fn enrollment_tokens_refuse_every_bad_use() {
             .status,
         StatusCode::NO_CONTENT
     );
-    let revoked = enroll(&kit, revocable.body["secret"].as_str().unwrap(), "tab")
+    kit.enroll(revocable.body["secret"].as_str().unwrap(), "tab")
         .await
         .err()
-        .unwrap();
-    assert!(
-        revoked.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("revoked")
-    );
+        .unwrap()
+}
+
+/// Enrolls with tokens that are not enrollment tokens; each must be refused as `token_invalid`.
+async fn refuse_unknown_tokens(kit: &Kit) {
     for bad in ["", "wardenroll_nonsense", &kit.admin_token] {
         assert_eq!(
-            enroll(&kit, bad, "x").await.err().unwrap().code(),
+            kit.enroll(bad, "x").await.err().unwrap().code(),
             "token_invalid",
             "{bad}"
         );
     }
+}
 
-    // The CSR must be a valid request signed by its own key.
-    let good = token(
-        &kit,
-        json!({"site": "general", "class": "workstation", "uses": 10}),
-    )
-    .await;
+#[tokio::test]
+async fn a_single_use_enrollment_token_is_used_up_after_one_device() {
+    let kit = kit_with_sites().await;
+    let used = used_up_token_refusal(&kit).await;
+    assert_eq!(
+        (used.status, used.code()),
+        (StatusCode::UNAUTHORIZED, "token_invalid")
+    );
+    assert!(used.message().contains("used up"));
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn an_expired_enrollment_token_is_refused() {
+    let kit = kit_with_sites().await;
+    let expired = expired_token_refusal(&kit).await;
+    assert!(expired.message().contains("expired"));
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn a_revoked_enrollment_token_is_refused() {
+    let kit = kit_with_sites().await;
+    let revoked = revoked_token_refusal(&kit).await;
+    assert!(revoked.message().contains("revoked"));
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn a_token_that_is_not_an_enrollment_token_is_refused() {
+    let kit = kit_with_sites().await;
+    refuse_unknown_tokens(&kit).await;
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn every_refused_enrollment_is_audited() {
+    let kit = kit_with_sites().await;
+    used_up_token_refusal(&kit).await;
+    expired_token_refusal(&kit).await;
+    revoked_token_refusal(&kit).await;
+    refuse_unknown_tokens(&kit).await;
+    // Six refusals above.
+    let failures: Vec<Value> = kit
+        .audit("device.enroll")
+        .await
+        .into_iter()
+        .filter(|e| e["outcome"] == "failure")
+        .collect();
+    assert!(
+        failures.len() >= 6,
+        "every refused enrollment is audited: {failures:?}"
+    );
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn an_enrollment_csr_must_be_a_valid_request_signed_by_its_own_key() {
+    let kit = kit_with_sites().await;
+    let good = kit
+        .enroll_token(json!({"site": "general", "class": "workstation", "uses": 10}))
+        .await;
     for bad_csr in [
         "",
         "not a csr",
@@ -246,8 +191,12 @@ async fn enrollment_tokens_refuse_every_bad_use() {
         )
         .await;
     assert_eq!(reply.code(), "invalid_input", "{:?}", reply.body);
+    kit.finish().await;
+}
 
-    // Token creation validates every field and respects roles and site scopes.
+#[tokio::test]
+async fn enrollment_token_creation_names_every_invalid_field() {
+    let kit = kit_with_sites().await;
     for (body, field) in [
         (json!({"site": "nowhere", "class": "medical"}), "site"),
         (json!({"site": "general", "class": "toaster"}), "class"),
@@ -263,15 +212,14 @@ async fn enrollment_tokens_refuse_every_bad_use() {
     ] {
         let reply = kit.admin(Method::POST, "/enroll-tokens", Some(body)).await;
         assert_eq!(reply.code(), "invalid_input", "{field}");
-        assert!(
-            reply.body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .starts_with(field),
-            "{:?}",
-            reply.body
-        );
+        assert!(reply.message().starts_with(field), "{:?}", reply.body);
     }
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn enrollment_token_creation_respects_roles_and_site_scopes() {
+    let kit = kit_with_sites().await;
     let operator = kit.user("olive", "operator", &["st-marys"]).await;
     let outside = kit
         .call(
@@ -292,35 +240,25 @@ async fn enrollment_tokens_refuse_every_bad_use() {
         )
         .await;
     assert_eq!(refused.code(), "forbidden");
-    let failures: Vec<Value> = kit
-        .audit("device.enroll")
-        .await
-        .into_iter()
-        .filter(|e| e["outcome"] == "failure")
-        .collect();
-    assert!(
-        failures.len() >= 6,
-        "every refused enrollment is audited: {failures:?}"
-    );
     kit.finish().await;
 }
 
-#[tokio::test]
-async fn devices_are_listed_filtered_viewed_and_exported() {
-    let kit = Kit::start(&Backend::Sqlite).await;
-    setup_sites(&kit).await;
-    let icu = token(&kit, json!({"site": "st-marys/icu", "class": "medical", "criticality": "life-sustaining", "phi": true, "uses": 5})).await;
-    let general = token(
-        &kit,
-        json!({"site": "general", "class": "workstation", "uses": 5}),
-    )
-    .await;
-    let pump = enroll(&kit, &icu, "pump-1").await.map_err(|r| r.body).unwrap();
-    enroll(&kit, &general, "<script>alert(1)</script>\u{1b}[2J")
-        .await
-        .map_err(|r| r.body)
-        .unwrap();
+/// Sites, a life-sustaining pump in the ICU and a workstation with a hostile hostname in General.
+async fn pump_and_hostile_workstation(kit: &Kit) -> Enrolled {
+    kit.create_sites().await;
+    let icu = kit.enroll_token(json!({"site": "st-marys/icu", "class": "medical", "criticality": "life-sustaining", "phi": true, "uses": 5})).await;
+    let general = kit
+        .enroll_token(json!({"site": "general", "class": "workstation", "uses": 5}))
+        .await;
+    let pump = kit.enrolled(&icu, "pump-1").await;
+    kit.enrolled(&general, "<script>alert(1)</script>\u{1b}[2J").await;
+    pump
+}
 
+#[tokio::test]
+async fn devices_are_listed_with_control_characters_removed_and_filtered_by_selector() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    pump_and_hostile_workstation(&kit).await;
     let all = kit.admin(Method::GET, "/devices", None).await;
     assert_eq!(all.body.as_array().unwrap().len(), 2);
     let hostile = all
@@ -340,15 +278,14 @@ async fn devices_are_listed_filtered_viewed_and_exported() {
         .admin(Method::GET, "/devices?filter=site%20%3D%3D%20%22x%22", None)
         .await;
     assert_eq!(bad.code(), "invalid_input");
-    assert!(
-        bad.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("column 6"),
-        "{:?}",
-        bad.body
-    );
+    assert!(bad.message().contains("column 6"), "{:?}", bad.body);
+    kit.finish().await;
+}
 
+#[tokio::test]
+async fn a_device_view_is_audited_and_limited_to_the_callers_sites() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let pump = pump_and_hostile_workstation(&kit).await;
     let detail = kit
         .admin(Method::GET, &format!("/devices/{}", pump.id), None)
         .await;
@@ -370,7 +307,13 @@ async fn devices_are_listed_filtered_viewed_and_exported() {
         )
         .await;
     assert_eq!(cannot_revoke.status, StatusCode::FORBIDDEN);
+    kit.finish().await;
+}
 
+#[tokio::test]
+async fn devices_are_exported_as_a_fhir_bundle() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let pump = pump_and_hostile_workstation(&kit).await;
     let fhir = kit
         .admin(
             Method::GET,
@@ -385,7 +328,13 @@ async fn devices_are_listed_filtered_viewed_and_exported() {
     assert_eq!(device["status"], "active");
     assert_eq!(device["location"]["display"], "st-marys/icu");
     assert_eq!(device["property"][0]["valueCode"][0]["text"], "life-sustaining");
+    kit.finish().await;
+}
 
+#[tokio::test]
+async fn a_retired_device_leaves_active_views_but_keeps_its_record() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let pump = pump_and_hostile_workstation(&kit).await;
     let retired = kit
         .admin(
             Method::POST,
@@ -417,14 +366,12 @@ async fn devices_are_listed_filtered_viewed_and_exported() {
 
 /// Sites, and two enrolled workstations in `general` (ws-1, ws-2).
 async fn two_workstations(kit: &Kit) -> (Enrolled, Enrolled) {
-    setup_sites(kit).await;
-    let many = token(
-        kit,
-        json!({"site": "general", "class": "workstation", "uses": 10}),
-    )
-    .await;
-    let device = enroll(kit, &many, "ws-1").await.map_err(|r| r.body).unwrap();
-    let other = enroll(kit, &many, "ws-2").await.map_err(|r| r.body).unwrap();
+    kit.create_sites().await;
+    let many = kit
+        .enroll_token(json!({"site": "general", "class": "workstation", "uses": 10}))
+        .await;
+    let device = kit.enrolled(&many, "ws-1").await;
+    let other = kit.enrolled(&many, "ws-2").await;
     (device, other)
 }
 
@@ -443,7 +390,7 @@ fn foreign_certificate(device_id: &str) -> (String, String) {
 }
 
 /// Revokes `device_id` through the API.
-pub async fn revoke(kit: &Kit, device_id: &str) -> crate::kit::Reply {
+async fn revoke(kit: &Kit, device_id: &str) -> Reply {
     kit.admin(
         Method::POST,
         &format!("/devices/{device_id}/revoke"),
@@ -452,17 +399,34 @@ pub async fn revoke(kit: &Kit, device_id: &str) -> crate::kit::Reply {
     .await
 }
 
-#[tokio::test]
-async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
-    let kit = Kit::start(&Backend::Sqlite).await;
-    let (device, other) = two_workstations(&kit).await;
-
-    // A good session: hello, welcome, inventory with hostile strings, heartbeat.
-    let mut client = channel(&kit, &device.key_pem, &device.cert_pem).await.unwrap();
+/// A gRPC session of `device` past hello and a welcome naming it.
+async fn welcomed_as(
+    kit: &Kit,
+    device: &Enrolled,
+) -> (
+    AgentChannelClient<Channel>,
+    mpsc::Sender<AgentMessage>,
+    tonic::Streaming<ServerMessage>,
+) {
+    let mut client = channel(kit, &device.key_pem, &device.cert_pem).await.unwrap();
     let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
     assert!(
         matches!(next_body(&mut stream).await, Some(server_message::Body::Welcome(w)) if w.device_id == device.id)
     );
+    (client, sender, stream)
+}
+
+/// True when the stream's next message is a refusal with this code.
+async fn refused_with(stream: &mut tonic::Streaming<ServerMessage>, code: &str) -> bool {
+    matches!(next_body(stream).await, Some(server_message::Body::Refusal(r)) if r.code == code)
+}
+
+#[tokio::test]
+async fn an_agent_session_stores_bounded_cleaned_facts_and_puts_the_device_online() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (device, _) = two_workstations(&kit).await;
+    // A good session: hello, welcome, inventory with hostile strings, heartbeat.
+    let (_client, sender, _stream) = welcomed_as(&kit, &device).await;
     let facts =
         json!({"hostname": format!("<b>x</b>\u{7}{}", "h".repeat(1_000_000)), "os": {"id": "debian"}});
     sender
@@ -490,12 +454,17 @@ async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
             .len(),
         1
     );
+    kit.finish().await;
+}
 
-    // Oversized message: that stream is cut, other devices keep being served.
-    let mut big_client = channel(&kit, &other.key_pem, &other.cert_pem).await.unwrap();
-    let (big_sender, mut big_stream) = session(&mut big_client, hello(1)).await.unwrap();
-    next_body(&mut big_stream).await;
+#[tokio::test]
+async fn an_oversized_agent_message_cuts_only_its_own_stream() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (device, other) = two_workstations(&kit).await;
+    let (_client, sender, _stream) = welcomed_as(&kit, &device).await;
+    let (_big_client, big_sender, mut big_stream) = welcomed_as(&kit, &other).await;
     let huge = "x".repeat(5 * 1024 * 1024);
+    // The server may cut the stream while this is being sent: how the stream ends is checked below.
     let _ = big_sender
         .send(msg(agent_message::Body::Inventory(Inventory {
             facts_json: huge,
@@ -510,6 +479,7 @@ async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
             body: Some(server_message::Body::Welcome(_))
         }))
     ));
+    // Other devices keep being served.
     sender
         .send(msg(agent_message::Body::Heartbeat(Heartbeat { seq: 2 })))
         .await
@@ -518,23 +488,24 @@ async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
         kit.call(Method::GET, "/health", None, None).await.status,
         StatusCode::OK
     );
+    kit.finish().await;
+}
 
-    // Protocol errors end the stream with a stated reason.
-    let mut client2 = channel(&kit, &other.key_pem, &other.cert_pem).await.unwrap();
-    let (_s, mut refused) = session(&mut client2, hello(99)).await.unwrap();
-    assert!(
-        matches!(next_body(&mut refused).await, Some(server_message::Body::Refusal(r)) if r.code == "unsupported_version")
-    );
+#[tokio::test]
+async fn agent_protocol_errors_end_the_stream_with_a_stated_reason() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (_, other) = two_workstations(&kit).await;
+    let mut client = channel(&kit, &other.key_pem, &other.cert_pem).await.unwrap();
+    let (_s, mut refused) = session(&mut client, hello(99)).await.unwrap();
+    assert!(refused_with(&mut refused, "unsupported_version").await);
     let (_s, mut refused) = session(
-        &mut client2,
+        &mut client,
         msg(agent_message::Body::Heartbeat(Heartbeat { seq: 1 })),
     )
     .await
     .unwrap();
-    assert!(
-        matches!(next_body(&mut refused).await, Some(server_message::Body::Refusal(r)) if r.code == "bad_message")
-    );
-    let (bad_sender, mut bad) = session(&mut client2, hello(1)).await.unwrap();
+    assert!(refused_with(&mut refused, "bad_message").await);
+    let (bad_sender, mut bad) = session(&mut client, hello(1)).await.unwrap();
     next_body(&mut bad).await;
     bad_sender
         .send(msg(agent_message::Body::Inventory(Inventory {
@@ -542,31 +513,49 @@ async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
         })))
         .await
         .unwrap();
-    assert!(
-        matches!(next_body(&mut bad).await, Some(server_message::Body::Refusal(r)) if r.code == "bad_message")
-    );
+    assert!(refused_with(&mut bad, "bad_message").await);
+    kit.finish().await;
+}
 
-    // A certificate from another CA never gets past TLS.
+#[tokio::test]
+async fn an_agent_certificate_from_another_ca_never_gets_past_tls() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (device, _) = two_workstations(&kit).await;
     let (rogue_key, rogue_cert) = foreign_certificate(&device.id);
     let foreign = match channel(&kit, &rogue_key, &rogue_cert).await {
         Err(_) => true,
         Ok(mut client) => session(&mut client, hello(1)).await.is_err(),
     };
     assert!(foreign, "a certificate from another CA is refused");
+    kit.finish().await;
+}
 
-    // Revocation closes the live stream at once and refuses the certificate afterwards.
+#[tokio::test]
+async fn revocation_closes_the_live_agent_stream_and_refuses_the_certificate_after() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (device, _) = two_workstations(&kit).await;
+    let (_client, _sender, mut stream) = welcomed_as(&kit, &device).await;
     let revoked = revoke(&kit, &device.id).await;
     assert_eq!(revoked.body["state"], "revoked");
-    assert!(
-        matches!(next_body(&mut stream).await, Some(server_message::Body::Refusal(r)) if r.code == "revoked")
-    );
+    assert!(refused_with(&mut stream, "revoked").await);
     let mut again = channel(&kit, &device.key_pem, &device.cert_pem).await.unwrap();
     let Err(status) = session(&mut again, hello(1)).await else {
         panic!("a revoked certificate must be refused")
     };
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    let denied = kit.audit("device.connect").await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["details"].as_str().unwrap().contains("revoked"))
+    );
+    kit.finish().await;
+}
 
-    // A reconnect flood is cut off.
+#[tokio::test]
+async fn an_agent_reconnect_flood_is_cut_off() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (_, other) = two_workstations(&kit).await;
     let mut flood = channel(&kit, &other.key_pem, &other.cert_pem).await.unwrap();
     let mut limited = false;
     for _ in 0..30 {
@@ -578,12 +567,6 @@ async fn the_agent_channel_refuses_bad_certificates_versions_and_messages() {
         }
     }
     assert!(limited, "reconnect flood refused");
-    let denied = kit.audit("device.connect").await;
-    assert!(
-        denied
-            .iter()
-            .any(|e| e["details"].as_str().unwrap().contains("revoked"))
-    );
     kit.finish().await;
 }
 
@@ -630,16 +613,12 @@ async fn the_agent_channel_joins_fragments_and_refuses_bad_ones() {
         .send(msg(agent_message::Body::Heartbeat(Heartbeat { seq: 1 })))
         .await
         .unwrap();
-    assert!(
-        matches!(next_body(&mut stream).await, Some(server_message::Body::Refusal(r)) if r.code == "bad_message")
-    );
+    assert!(refused_with(&mut stream, "bad_message").await);
 
     // Fragments that join into something that is not a message.
     let (sender, mut stream) = welcomed(&mut client).await;
     sender.send(fragment_msg(vec![0xff; 10], false)).await.unwrap();
-    assert!(
-        matches!(next_body(&mut stream).await, Some(server_message::Body::Refusal(r)) if r.code == "bad_message")
-    );
+    assert!(refused_with(&mut stream, "bad_message").await);
 
     // Fragments each under the message limit that together exceed it.
     let (sender, mut stream) = welcomed(&mut client).await;
@@ -652,9 +631,7 @@ async fn the_agent_channel_joins_fragments_and_refuses_bad_ones() {
             break;
         }
     }
-    assert!(
-        matches!(next_body(&mut stream).await, Some(server_message::Body::Refusal(r)) if r.code == "too_large")
-    );
+    assert!(refused_with(&mut stream, "too_large").await);
     assert_eq!(
         kit.call(Method::GET, "/health", None, None).await.status,
         StatusCode::OK
@@ -665,12 +642,8 @@ async fn the_agent_channel_joins_fragments_and_refuses_bad_ones() {
 #[tokio::test]
 async fn certificates_renew_with_a_new_key_and_the_old_one_stops_working() {
     let kit = Kit::start(&Backend::Sqlite).await;
-    setup_sites(&kit).await;
-    let token = token(&kit, json!({"site": "general", "class": "mobile"})).await;
-    let device = enroll(&kit, &token, "tablet-7")
-        .await
-        .map_err(|r| r.body)
-        .unwrap();
+    kit.create_sites().await;
+    let device = kit.enrolled_device("general", "mobile", "tablet-7").await;
     let mut client = channel(&kit, &device.key_pem, &device.cert_pem).await.unwrap();
 
     let bad = client
@@ -710,6 +683,8 @@ async fn certificates_renew_with_a_new_key_and_the_old_one_stops_working() {
 
 /// A framed-channel connection (what `ward-agent` uses): TLS with ALPN `ward-agent/2`.
 type Framed = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+type FramedReader = FrameReader<tokio::io::ReadHalf<Framed>>;
+type FramedWriter = tokio::io::WriteHalf<Framed>;
 
 async fn framed_connect(kit: &Kit, key_pem: &str, cert_pem: &str) -> std::io::Result<Framed> {
     let config = framed::client_config(&kit.server.ca_cert_pem, cert_pem, key_pem).unwrap();
@@ -717,7 +692,7 @@ async fn framed_connect(kit: &Kit, key_pem: &str, cert_pem: &str) -> std::io::Re
 }
 
 /// The next message the server sends on a framed connection, `None` when it closed it.
-async fn framed_next(reader: &mut FrameReader<tokio::io::ReadHalf<Framed>>) -> Option<server_message::Body> {
+async fn framed_next(reader: &mut FramedReader) -> Option<server_message::Body> {
     tokio::time::timeout(Duration::from_secs(10), reader.message::<ServerMessage>())
         .await
         .expect("the server answers within 10 s")
@@ -725,28 +700,20 @@ async fn framed_next(reader: &mut FrameReader<tokio::io::ReadHalf<Framed>>) -> O
         .and_then(|m| m.body)
 }
 
+/// True when the server's next framed message is a refusal with this code.
+async fn framed_refused_with(reader: &mut FramedReader, code: &str) -> bool {
+    matches!(framed_next(reader).await, Some(server_message::Body::Refusal(r)) if r.code == code)
+}
+
 /// A framed connection split into its reading and writing halves.
-async fn framed_open(
-    kit: &Kit,
-    key_pem: &str,
-    cert_pem: &str,
-) -> (
-    FrameReader<tokio::io::ReadHalf<Framed>>,
-    tokio::io::WriteHalf<Framed>,
-) {
+async fn framed_open(kit: &Kit, key_pem: &str, cert_pem: &str) -> (FramedReader, FramedWriter) {
     let stream = framed_connect(kit, key_pem, cert_pem).await.unwrap();
     let (read, write) = tokio::io::split(stream);
     (FrameReader::new(read, 64 * 1024), write)
 }
 
 /// A framed session past hello and welcome.
-async fn framed_welcomed(
-    kit: &Kit,
-    device: &Enrolled,
-) -> (
-    FrameReader<tokio::io::ReadHalf<Framed>>,
-    tokio::io::WriteHalf<Framed>,
-) {
+async fn framed_welcomed(kit: &Kit, device: &Enrolled) -> (FramedReader, FramedWriter) {
     let (mut reader, mut write) = framed_open(kit, &device.key_pem, &device.cert_pem).await;
     framed::write_message(&mut write, &hello(1)).await.unwrap();
     assert!(
@@ -755,14 +722,73 @@ async fn framed_welcomed(
     (reader, write)
 }
 
-#[tokio::test]
-async fn the_framed_agent_channel_serves_and_refuses_bad_input() {
-    use tokio::io::AsyncWriteExt;
-    let kit = Kit::start(&Backend::Sqlite).await;
-    let (device, other) = two_workstations(&kit).await;
+async fn framed_heartbeat(write: &mut FramedWriter, seq: u64) {
+    framed::write_message(write, &msg(agent_message::Body::Heartbeat(Heartbeat { seq })))
+        .await
+        .unwrap();
+}
 
+/// A length prefix over the limit: refused as too large, the connection closed.
+async fn framed_length_over_the_limit(kit: &Kit, device: &Enrolled) {
+    use tokio::io::AsyncWriteExt;
+    let (mut big_reader, mut big_write) = framed_welcomed(kit, device).await;
+    big_write
+        .write_all(&(5u32 * 1024 * 1024).to_be_bytes())
+        .await
+        .unwrap();
+    big_write.flush().await.unwrap();
+    assert!(framed_refused_with(&mut big_reader, "too_large").await);
+    assert!(
+        framed_next(&mut big_reader).await.is_none(),
+        "closed after the refusal"
+    );
+}
+
+/// Bytes that are not a message: refused as a bad message.
+async fn framed_bytes_that_are_not_a_message(kit: &Kit, device: &Enrolled) {
+    use tokio::io::AsyncWriteExt;
+    let (mut bad_reader, mut bad_write) = framed_welcomed(kit, device).await;
+    bad_write
+        .write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    bad_write.flush().await.unwrap();
+    assert!(framed_refused_with(&mut bad_reader, "bad_message").await);
+}
+
+/// A message that is not hello first, and a wrong version: each refused with its code.
+async fn framed_bad_openings(kit: &Kit, device: &Enrolled) {
+    for (first, code) in [
+        (
+            msg(agent_message::Body::Heartbeat(Heartbeat { seq: 1 })),
+            "bad_message",
+        ),
+        (hello(99), "unsupported_version"),
+    ] {
+        let (mut reader, mut write) = framed_open(kit, &device.key_pem, &device.cert_pem).await;
+        framed::write_message(&mut write, &first).await.unwrap();
+        assert!(framed_refused_with(&mut reader, code).await, "{code}");
+    }
+}
+
+/// A frame cut off by a close ends the session.
+async fn framed_cut_off_frame(kit: &Kit, device: &Enrolled) {
+    use tokio::io::AsyncWriteExt;
+    let (mut cut_reader, mut write) = framed_open(kit, &device.key_pem, &device.cert_pem).await;
+    write.write_all(&[0, 0, 1, 0, 1, 2]).await.unwrap();
+    write.shutdown().await.unwrap();
+    assert!(
+        framed_next(&mut cut_reader).await.is_none(),
+        "a cut-off frame ends the session"
+    );
+}
+
+#[tokio::test]
+async fn the_framed_channel_stores_a_large_inventory_whole_and_records_heartbeats() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (device, _) = two_workstations(&kit).await;
     // A good session: a 70 KB inventory whole (no fragments needed), a heartbeat, online.
-    let (mut reader, mut first) = framed_welcomed(&kit, &device).await;
+    let (_reader, mut first) = framed_welcomed(&kit, &device).await;
     let packages: Vec<Value> = (0..1500)
         .map(|i| json!({"name": format!("package-{i}"), "version": "1.0"}))
         .collect();
@@ -771,12 +797,7 @@ async fn the_framed_agent_channel_serves_and_refuses_bad_input() {
         facts_json: facts.to_string(),
     }));
     framed::write_message(&mut first, &inventory).await.unwrap();
-    framed::write_message(
-        &mut first,
-        &msg(agent_message::Body::Heartbeat(Heartbeat { seq: 1 })),
-    )
-    .await
-    .unwrap();
+    framed_heartbeat(&mut first, 1).await;
     let stored = stored_debian_facts(&kit, &device.id).await;
     assert_eq!(stored["packages"]["items"].as_array().map(Vec::len), Some(1500));
     assert_eq!(
@@ -790,12 +811,7 @@ async fn the_framed_agent_channel_serves_and_refuses_bad_input() {
     // Heartbeats are written in batches, about a second later: a later one moves presence on.
     kit.clock.advance_ms(45_000);
     let heard = ward_domain::clock::Clock::now_ms(kit.clock.as_ref());
-    framed::write_message(
-        &mut first,
-        &msg(agent_message::Body::Heartbeat(Heartbeat { seq: 2 })),
-    )
-    .await
-    .unwrap();
+    framed_heartbeat(&mut first, 2).await;
     let mut last_seen = Value::Null;
     for _ in 0..100 {
         last_seen = kit
@@ -813,68 +829,63 @@ async fn the_framed_agent_channel_serves_and_refuses_bad_input() {
         ward_service::views::rfc3339(heard),
         "the heartbeat was recorded"
     );
+    kit.finish().await;
+}
 
-    // A length prefix over the limit: refused as too large, the connection closed.
-    let (mut big_reader, mut big_write) = framed_welcomed(&kit, &other).await;
-    big_write
-        .write_all(&(5u32 * 1024 * 1024).to_be_bytes())
-        .await
-        .unwrap();
-    big_write.flush().await.unwrap();
-    assert!(
-        matches!(framed_next(&mut big_reader).await, Some(server_message::Body::Refusal(r)) if r.code == "too_large")
-    );
-    assert!(
-        framed_next(&mut big_reader).await.is_none(),
-        "closed after the refusal"
-    );
+#[tokio::test]
+async fn a_framed_length_prefix_over_the_limit_is_refused_and_the_connection_closed() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (_, other) = two_workstations(&kit).await;
+    framed_length_over_the_limit(&kit, &other).await;
+    kit.finish().await;
+}
 
-    // Bytes that are not a message.
-    let (mut bad_reader, mut bad_write) = framed_welcomed(&kit, &other).await;
-    bad_write
-        .write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
-        .await
-        .unwrap();
-    bad_write.flush().await.unwrap();
-    assert!(
-        matches!(framed_next(&mut bad_reader).await, Some(server_message::Body::Refusal(r)) if r.code == "bad_message")
-    );
+#[tokio::test]
+async fn framed_bytes_that_are_not_a_message_are_refused() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (_, other) = two_workstations(&kit).await;
+    framed_bytes_that_are_not_a_message(&kit, &other).await;
+    kit.finish().await;
+}
 
-    // A message that is not hello first, a wrong version, and a frame cut off by a close.
-    for (first, code) in [
-        (
-            msg(agent_message::Body::Heartbeat(Heartbeat { seq: 1 })),
-            "bad_message",
-        ),
-        (hello(99), "unsupported_version"),
-    ] {
-        let (mut reader, mut write) = framed_open(&kit, &other.key_pem, &other.cert_pem).await;
-        framed::write_message(&mut write, &first).await.unwrap();
-        assert!(
-            matches!(framed_next(&mut reader).await, Some(server_message::Body::Refusal(r)) if r.code == code),
-            "{code}"
-        );
-    }
-    let (mut cut_reader, mut write) = framed_open(&kit, &other.key_pem, &other.cert_pem).await;
-    write.write_all(&[0, 0, 1, 0, 1, 2]).await.unwrap();
-    write.shutdown().await.unwrap();
-    assert!(
-        framed_next(&mut cut_reader).await.is_none(),
-        "a cut-off frame ends the session"
-    );
+#[tokio::test]
+async fn a_framed_session_must_open_with_a_hello_in_a_supported_version() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (_, other) = two_workstations(&kit).await;
+    framed_bad_openings(&kit, &other).await;
+    kit.finish().await;
+}
 
+#[tokio::test]
+async fn a_framed_frame_cut_off_by_a_close_ends_the_session() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (_, other) = two_workstations(&kit).await;
+    framed_cut_off_frame(&kit, &other).await;
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn bad_framed_peers_do_not_disturb_a_good_session() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (device, other) = two_workstations(&kit).await;
+    let (_reader, mut first) = framed_welcomed(&kit, &device).await;
+    framed_length_over_the_limit(&kit, &other).await;
+    framed_bytes_that_are_not_a_message(&kit, &other).await;
+    framed_bad_openings(&kit, &other).await;
+    framed_cut_off_frame(&kit, &other).await;
     // The first session was served throughout.
-    framed::write_message(
-        &mut first,
-        &msg(agent_message::Body::Heartbeat(Heartbeat { seq: 2 })),
-    )
-    .await
-    .unwrap();
+    framed_heartbeat(&mut first, 2).await;
     assert_eq!(
         kit.call(Method::GET, "/health", None, None).await.status,
         StatusCode::OK
     );
+    kit.finish().await;
+}
 
+#[tokio::test]
+async fn the_framed_channel_speaks_only_its_protocols_and_trusts_only_its_ca() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (device, _) = two_workstations(&kit).await;
     // An unknown application protocol, and a certificate from another CA, fail the handshake.
     let mut config =
         (*framed::client_config(&kit.server.ca_cert_pem, &device.cert_pem, &device.key_pem).unwrap()).clone();
@@ -889,7 +900,8 @@ async fn the_framed_agent_channel_serves_and_refuses_bad_input() {
     let (rogue_key, rogue_cert) = foreign_certificate(&device.id);
     let foreign = match framed_connect(&kit, &rogue_key, &rogue_cert).await {
         Err(_) => true,
-        // TLS 1.3: the client may finish before the server refuses its certificate.
+        // TLS 1.3: the client may finish before the server refuses its certificate, so this
+        // write may fail or not; what counts is that no message comes back.
         Ok(stream) => {
             let (read, mut write) = tokio::io::split(stream);
             let mut reader = FrameReader::new(read, 64 * 1024);
@@ -898,26 +910,36 @@ async fn the_framed_agent_channel_serves_and_refuses_bad_input() {
         }
     };
     assert!(foreign, "a certificate from another CA is refused");
+    kit.finish().await;
+}
 
-    // Revocation ends the live session with a stated reason; the certificate is refused after.
+#[tokio::test]
+async fn revocation_ends_a_framed_session_with_a_reason_and_refuses_the_certificate_after() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (device, _) = two_workstations(&kit).await;
+    let (mut reader, _first) = framed_welcomed(&kit, &device).await;
     let revoked = revoke(&kit, &device.id).await;
     assert_eq!(revoked.body["state"], "revoked");
-    assert!(
-        matches!(framed_next(&mut reader).await, Some(server_message::Body::Refusal(r)) if r.code == "revoked")
-    );
+    assert!(framed_refused_with(&mut reader, "revoked").await);
     let (mut again, mut write) = framed_open(&kit, &device.key_pem, &device.cert_pem).await;
+    // The server may refuse before reading the hello, so the write may fail; the refusal is checked.
     let _ = framed::write_message(&mut write, &hello(1)).await;
     assert!(
         matches!(framed_next(&mut again).await, Some(server_message::Body::Refusal(r)) if r.code == "revoked" && r.message.contains("revoked"))
     );
+    kit.finish().await;
+}
 
-    // A reconnect flood is cut off with its own code.
+#[tokio::test]
+async fn a_framed_reconnect_flood_is_throttled_with_its_own_code() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let (_, other) = two_workstations(&kit).await;
     let mut throttled = false;
     for _ in 0..30 {
         let (mut reader, mut write) = framed_open(&kit, &other.key_pem, &other.cert_pem).await;
+        // A throttled connection may be closed before the hello is read; the answer is checked.
         let _ = framed::write_message(&mut write, &hello(1)).await;
-        if matches!(framed_next(&mut reader).await, Some(server_message::Body::Refusal(r)) if r.code == "throttled")
-        {
+        if framed_refused_with(&mut reader, "throttled").await {
             throttled = true;
             break;
         }

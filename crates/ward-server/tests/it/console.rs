@@ -8,9 +8,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use ward_domain::clock::Clock;
 
-use crate::agent::{enroll, setup_sites, token};
-use crate::kit::{Backend, Kit};
-use crate::policies::Device;
+use ward_testkit::agent::SimulatedDevice;
+use ward_testkit::{ADMIN_PASSWORD, Backend, Kit, USER_PASSWORD, client_builder_for};
 
 /// Form encoding (application/x-www-form-urlencoded).
 fn encode(text: &str) -> String {
@@ -74,18 +73,8 @@ impl Page {
 
 impl Browser {
     fn new(kit: &Kit) -> Browser {
-        use rustls_pki_types::CertificateDer;
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(kit.server.ca_cert_pem.as_bytes()).unwrap())
-            .unwrap();
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         Browser {
-            http: reqwest::Client::builder()
-                .tls_backend_preconfigured(tls)
+            http: client_builder_for(&kit.server.ca_cert_pem)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
@@ -138,30 +127,35 @@ impl Browser {
         )
         .await
     }
+
+    /// A browser logged in as this user (no TOTP).
+    async fn logged_in(kit: &Kit, username: &str, password: &str) -> Browser {
+        let mut browser = Browser::new(kit);
+        let page = browser.login(username, password, "").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        browser
+    }
 }
 
-#[tokio::test]
-async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
-    let kit = Kit::start(&Backend::Sqlite).await;
-    setup_sites(&kit).await;
-    let stations = token(
-        &kit,
-        json!({"site": "st-marys/icu", "class": "workstation", "phi": true, "uses": 5}),
-    )
-    .await;
-    let hostile = enroll(&kit, &stations, HOSTILE)
-        .await
-        .map_err(|r| r.body)
-        .unwrap();
-    let device = Device::connect(&kit, hostile).await;
+/// A connected PHI workstation in the ICU whose hostname and OS name are markup.
+async fn hostile_device(kit: &Kit) -> SimulatedDevice {
+    kit.create_sites().await;
+    let stations = kit
+        .enroll_token(json!({"site": "st-marys/icu", "class": "workstation", "phi": true, "uses": 5}))
+        .await;
+    let device = SimulatedDevice::connect(kit, kit.enrolled(&stations, HOSTILE).await).await;
     device
         .report(
             json!({"hostname": HOSTILE, "os": {"id": "debian", "pretty_name": "<script>alert(2)</script>"}}),
         )
         .await;
-    let mut browser = Browser::new(&kit);
+    device
+}
 
-    // Not logged in: every page sends to the login page.
+#[tokio::test]
+async fn every_console_page_sends_a_visitor_who_is_not_logged_in_to_a_safe_login_page() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let mut browser = Browser::new(&kit);
     for path in ["/", "/devices", "/incidents", "/audit", "/admin"] {
         let page = browser.get(path).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
@@ -171,37 +165,55 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
     assert_eq!(login.status, StatusCode::OK);
     login.assert_safe();
     assert!(login.body.contains("<label for=\"password\">"));
+    kit.finish().await;
+}
 
-    // Wrong password: the page says so, and it is audited.
+#[tokio::test]
+async fn a_wrong_console_password_is_refused_and_sets_no_cookie() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let mut browser = Browser::new(&kit);
     let wrong = browser.login("admin", "nope", "").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.body.contains("wrong username or password"));
     assert!(browser.cookie.is_none());
+    kit.finish().await;
+}
 
-    // TOTP on: the code is asked for, then accepted.
+#[tokio::test]
+async fn console_login_asks_for_the_totp_code_and_then_sets_a_safe_cookie() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let mut browser = Browser::new(&kit);
     let enrol = kit.admin(Method::POST, "/auth/totp/enrol", None).await;
     let secret = totp_rs::Secret::try_from_base32(enrol.body["secret"].as_str().unwrap())
         .unwrap()
         .as_ref()
         .to_vec();
     let code = ward_service::auth::totp_now(&secret, kit.clock.now_ms());
-    kit.admin(Method::POST, "/auth/totp/confirm", Some(json!({"code": code})))
+    let confirmed = kit
+        .admin(Method::POST, "/auth/totp/confirm", Some(json!({"code": code})))
         .await;
-    let no_code = browser.login("admin", "admin password 123", "").await;
+    assert_eq!(confirmed.status, StatusCode::NO_CONTENT, "{:?}", confirmed.body);
+    let no_code = browser.login("admin", ADMIN_PASSWORD, "").await;
     assert_eq!(no_code.status, StatusCode::UNAUTHORIZED);
     assert!(no_code.body.contains("needs a TOTP code"), "{}", no_code.body);
     assert!(no_code.body.contains("required autofocus"));
     kit.clock.advance_ms(30_000);
     let code = ward_service::auth::totp_now(&secret, kit.clock.now_ms());
-    let ok = browser.login("admin", "admin password 123", &code).await;
+    let ok = browser.login("admin", ADMIN_PASSWORD, &code).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
     assert_eq!(ok.location(), "/");
     let cookie = ok.headers.get(SET_COOKIE).unwrap().to_str().unwrap().to_owned();
     for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
         assert!(cookie.contains(flag), "{cookie}");
     }
+    kit.finish().await;
+}
 
-    // Every page renders, safely.
+#[tokio::test]
+async fn every_console_page_renders_safely_and_the_audit_log_verifies() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    hostile_device(&kit).await;
+    let mut browser = Browser::logged_in(&kit, "admin", ADMIN_PASSWORD).await;
     for path in [
         "/",
         "/devices",
@@ -222,8 +234,14 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
         "{}",
         verified.body
     );
+    kit.finish().await;
+}
 
-    // Device data is text, never markup.
+#[tokio::test]
+async fn device_data_is_shown_as_text_never_as_markup() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let device = hostile_device(&kit).await;
+    let mut browser = Browser::logged_in(&kit, "admin", ADMIN_PASSWORD).await;
     let list = browser.get("/devices").await;
     assert!(
         list.body.contains("&#60;img src=x onerror=alert(1)&#62;"),
@@ -242,8 +260,14 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
     detail.assert_safe();
     assert!(detail.body.contains("&#60;script&#62;alert(2)&#60;/script&#62;"));
     assert!(!detail.body.contains(HOSTILE));
+    kit.finish().await;
+}
 
-    // A bad selector is shown inline, with where it went wrong.
+#[tokio::test]
+async fn a_bad_selector_is_shown_inline_with_where_it_went_wrong() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    hostile_device(&kit).await;
+    let mut browser = Browser::logged_in(&kit, "admin", ADMIN_PASSWORD).await;
     let bad = browser.get("/devices?filter=site%20%3D").await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
@@ -254,8 +278,14 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
     assert!(bad.body.contains("aria-invalid=\"true\""));
     let sorted = browser.get("/devices?sort=site&desc=true&page=99").await;
     assert_eq!(sorted.status, StatusCode::OK);
+    kit.finish().await;
+}
 
-    // Changes need the session's CSRF token.
+#[tokio::test]
+async fn a_console_change_needs_the_sessions_csrf_token() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let device = hostile_device(&kit).await;
+    let mut browser = Browser::logged_in(&kit, "admin", ADMIN_PASSWORD).await;
     let confirm = browser
         .get(&format!("/devices/{}/confirm?kind=lock", device.id))
         .await;
@@ -282,7 +312,20 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
             .iter()
             .any(|e| e["actor"].as_str().unwrap().starts_with("user:admin"))
     );
-    // A message needs its text; the error comes back on the confirm page.
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn a_console_message_needs_its_text_and_an_unknown_action_is_refused() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let device = hostile_device(&kit).await;
+    let mut browser = Browser::logged_in(&kit, "admin", ADMIN_PASSWORD).await;
+    let csrf = browser
+        .get(&format!("/devices/{}/confirm?kind=lock", device.id))
+        .await
+        .csrf();
+    let path = format!("/devices/{}/commands", device.id);
+    // The error comes back on the confirm page.
     let empty = browser
         .post(&path, &[("csrf", &csrf), ("kind", "message"), ("text", "  ")])
         .await;
@@ -292,11 +335,22 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
         .get(&format!("/devices/{}/confirm?kind=explode", device.id))
         .await;
     assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    kit.finish().await;
+}
 
-    // Administration: an enrollment token (its secret shown once), a site, a token revoked.
+/// The admin page's CSRF token, the page checked to be safe.
+async fn admin_csrf(browser: &mut Browser) -> String {
     let admin_page = browser.get("/admin").await;
     admin_page.assert_safe();
-    let csrf = admin_page.csrf();
+    admin_page.csrf()
+}
+
+#[tokio::test]
+async fn an_enrollment_token_made_in_the_console_is_shown_once_with_its_command() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    kit.create_sites().await;
+    let mut browser = Browser::logged_in(&kit, "admin", ADMIN_PASSWORD).await;
+    let csrf = admin_csrf(&mut browser).await;
     let created = browser
         .post(
             "/admin/enroll-tokens",
@@ -337,6 +391,15 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
             .body
             .contains("refused: uses must be a whole number")
     );
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn a_site_made_in_the_console_is_shown_as_text_and_bad_or_forged_ones_are_refused() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    kit.create_sites().await;
+    let mut browser = Browser::logged_in(&kit, "admin", ADMIN_PASSWORD).await;
+    let csrf = admin_csrf(&mut browser).await;
     let site = browser
         .post(
             "/admin/sites",
@@ -364,6 +427,14 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
         )
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn an_api_token_is_revoked_from_the_console() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let mut browser = Browser::logged_in(&kit, "admin", ADMIN_PASSWORD).await;
+    let csrf = admin_csrf(&mut browser).await;
     let spare = kit
         .admin(
             Method::POST,
@@ -382,14 +453,17 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
             .body
             .contains("token revoked")
     );
+    kit.finish().await;
+}
 
-    // Helpdesk: sees devices, gets no action buttons, and the server refuses the action anyway.
+#[tokio::test]
+async fn helpdesk_sees_devices_without_actions_and_the_server_refuses_their_actions_anyway() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let device = hostile_device(&kit).await;
+    let mut admin = Browser::logged_in(&kit, "admin", ADMIN_PASSWORD).await;
     kit.user("helen", "helpdesk", &[]).await;
-    let mut helpdesk = Browser::new(&kit);
-    assert_eq!(
-        helpdesk.login("helen", "user password 123", "").await.status,
-        StatusCode::SEE_OTHER
-    );
+    let mut helpdesk = Browser::logged_in(&kit, "helen", USER_PASSWORD).await;
+    let path = format!("/devices/{}/commands", device.id);
     let page = helpdesk.get(&format!("/devices/{}", device.id)).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(
@@ -405,18 +479,31 @@ async fn console_login_headers_csrf_escaping_roles_and_idle_logoff() {
     let cross = helpdesk
         .post(
             &path,
-            &[("csrf", &browser.get("/devices").await.csrf()), ("kind", "lock")],
+            &[("csrf", &admin.get("/devices").await.csrf()), ("kind", "lock")],
         )
         .await;
     assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    assert!(device.got("lock").is_empty(), "no refused command got through");
+    kit.finish().await;
+}
 
-    // Logout ends the session.
+#[tokio::test]
+async fn console_logout_ends_the_session() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    kit.user("helen", "helpdesk", &[]).await;
+    let mut helpdesk = Browser::logged_in(&kit, "helen", USER_PASSWORD).await;
     let csrf = helpdesk.get("/").await.csrf();
     let out = helpdesk.post("/logout", &[("csrf", &csrf)]).await;
     assert_eq!(out.location(), "/login");
     assert_eq!(helpdesk.get("/").await.location(), "/login");
+    kit.finish().await;
+}
 
-    // Idle logoff.
+#[tokio::test]
+async fn an_idle_console_session_is_logged_off() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let mut browser = Browser::logged_in(&kit, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(browser.get("/devices").await.status, StatusCode::OK);
     kit.clock.advance_ms(16 * 60_000);
     let idle = browser.get("/devices").await;
     assert_eq!(idle.status, StatusCode::SEE_OTHER);
@@ -482,45 +569,113 @@ async fn a_one_time_password_is_changed_first() {
     kit.finish().await;
 }
 
-#[tokio::test]
-async fn the_incident_flow_from_declare_to_report_with_two_people() {
-    let kit = Kit::start(&Backend::Sqlite).await;
-    setup_sites(&kit).await;
-    let stations = token(
-        &kit,
-        json!({"site": "st-marys/icu", "class": "workstation", "phi": true, "uses": 5}),
-    )
-    .await;
-    let pumps = token(
-        &kit,
-        json!({"site": "st-marys/icu", "class": "medical", "criticality": "life-sustaining", "phi": true, "uses": 5}),
-    )
-    .await;
-    let ws = Device::connect(
-        &kit,
-        enroll(&kit, &stations, "ws-1").await.map_err(|r| r.body).unwrap(),
-    )
-    .await;
-    let pump = Device::connect(
-        &kit,
-        enroll(&kit, &pumps, "pump-1").await.map_err(|r| r.body).unwrap(),
-    )
-    .await;
-    kit.user("sam", "security", &[]).await;
-    let mut admin = Browser::new(&kit);
-    assert_eq!(
-        admin.login("admin", "admin password 123", "").await.status,
-        StatusCode::SEE_OTHER
-    );
-    let mut security = Browser::new(&kit);
-    assert_eq!(
-        security.login("sam", "user password 123", "").await.status,
-        StatusCode::SEE_OTHER
-    );
+/// Two people in the console — the admin who declares and a security user who approves — and a
+/// connected workstation and life-sustaining pump in the ICU.
+struct TwoPeople {
+    kit: Kit,
+    admin: Browser,
+    security: Browser,
+    ws: SimulatedDevice,
+    pump: SimulatedDevice,
+}
 
-    // Declare, with a bad scope first.
-    let csrf = admin.get("/incidents").await.csrf();
-    let bad = admin
+impl TwoPeople {
+    async fn start() -> TwoPeople {
+        let kit = Kit::start(&Backend::Sqlite).await;
+        kit.create_sites().await;
+        let stations = kit
+            .enroll_token(json!({"site": "st-marys/icu", "class": "workstation", "phi": true, "uses": 5}))
+            .await;
+        let ws = SimulatedDevice::connect(&kit, kit.enrolled(&stations, "ws-1").await).await;
+        let pumps = kit
+            .enroll_token(
+                json!({"site": "st-marys/icu", "class": "medical", "criticality": "life-sustaining", "phi": true, "uses": 5}),
+            )
+            .await;
+        let pump = SimulatedDevice::connect(&kit, kit.enrolled(&pumps, "pump-1").await).await;
+        kit.user("sam", "security", &[]).await;
+        let admin = Browser::logged_in(&kit, "admin", ADMIN_PASSWORD).await;
+        let security = Browser::logged_in(&kit, "sam", USER_PASSWORD).await;
+        TwoPeople {
+            kit,
+            admin,
+            security,
+            ws,
+            pump,
+        }
+    }
+
+    /// Declares the ransomware incident over the ICU as the admin; returns its page's path and
+    /// the admin's CSRF token.
+    async fn declared(&mut self) -> (String, String) {
+        let csrf = self.admin.get("/incidents").await.csrf();
+        let declared = self
+            .admin
+            .post(
+                "/incidents",
+                &[
+                    ("csrf", &csrf),
+                    ("title", "Ransomware in ICU <b>"),
+                    ("scope", "site within \"st-marys/icu\""),
+                    ("severity", "critical"),
+                    ("situation", "breach"),
+                ],
+            )
+            .await;
+        assert_eq!(declared.status, StatusCode::SEE_OTHER, "{}", declared.body);
+        (declared.location().to_owned(), csrf)
+    }
+
+    /// Approved and contained by the security user, every device done.
+    async fn contained(&mut self, url: &str) {
+        let sec_csrf = self.security.get(url).await.csrf();
+        let approved = self
+            .security
+            .post(&format!("{url}/approve"), &[("csrf", &sec_csrf)])
+            .await;
+        assert!(
+            self.security
+                .get(approved.location())
+                .await
+                .body
+                .contains("id=\"incident-state\">approved")
+        );
+        let contained = self
+            .security
+            .post(&format!("{url}/contain"), &[("csrf", &sec_csrf)])
+            .await;
+        assert!(
+            contained.location().contains("containment%20started"),
+            "{}",
+            contained.location()
+        );
+        let mut done = false;
+        for _ in 0..100 {
+            let page = self.security.get(url).await;
+            if page.body.contains("outstanding (0 offline)") && page.body.contains(" 0 outstanding") {
+                done = true;
+                assert!(
+                    !page.body.contains("http-equiv=\"refresh\""),
+                    "no refresh once done"
+                );
+                break;
+            }
+            assert!(
+                page.body.contains("http-equiv=\"refresh\""),
+                "live progress while containing"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(done, "containment never completed");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_incident_scope_in_the_console_is_refused_and_the_form_keeps_what_was_typed() {
+    let mut people = TwoPeople::start().await;
+    let csrf = people.admin.get("/incidents").await.csrf();
+    let bad = people
+        .admin
         .post(
             "/incidents",
             &[
@@ -537,80 +692,64 @@ async fn the_incident_flow_from_declare_to_report_with_two_people() {
         bad.body.contains("value=\"Ransomware in ICU\""),
         "the form keeps what was typed"
     );
-    let declared = admin
-        .post(
-            "/incidents",
-            &[
-                ("csrf", &csrf),
-                ("title", "Ransomware in ICU <b>"),
-                ("scope", "site within \"st-marys/icu\""),
-                ("severity", "critical"),
-                ("situation", "breach"),
-            ],
-        )
-        .await;
-    assert_eq!(declared.status, StatusCode::SEE_OTHER, "{}", declared.body);
-    let url = declared.location().to_owned();
-    let id = url.trim_start_matches("/incidents/").to_owned();
+    people.kit.finish().await;
+}
 
-    // The preview puts clinical impact first.
-    let page = admin.get(&url).await;
+#[tokio::test]
+async fn the_console_preview_puts_clinical_impact_first() {
+    let mut people = TwoPeople::start().await;
+    let (url, _) = people.declared().await;
+    let page = people.admin.get(&url).await;
     page.assert_safe();
     let impact = page.body.find("Clinical impact first").unwrap();
     let devices = page.body.find("Devices and actions").unwrap();
     assert!(impact < devices);
     assert!(page.body.contains("<strong>1</strong> life-sustaining"));
     assert!(page.body.contains("Ransomware in ICU &#60;b&#62;"));
+    people.kit.finish().await;
+}
 
-    // The declarer may not approve; the second person does, and contains.
-    let approve = format!("{url}/approve");
-    let refused = admin.post(&approve, &[("csrf", &csrf)]).await;
-    let shown = admin.get(refused.location()).await;
+#[tokio::test]
+async fn in_the_console_the_declarer_may_not_approve_and_a_second_person_approves_and_contains() {
+    let mut people = TwoPeople::start().await;
+    let (url, csrf) = people.declared().await;
+    let refused = people
+        .admin
+        .post(&format!("{url}/approve"), &[("csrf", &csrf)])
+        .await;
+    let shown = people.admin.get(refused.location()).await;
     assert!(
         shown.body.contains("refused: the declarer may not approve"),
         "{}",
         shown.body
     );
-    let sec_csrf = security.get(&url).await.csrf();
-    let approved = security.post(&approve, &[("csrf", &sec_csrf)]).await;
+    people.contained(&url).await;
+    assert!(!people.ws.got("quarantine").is_empty());
+    assert!(!people.pump.got("quarantine").is_empty());
     assert!(
-        security
-            .get(approved.location())
-            .await
-            .body
-            .contains("id=\"incident-state\">approved")
+        people.pump.got("shutdown").is_empty(),
+        "the pump is only isolated"
     );
-    let contained = security
-        .post(&format!("{url}/contain"), &[("csrf", &sec_csrf)])
-        .await;
+    let audit = people.kit.audit("incident.approve").await;
     assert!(
-        contained.location().contains("containment%20started"),
-        "{}",
-        contained.location()
+        audit
+            .iter()
+            .any(|e| e["actor"].as_str().unwrap().starts_with("user:sam") && e["outcome"] == "success")
     );
-    let mut done = false;
-    for _ in 0..100 {
-        let page = security.get(&url).await;
-        if page.body.contains("outstanding (0 offline)") && page.body.contains(" 0 outstanding") {
-            done = true;
-            assert!(
-                !page.body.contains("http-equiv=\"refresh\""),
-                "no refresh once done"
-            );
-            break;
-        }
-        assert!(
-            page.body.contains("http-equiv=\"refresh\""),
-            "live progress while containing"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(done, "containment never completed");
-    assert!(!ws.got("quarantine").is_empty());
-    assert!(!pump.got("quarantine").is_empty());
-    assert!(pump.got("shutdown").is_empty(), "the pump is only isolated");
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["actor"].as_str().unwrap().starts_with("user:admin") && e["outcome"] == "denied")
+    );
+    people.kit.finish().await;
+}
 
-    // Lift, close, report.
+#[tokio::test]
+async fn an_incident_is_lifted_closed_and_reported_from_the_console() {
+    let mut people = TwoPeople::start().await;
+    let (url, csrf) = people.declared().await;
+    people.contained(&url).await;
+    let admin = &mut people.admin;
     let lifted = admin.post(&format!("{url}/lift"), &[("csrf", &csrf)]).await;
     assert!(lifted.location().contains("lifting"), "{}", lifted.location());
     let bad_close = admin
@@ -657,17 +796,5 @@ async fn the_incident_flow_from_declare_to_report_with_two_people() {
     report.assert_safe();
     assert!(report.body.contains("Ransomware encrypted two ICU workstations"));
     assert!(report.body.contains("dpo@st-marys.example"));
-    let audit = kit.audit("incident.approve").await;
-    assert!(
-        audit
-            .iter()
-            .any(|e| e["actor"].as_str().unwrap().starts_with("user:sam") && e["outcome"] == "success")
-    );
-    assert!(
-        audit
-            .iter()
-            .any(|e| e["actor"].as_str().unwrap().starts_with("user:admin") && e["outcome"] == "denied")
-    );
-    let _ = id;
-    kit.finish().await;
+    people.kit.finish().await;
 }

@@ -5,29 +5,33 @@ use serde_json::json;
 
 use ward_domain::clock::Clock;
 
-use crate::kit::{Kit, backends};
+use ward_testkit::{Backend, Kit, Reply, backends};
 
-#[tokio::test]
-async fn sites_users_and_site_scoping_on_every_backend() {
+/// Runs `test` on a fresh kit with the standard sites, on every backend.
+async fn on_every_backend_with_sites<F: std::future::Future<Output = ()>>(test: impl Fn(Kit) -> F) {
     for backend in backends() {
         let kit = Kit::start(&backend).await;
+        kit.create_sites().await;
+        test(kit).await;
+    }
+}
+
+#[tokio::test]
+async fn health_answers_and_sites_are_created_and_shown_with_their_kind_and_parent() {
+    on_every_backend_with_sites(|kit| async move {
         let health = kit.call(Method::GET, "/health", None, None).await;
         assert_eq!(health.status, StatusCode::OK);
-
-        for (slug, name) in [
-            ("st-marys", "St Mary's"),
-            ("st-marys/icu", "Intensive care"),
-            ("general", "General"),
-        ] {
-            let reply = kit
-                .admin(Method::POST, "/sites", Some(json!({"slug": slug, "name": name})))
-                .await;
-            assert_eq!(reply.status, StatusCode::CREATED, "{slug}: {:?}", reply.body);
-        }
         let shown = kit.admin(Method::GET, "/sites/st-marys/icu", None).await;
         assert_eq!(shown.body["kind"], "ward");
         assert_eq!(shown.body["parent"], "st-marys");
+        kit.finish().await;
+    })
+    .await;
+}
 
+#[tokio::test]
+async fn a_site_scoped_operator_changes_sites_in_scope_only_and_a_refusal_is_audited() {
+    on_every_backend_with_sites(|kit| async move {
         // An operator scoped to St Mary's may add a ward there but not touch General.
         let operator = kit.user("olive", "operator", &["st-marys"]).await;
         let ok = kit
@@ -74,8 +78,14 @@ async fn sites_users_and_site_scoping_on_every_backend() {
             Some("user:olive")
         );
         assert_eq!(refusal["target"], "site:general");
+        kit.finish().await;
+    })
+    .await;
+}
 
-        // An auditor reads but changes nothing; the refusal is audited too.
+#[tokio::test]
+async fn an_auditor_reads_and_verifies_but_changes_nothing_and_the_refusal_is_audited() {
+    on_every_backend_with_sites(|kit| async move {
         let auditor = kit.user("audrey", "auditor", &[]).await;
         let refused = kit
             .call(
@@ -97,8 +107,14 @@ async fn sites_users_and_site_scoping_on_every_backend() {
         );
         let verify = kit.call(Method::GET, "/audit/verify", Some(&auditor), None).await;
         assert_eq!(verify.body["ok"], true, "{:?}", verify.body);
+        kit.finish().await;
+    })
+    .await;
+}
 
-        // Scoped admins cannot grant wider access than their own.
+#[tokio::test]
+async fn a_scoped_admin_cannot_grant_wider_access_than_their_own() {
+    on_every_backend_with_sites(|kit| async move {
         let scoped_admin = kit.user("sam", "admin", &["st-marys"]).await;
         let wide = kit
             .call(
@@ -112,8 +128,14 @@ async fn sites_users_and_site_scoping_on_every_backend() {
             (wide.status, wide.code()),
             (StatusCode::FORBIDDEN, "forbidden_site")
         );
+        kit.finish().await;
+    })
+    .await;
+}
 
-        // Generated passwords are shown once and must be changed.
+#[tokio::test]
+async fn a_generated_password_is_shown_once_and_must_be_changed() {
+    on_every_backend_with_sites(|kit| async move {
         let created = kit
             .admin(
                 Method::POST,
@@ -123,7 +145,14 @@ async fn sites_users_and_site_scoping_on_every_backend() {
             .await;
         assert_eq!(created.body["user"]["must_change_password"], true);
         assert_eq!(created.body["initial_password"].as_str().unwrap().len(), 23);
+        kit.finish().await;
+    })
+    .await;
+}
 
+#[tokio::test]
+async fn a_duplicate_site_conflicts_and_a_hospital_with_wards_is_not_deleted() {
+    on_every_backend_with_sites(|kit| async move {
         let conflict = kit
             .admin(
                 Method::POST,
@@ -146,12 +175,13 @@ async fn sites_users_and_site_scoping_on_every_backend() {
             "not_found"
         );
         kit.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn bad_logins_are_refused_audited_and_throttled() {
-    let kit = Kit::start(&crate::kit::Backend::Sqlite).await;
+    let kit = Kit::start(&Backend::Sqlite).await;
     let wrong = kit
         .call(
             Method::POST,
@@ -222,7 +252,7 @@ async fn bad_logins_are_refused_audited_and_throttled() {
 
 #[tokio::test]
 async fn sessions_use_safe_cookies_and_expire_when_idle() {
-    let kit = Kit::start(&crate::kit::Backend::Sqlite).await;
+    let kit = Kit::start(&Backend::Sqlite).await;
     let login = kit
         .call(
             Method::POST,
@@ -284,7 +314,7 @@ async fn sessions_use_safe_cookies_and_expire_when_idle() {
 
 #[tokio::test]
 async fn tokens_are_scoped_revocable_and_expire() {
-    let kit = Kit::start(&crate::kit::Backend::Sqlite).await;
+    let kit = Kit::start(&Backend::Sqlite).await;
     let created = kit
         .admin(
             Method::POST,
@@ -365,7 +395,7 @@ async fn tokens_are_scoped_revocable_and_expire() {
 
 #[tokio::test]
 async fn totp_enrolment_replay_and_recovery_codes() {
-    let kit = Kit::start(&crate::kit::Backend::Sqlite).await;
+    let kit = Kit::start(&Backend::Sqlite).await;
     let enrol = kit.admin(Method::POST, "/auth/totp/enrol", None).await;
     assert_eq!(enrol.status, StatusCode::OK, "{:?}", enrol.body);
     let secret = totp_secret_bytes(enrol.body["secret"].as_str().unwrap());
@@ -420,19 +450,21 @@ fn totp_secret_bytes(base32: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// Posts this text as the JSON body of a new site, as the admin.
+async fn post_site_raw(kit: &Kit, body: String) -> Reply {
+    let request = kit
+        .http
+        .post(kit.url("/sites"))
+        .bearer_auth(&kit.admin_token)
+        .header("content-type", "application/json")
+        .body(body);
+    Kit::reply(request.send().await.unwrap()).await
+}
+
 #[tokio::test]
-async fn hostile_and_malformed_input_gets_clear_errors() {
-    let kit = Kit::start(&crate::kit::Backend::Sqlite).await;
-    let raw = |body: &'static str| {
-        let request = kit
-            .http
-            .post(kit.url("/sites"))
-            .bearer_auth(&kit.admin_token)
-            .header("content-type", "application/json")
-            .body(body);
-        async move { Kit::reply(request.send().await.unwrap()).await }
-    };
-    let malformed = raw("{\"slug\": ").await;
+async fn malformed_unknown_and_oversized_json_bodies_get_clear_errors() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    let malformed = post_site_raw(&kit, "{\"slug\": ".into()).await;
     assert_eq!(
         (malformed.status, malformed.code()),
         (StatusCode::BAD_REQUEST, "malformed_json")
@@ -442,41 +474,35 @@ async fn hostile_and_malformed_input_gets_clear_errors() {
             .as_str()
             .is_some_and(|id| id.len() == 36)
     );
-    let unknown_field = raw("{\"slug\": \"a\", \"name\": \"A\", \"admin\": true}").await;
+    let unknown_field =
+        post_site_raw(&kit, "{\"slug\": \"a\", \"name\": \"A\", \"admin\": true}".into()).await;
     assert_eq!(unknown_field.code(), "malformed_json");
-    let huge = kit
-        .http
-        .post(kit.url("/sites"))
-        .bearer_auth(&kit.admin_token)
-        .header("content-type", "application/json")
-        .body(format!(
-            "{{\"slug\": \"a\", \"name\": \"{}\"}}",
-            "x".repeat(100_000)
-        ))
-        .send()
-        .await
-        .unwrap();
-    let huge = Kit::reply(huge).await;
+    let huge = post_site_raw(
+        &kit,
+        format!("{{\"slug\": \"a\", \"name\": \"{}\"}}", "x".repeat(100_000)),
+    )
+    .await;
     assert_eq!(
         (huge.status, huge.code()),
         (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
     );
+    kit.finish().await;
+}
 
-    let sql = "x'); DROP TABLE sites;--";
+const SQL: &str = "x'); DROP TABLE sites;--";
+
+#[tokio::test]
+async fn hostile_site_input_is_refused_as_a_slug_and_kept_as_text_in_a_name() {
+    let kit = Kit::start(&Backend::Sqlite).await;
     let bad_slug = kit
-        .admin(Method::POST, "/sites", Some(json!({"slug": sql, "name": "X"})))
+        .admin(Method::POST, "/sites", Some(json!({"slug": SQL, "name": "X"})))
         .await;
     assert_eq!(
         (bad_slug.status, bad_slug.code()),
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input")
     );
-    assert!(
-        bad_slug.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("slug:")
-    );
-    let hostile_name = format!("{sql} <script>alert(1)</script> \" % _ \\");
+    assert!(bad_slug.message().starts_with("slug:"));
+    let hostile_name = format!("{SQL} <script>alert(1)</script> \" % _ \\");
     let stored = kit
         .admin(
             Method::POST,
@@ -497,6 +523,12 @@ async fn hostile_and_malformed_input_gets_clear_errors() {
         )
         .await;
     assert_eq!(control.code(), "invalid_input");
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn a_new_users_invalid_fields_are_named() {
+    let kit = Kit::start(&Backend::Sqlite).await;
     for (body, field) in [
         (json!({"username": "Bad Name", "role": "admin"}), "username"),
         (json!({"username": "okname", "role": "root"}), "role"),
@@ -511,23 +543,22 @@ async fn hostile_and_malformed_input_gets_clear_errors() {
     ] {
         let reply = kit.admin(Method::POST, "/users", Some(body)).await;
         assert_eq!(reply.code(), "invalid_input", "{field}");
-        assert!(
-            reply.body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .starts_with(field),
-            "{:?}",
-            reply.body
-        );
+        assert!(reply.message().starts_with(field), "{:?}", reply.body);
     }
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn hostile_paths_and_queries_find_nothing_and_bad_queries_are_named() {
+    let kit = Kit::start(&Backend::Sqlite).await;
     let users = kit
-        .admin(Method::GET, &format!("/users/{}", urlencode(sql)), None)
+        .admin(Method::GET, &format!("/users/{}", urlencode(SQL)), None)
         .await;
     assert_eq!(users.code(), "not_found");
     let query = kit.admin(Method::GET, "/audit?limit=abc", None).await;
     assert_eq!(query.code(), "invalid_input");
     let filtered = kit
-        .admin(Method::GET, &format!("/audit?actor={}", urlencode(sql)), None)
+        .admin(Method::GET, &format!("/audit?actor={}", urlencode(SQL)), None)
         .await;
     assert_eq!(filtered.body["entries"].as_array().unwrap().len(), 0);
     let nowhere = kit.admin(Method::GET, "/no/such/thing", None).await;
@@ -635,7 +666,7 @@ async fn audit_verify_names_tampered_entries_and_export_streams() {
 
 #[tokio::test]
 async fn break_glass_use_raises_alerts_and_openapi_and_metrics_are_served() {
-    let kit = Kit::start(&crate::kit::Backend::Sqlite).await;
+    let kit = Kit::start(&Backend::Sqlite).await;
     let created = kit
         .admin(
             Method::POST,
@@ -682,7 +713,7 @@ async fn break_glass_use_raises_alerts_and_openapi_and_metrics_are_served() {
 
 #[tokio::test]
 async fn plain_http_serves_on_loopback_and_provided_certificates_work() {
-    let kit = Kit::start_with(&crate::kit::Backend::Sqlite, |config| {
+    let kit = Kit::start_with(&Backend::Sqlite, |config| {
         config.tls = ward_service::config::TlsMode::Plaintext;
     })
     .await;

@@ -4,8 +4,8 @@
 //! LwM2M device, lifetime expiry with a controlled clock, and the hostile cases (unknown endpoint,
 //! unsupported version, register flood, malformed and oversized datagrams, a silent device).
 //! Firmware updates through /5 (success, a failure Update Result, no /5, a timeout), and a
-//! Register from Debian's libcoap `coap-client` (skipped when it is not installed, unless
-//! `WARD_TEST_COAP=1`).
+//! Register from Debian's libcoap `coap-client` (skipped, saying so, when it is not installed and
+//! `WARD_TEST_COAP` is not set; a failure when it is set).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,8 +23,7 @@ use ward_lwm2m::objects::firmware::UpdateResult;
 use ward_lwm2m::registration::Register;
 use ward_lwm2m::server::response_code;
 
-use crate::agent::setup_sites;
-use crate::kit::{Backend, Kit, backends};
+use ward_testkit::{Backend, Kit, backends};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -35,7 +34,7 @@ async fn start(backend: &Backend, adjust: impl FnOnce(&mut ward_server::Config))
         adjust(config);
     })
     .await;
-    setup_sites(&kit).await;
+    kit.create_sites().await;
     kit
 }
 
@@ -177,15 +176,52 @@ fn clinician() -> Value {
     json!({"name": "Dr A. Byrne", "reason": "pump idle, patient moved"})
 }
 
+const PUMP: &str = "urn:dev:pump-0001";
+
+/// Provisions the life-sustaining pump [`PUMP`]; returns the answer and the device id.
+async fn provisioned_pump(kit: &Kit) -> (Value, String) {
+    let created = provision(kit, PUMP, "medical", "life-sustaining").await;
+    let device_id = created["endpoint"]["device_id"].as_str().unwrap().to_owned();
+    (created, device_id)
+}
+
+/// The pump provisioned and registered, its /3 and /4 read into its facts.
+async fn registered_pump(kit: &Kit) -> (Device, String) {
+    let (_, device_id) = provisioned_pump(kit).await;
+    let pump = Device::start(kit, PUMP, true).await;
+    wait_device(kit, &device_id, |d| {
+        d["facts"]["lwm2m"]["device"]["serial_number"].is_string()
+            && d["facts"]["lwm2m"]["connectivity"].is_object()
+    })
+    .await;
+    (pump, device_id)
+}
+
+/// The battery level changes on the device; returns the device once its facts say so.
+async fn battery_changed(kit: &Kit, pump: &Device, device_id: &str, level: i64) -> Value {
+    // The gateway keeps no copy of quiet facts (after a few sweeps it reads them from the store).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    pump.handle
+        .set(
+            ward_lwm2m::content::Path::resource(3, 0, 9),
+            ward_lwm2m::content::Value::Integer(level),
+        )
+        .await
+        .unwrap();
+    wait_device(kit, device_id, |d| {
+        d["facts"]["lwm2m"]["device"]["battery_level"] == level
+    })
+    .await
+}
+
 #[tokio::test]
-async fn a_provisioned_pump_registers_reports_takes_commands_and_expires() {
+async fn provisioning_shows_the_key_once_and_refuses_duplicates_bad_input_and_auditors() {
     for backend in backends() {
         let kit = start(&backend, |_| {}).await;
-        let created = provision(&kit, "urn:dev:pump-0001", "medical", "life-sustaining").await;
+        let (created, _) = provisioned_pump(&kit).await;
         let psk = created["psk"].as_str().unwrap();
         assert_eq!(psk.len(), 32, "16 bytes, hex");
-        assert_eq!(created["psk_identity"], "urn:dev:pump-0001");
-        let device_id = created["endpoint"]["device_id"].as_str().unwrap().to_owned();
+        assert_eq!(created["psk_identity"], PUMP);
         // Shown once: the list never has it.
         let list = kit.admin(Method::GET, "/lwm2m/endpoints", None).await;
         assert_eq!(list.status, StatusCode::OK);
@@ -196,7 +232,7 @@ async fn a_provisioned_pump_registers_reports_takes_commands_and_expires() {
             .admin(
                 Method::POST,
                 "/lwm2m/endpoints",
-                Some(json!({"endpoint": "urn:dev:pump-0001", "site": "st-marys/icu", "class": "medical"})),
+                Some(json!({"endpoint": PUMP, "site": "st-marys/icu", "class": "medical"})),
             )
             .await;
         assert_eq!(again.code(), "conflict", "{:?}", again.body);
@@ -216,16 +252,18 @@ async fn a_provisioned_pump_registers_reports_takes_commands_and_expires() {
             .await;
         assert_eq!(refused.code(), "forbidden");
         assert_eq!(kit.audit("lwm2m.provision").await.len(), 1);
+        kit.finish().await;
+    }
+}
 
-        // The device registers; its /3 and /4 become facts, cleaned.
-        let mut pump = Device::start(&kit, "urn:dev:pump-0001", true).await;
-        let device = wait_device(&kit, &device_id, |d| {
-            d["facts"]["lwm2m"]["device"]["serial_number"].is_string()
-                && d["facts"]["lwm2m"]["connectivity"].is_object()
-        })
-        .await;
+#[tokio::test]
+async fn a_registered_pump_reports_objects_3_and_4_as_cleaned_facts() {
+    for backend in backends() {
+        let kit = start(&backend, |_| {}).await;
+        let (_pump, device_id) = registered_pump(&kit).await;
+        let device = wait_device(&kit, &device_id, |d| d["online"] == true).await;
         assert_eq!(device["online"], true);
-        assert_eq!(device["hostname"], "urn:dev:pump-0001");
+        assert_eq!(device["hostname"], PUMP);
         let facts = &device["facts"]["lwm2m"];
         assert_eq!(
             facts["device"]["manufacturer"], "Acme[31m Medical",
@@ -238,21 +276,18 @@ async fn a_provisioned_pump_registers_reports_takes_commands_and_expires() {
         assert!(facts["objects"].as_array().unwrap().contains(&json!("/8/0")));
         let list = kit.admin(Method::GET, "/lwm2m/endpoints", None).await;
         assert_eq!(list.body[0]["registered"], true);
-        // The battery is observed: a change on the device reaches the facts. The gateway keeps no
-        // copy of quiet facts (after a few sweeps it reads them from the store), and the change
+        kit.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn an_observed_change_reaches_the_facts_keeps_what_was_read_before_and_can_be_filtered_on() {
+    for backend in backends() {
+        let kit = start(&backend, |_| {}).await;
+        let (pump, device_id) = registered_pump(&kit).await;
+        // The battery is observed: a change on the device reaches the facts, and the change
         // keeps everything read before.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        pump.handle
-            .set(
-                ward_lwm2m::content::Path::resource(3, 0, 9),
-                ward_lwm2m::content::Value::Integer(42),
-            )
-            .await
-            .unwrap();
-        let device = wait_device(&kit, &device_id, |d| {
-            d["facts"]["lwm2m"]["device"]["battery_level"] == 42
-        })
-        .await;
+        let device = battery_changed(&kit, &pump, &device_id, 42).await;
         let facts = &device["facts"]["lwm2m"];
         assert_eq!(facts["device"]["serial_number"], "SN-urn:dev:pump-0001");
         assert_eq!(facts["connectivity"]["radio_signal_strength"], -70);
@@ -267,7 +302,15 @@ async fn a_provisioned_pump_registers_reports_takes_commands_and_expires() {
             .await;
         assert_eq!(filtered.status, StatusCode::OK, "{:?}", filtered.body);
         assert_eq!(filtered.body.as_array().map(Vec::len), Some(1));
+        kit.finish().await;
+    }
+}
 
+#[tokio::test]
+async fn commands_reach_an_lwm2m_pump_and_a_kind_it_cannot_do_is_refused_clearly() {
+    for backend in backends() {
+        let kit = start(&backend, |_| {}).await;
+        let (mut pump, device_id) = registered_pump(&kit).await;
         // Reboot (a life-sustaining device: the clinician rule applies as for any device).
         let reboot = command(
             &kit,
@@ -290,25 +333,44 @@ async fn a_provisioned_pump_registers_reports_takes_commands_and_expires() {
         .await;
         assert!(matches!(pump.action().await, ClientEvent::Wipe { .. }));
         assert_eq!(finished(&kit, &wipe).await["state"], "succeeded");
-        let message = command(
-            &kit,
-            &device_id,
-            json!({"kind": "message", "params": {"text": "hi"}}),
-        )
-        .await;
-        let view = finished(&kit, &message).await;
+        // A kind the platform cannot carry out is refused before anything is stored.
+        let message = kit
+            .admin(
+                Method::POST,
+                &format!("/devices/{device_id}/commands"),
+                Some(json!({"kind": "message", "params": {"text": "hi"}})),
+            )
+            .await;
         assert_eq!(
-            (view["state"].as_str(), view["detail"].as_str()),
-            (Some("failed"), Some("message is not supported over LwM2M"))
+            (message.status, message.code()),
+            (StatusCode::CONFLICT, "device_unavailable"),
+            "{:?}",
+            message.body
+        );
+        // The reason names the kind and the platform (its wording is the service's).
+        let reason = message.message();
+        assert!(
+            reason.starts_with("message ") && reason.contains("LwM2M"),
+            "{:?}",
+            message.body
         );
         let results = kit.audit("command.result").await;
-        assert_eq!(results.len(), 4, "one audited result per command");
+        assert_eq!(results.len(), 3, "one audited result per command");
         assert!(
             results
                 .iter()
                 .all(|e| e["actor"] == format!("device:{device_id}"))
         );
+        kit.finish().await;
+    }
+}
 
+#[tokio::test]
+async fn an_lwm2m_registration_ends_with_its_lifetime_and_the_facts_stay() {
+    for backend in backends() {
+        let kit = start(&backend, |_| {}).await;
+        let (pump, device_id) = registered_pump(&kit).await;
+        battery_changed(&kit, &pump, &device_id, 42).await;
         // Lifetime expiry (server clock): offline, and the registration is gone.
         kit.clock.advance_ms(61_000);
         let device = wait_device(&kit, &device_id, |d| d["facts"]["lwm2m"]["registered"] == false).await;
@@ -774,8 +836,8 @@ async fn a_firmware_download_that_never_completes_times_out() {
 }
 
 /// The first of Debian's libcoap command-line clients (package libcoap3-bin; bookworm names them
-/// after their TLS library) that is installed; `None` (the test is skipped) unless
-/// `WARD_TEST_COAP=1` says it must be there.
+/// after their TLS library) that is installed. `None` (the test is skipped, saying so) when none
+/// is and `WARD_TEST_COAP` is not set; when it is set (CI sets it), a missing client fails the test.
 fn coap_client(names: &[&str]) -> Option<std::path::PathBuf> {
     let found = std::env::var_os("PATH").and_then(|path| {
         names
@@ -785,10 +847,15 @@ fn coap_client(names: &[&str]) -> Option<std::path::PathBuf> {
     });
     if found.is_none() {
         assert!(
-            std::env::var("WARD_TEST_COAP").as_deref() != Ok("1"),
-            "WARD_TEST_COAP=1 but none of {names:?} (apt-get install libcoap3-bin)"
+            !ward_testkit::required("WARD_TEST_COAP"),
+            "WARD_TEST_COAP is set but none of {names:?} is installed (apt-get install libcoap3-bin)"
         );
-        eprintln!("skipping: none of {names:?} is installed (apt-get install libcoap3-bin)");
+        ward_testkit::say_skipped(
+            &ward_testkit::current_test(),
+            &format!(
+                "WARD_TEST_COAP is not set and none of {names:?} is installed (apt-get install libcoap3-bin)"
+            ),
+        );
     }
     found
 }

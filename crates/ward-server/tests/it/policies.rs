@@ -10,85 +10,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
-use ward_proto::agent::{AgentMessage, CommandUpdate, Inventory, agent_message, server_message};
-
-use crate::agent::{Enrolled, channel, enroll, hello, msg, next_body, session, setup_sites, token};
-use crate::kit::{Backend, Kit};
+use ward_testkit::agent::SimulatedDevice;
+use ward_testkit::{Backend, Kit, Reply};
 
 const SECRET: &str = "webhook secret 0123456789";
-
-/// A connected device that records the commands it gets and reports them done.
-pub struct Device {
-    pub id: String,
-    sender: mpsc::Sender<AgentMessage>,
-    commands: Arc<Mutex<Vec<(String, Value)>>>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-impl Device {
-    pub async fn connect(kit: &Kit, enrolled: Enrolled) -> Device {
-        let mut client = channel(kit, &enrolled.key_pem, &enrolled.cert_pem).await.unwrap();
-        let (sender, mut stream) = session(&mut client, hello(1)).await.unwrap();
-        assert!(matches!(
-            next_body(&mut stream).await,
-            Some(server_message::Body::Welcome(_))
-        ));
-        let commands = Arc::new(Mutex::new(Vec::new()));
-        let seen = commands.clone();
-        let replies = sender.clone();
-        let task = tokio::spawn(async move {
-            let _client = client;
-            while let Ok(Some(message)) = stream.message().await {
-                let Some(server_message::Body::Command(command)) = message.body else {
-                    continue;
-                };
-                let params: Value = serde_json::from_str(&command.params_json).unwrap_or(Value::Null);
-                seen.lock().unwrap().push((command.kind.clone(), params));
-                for status in ["acknowledged", "succeeded"] {
-                    let update = CommandUpdate {
-                        command_id: command.id.clone(),
-                        status: status.into(),
-                        detail: "done".into(),
-                        ..Default::default()
-                    };
-                    if replies
-                        .send(msg(agent_message::Body::CommandUpdate(update)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        });
-        Device {
-            id: enrolled.id,
-            sender,
-            commands,
-            _task: task,
-        }
-    }
-
-    pub async fn report(&self, facts: Value) {
-        self.sender
-            .send(msg(agent_message::Body::Inventory(Inventory {
-                facts_json: facts.to_string(),
-            })))
-            .await
-            .unwrap();
-    }
-
-    pub fn got(&self, kind: &str) -> Vec<Value> {
-        self.commands
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k == kind)
-            .map(|(_, p)| p.clone())
-            .collect()
-    }
-}
 
 fn facts(encrypted: bool) -> Value {
     json!({"agent_version": "0.1.0", "os": {"id": "debian", "version_id": "12"},
@@ -204,8 +129,22 @@ async fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, received)
 }
 
-#[tokio::test]
-async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
+/// Four connected devices that reported their facts, on a server that checks remediation every
+/// second and sends webhooks to a receiver that checks their signatures.
+struct PolicyFleet {
+    kit: Kit,
+    hooks: Arc<Mutex<Vec<Value>>>,
+    /// A PHI workstation in the ICU with an encrypted disk.
+    good: SimulatedDevice,
+    /// A PHI workstation in the ICU without.
+    bad: SimulatedDevice,
+    /// A life-sustaining PHI pump in the ICU without.
+    pump: SimulatedDevice,
+    /// A workstation in General (no PHI) without.
+    kiosk: SimulatedDevice,
+}
+
+async fn policy_fleet() -> PolicyFleet {
     let (hook_url, hooks) = webhook_receiver().await;
     let kit = Kit::start_with(&Backend::Sqlite, |config| {
         config.policy.remediation_interval_ms = 1000;
@@ -215,51 +154,22 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
         }];
     })
     .await;
-    setup_sites(&kit).await;
-    let stations = token(
-        &kit,
-        json!({"site": "st-marys/icu", "class": "workstation", "phi": true, "uses": 5}),
-    )
-    .await;
-    let pumps = token(
-        &kit,
-        json!({"site": "st-marys/icu", "class": "medical", "criticality": "life-sustaining", "phi": true, "uses": 5}),
-    )
-    .await;
-    let kiosks = token(
-        &kit,
-        json!({"site": "general", "class": "workstation", "uses": 5}),
-    )
-    .await;
-    let good = Device::connect(
-        &kit,
-        enroll(&kit, &stations, "ws-good")
-            .await
-            .map_err(|r| r.body)
-            .unwrap(),
-    )
-    .await;
-    let bad = Device::connect(
-        &kit,
-        enroll(&kit, &stations, "ws-bad")
-            .await
-            .map_err(|r| r.body)
-            .unwrap(),
-    )
-    .await;
-    let pump = Device::connect(
-        &kit,
-        enroll(&kit, &pumps, "pump-1").await.map_err(|r| r.body).unwrap(),
-    )
-    .await;
-    let kiosk = Device::connect(
-        &kit,
-        enroll(&kit, &kiosks, "kiosk-1")
-            .await
-            .map_err(|r| r.body)
-            .unwrap(),
-    )
-    .await;
+    kit.create_sites().await;
+    let stations = kit
+        .enroll_token(json!({"site": "st-marys/icu", "class": "workstation", "phi": true, "uses": 5}))
+        .await;
+    let pumps = kit
+        .enroll_token(
+            json!({"site": "st-marys/icu", "class": "medical", "criticality": "life-sustaining", "phi": true, "uses": 5}),
+        )
+        .await;
+    let kiosks = kit
+        .enroll_token(json!({"site": "general", "class": "workstation", "uses": 5}))
+        .await;
+    let good = SimulatedDevice::connect(&kit, kit.enrolled(&stations, "ws-good").await).await;
+    let bad = SimulatedDevice::connect(&kit, kit.enrolled(&stations, "ws-bad").await).await;
+    let pump = SimulatedDevice::connect(&kit, kit.enrolled(&pumps, "pump-1").await).await;
+    let kiosk = SimulatedDevice::connect(&kit, kit.enrolled(&kiosks, "kiosk-1").await).await;
     good.report(facts(true)).await;
     bad.report(facts(false)).await;
     pump.report(facts(false)).await;
@@ -271,16 +181,50 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
         reply.body["device"]["facts"]["disks"].is_object()
     })
     .await;
-    let audit_before = kit.audit("policy.apply").await.len();
+    PolicyFleet {
+        kit,
+        hooks,
+        good,
+        bad,
+        pump,
+        kiosk,
+    }
+}
 
-    // Dry run: the diff and the compliance that would change; nothing stored, nothing sent.
-    let dry = kit
-        .admin(
-            Method::POST,
-            "/policies/apply",
-            Some(json!({"files": files(&[("p/encryption.yaml", POLICY_V1), ("p/screen-lock.yaml", STRICTER)]), "dry_run": true})),
-        )
-        .await;
+/// Applies these policy files (or only previews them).
+async fn apply(kit: &Kit, list: &[(&str, &str)], dry_run: bool) -> Reply {
+    let mut body = json!({"files": files(list)});
+    if dry_run {
+        body["dry_run"] = json!(true);
+    }
+    kit.admin(Method::POST, "/policies/apply", Some(body)).await
+}
+
+/// Both policies, version 1.
+const BOTH: [(&str, &str); 2] = [("p/encryption.yaml", POLICY_V1), ("p/screen-lock.yaml", STRICTER)];
+
+/// Applies [`BOTH`]; the apply must succeed.
+async fn apply_both(kit: &Kit) -> Reply {
+    let applied = apply(kit, &BOTH, false).await;
+    assert_eq!(applied.status, StatusCode::OK, "{:?}", applied.body);
+    applied
+}
+
+/// Moves the clock past the encryption policy's grace period and waits for its remediation:
+/// the bad workstation quarantined, the pump sent a message.
+async fn remediated(fleet: &PolicyFleet) {
+    fleet.kit.clock.advance_ms(61 * 60_000);
+    eventually("remediated", || async {
+        !fleet.bad.got("quarantine").is_empty() && !fleet.pump.got("message").is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_policy_dry_run_reports_the_diff_the_compliance_changes_and_the_conflicts() {
+    let PolicyFleet { kit, good, bad, .. } = policy_fleet().await;
+    // Dry run: the diff and the compliance that would change.
+    let dry = apply(&kit, &BOTH, true).await;
     assert_eq!(dry.status, StatusCode::OK, "{:?}", dry.body);
     assert_eq!(dry.body["added"], json!(["encryption", "screen-lock"]));
     assert_eq!(dry.body["applied"], json!(false));
@@ -307,6 +251,15 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
         conflicts[0]["devices"], 2,
         "the two PHI workstations get both policies"
     );
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn a_policy_dry_run_stores_audits_and_pushes_nothing() {
+    let PolicyFleet { kit, bad, .. } = policy_fleet().await;
+    let audit_before = kit.audit("policy.apply").await.len();
+    let dry = apply(&kit, &BOTH, true).await;
+    assert_eq!(dry.status, StatusCode::OK, "{:?}", dry.body);
     let policies = kit.admin(Method::GET, "/policies", None).await;
     assert_eq!(policies.body, json!([]), "a dry run stores nothing");
     assert_eq!(
@@ -317,8 +270,12 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
     assert_eq!(status_of(&kit, &bad.id).await, "not_applicable");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(bad.got("apply-settings").is_empty(), "a dry run pushes nothing");
+    kit.finish().await;
+}
 
-    // Bad input: nothing applied, every problem named with file, line and column.
+#[tokio::test]
+async fn a_policy_apply_with_an_error_changes_nothing_and_names_file_line_and_column() {
+    let kit = Kit::start(&Backend::Sqlite).await;
     for (text, expected) in [
         (
             "name: x\nscope: 'phi = true'\nchecks:\n  - id: a\n    expr: 'phi = true'\n    colour: red\n",
@@ -355,24 +312,32 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
             "{text}: {:?}",
             reply.body
         );
-        let message = reply.body["error"]["message"].as_str().unwrap();
+        let message = reply.message();
         assert!(message.contains(expected), "{text}: {message}");
     }
-    // A scope that matches nothing is a warning, not an error.
+    let policies = kit.admin(Method::GET, "/policies", None).await;
+    assert_eq!(policies.body, json!([]), "nothing was applied");
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn a_policy_scope_that_matches_no_device_is_a_warning_not_an_error() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    kit.create_sites().await;
     let nothing =
         "name: ghosts\nscope: 'site within \"nowhere\"'\nchecks:\n  - id: a\n    expr: 'phi = true'\n";
-    let warned = kit
-        .admin(
-            Method::POST,
-            "/policies/apply",
-            Some(json!({"files": files(&[("ghosts.yaml", nothing)]), "dry_run": true})),
-        )
-        .await;
+    let warned = apply(&kit, &[("ghosts.yaml", nothing)], true).await;
     assert_eq!(warned.status, StatusCode::OK, "{:?}", warned.body);
     assert_eq!(
         warned.body["warnings"],
         json!(["policy `ghosts`: its scope matches no device"])
     );
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn an_empty_policy_set_or_an_unknown_request_key_is_refused() {
+    let kit = Kit::start(&Backend::Sqlite).await;
     let empty = kit
         .admin(Method::POST, "/policies/apply", Some(json!({"files": []})))
         .await;
@@ -385,16 +350,21 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
         )
         .await;
     assert_eq!(unknown_key.code(), "malformed_json");
+    kit.finish().await;
+}
 
+#[tokio::test]
+async fn applying_policies_stores_version_1_audits_once_and_evaluates_every_device() {
+    let PolicyFleet {
+        kit,
+        good,
+        bad,
+        kiosk,
+        ..
+    } = policy_fleet().await;
+    let audit_before = kit.audit("policy.apply").await.len();
     // Apply: v1 of both, one audit entry, results per device.
-    let applied = kit
-        .admin(
-            Method::POST,
-            "/policies/apply",
-            Some(json!({"files": files(&[("p/encryption.yaml", POLICY_V1), ("p/screen-lock.yaml", STRICTER)])})),
-        )
-        .await;
-    assert_eq!(applied.status, StatusCode::OK, "{:?}", applied.body);
+    let applied = apply_both(&kit).await;
     assert_eq!(
         applied.body["versions"],
         json!([{"name": "encryption", "version": 1}, {"name": "screen-lock", "version": 1}])
@@ -417,8 +387,13 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
     assert_eq!(detail.body["results"][0]["status"], "fail");
     assert_eq!(detail.body["results"][0]["hint"], "Re-image with LUKS");
     assert_eq!(detail.body["settings"]["screen_lock_timeout_seconds"], 300);
+    kit.finish().await;
+}
 
-    // The device list filters on compliance; the summary counts per site and class.
+#[tokio::test]
+async fn devices_filter_on_compliance_and_the_summary_counts_it() {
+    let PolicyFleet { kit, bad, pump, .. } = policy_fleet().await;
+    apply_both(&kit).await;
     let listed = kit
         .admin(
             Method::GET,
@@ -444,8 +419,14 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
         "the kiosk gets settings, no checks"
     );
     assert_eq!(summary.body["total"]["percent"], 33.3);
+    kit.finish().await;
+}
 
-    // Settings reach the devices as signed commands: strictest screen lock, USB blocked.
+#[tokio::test]
+async fn settings_reach_devices_as_signed_commands_and_the_strictest_wins() {
+    let PolicyFleet { kit, bad, kiosk, .. } = policy_fleet().await;
+    apply_both(&kit).await;
+    // Strictest screen lock, USB blocked.
     eventually("settings pushed", || async {
         !bad.got("apply-settings").is_empty()
     })
@@ -462,8 +443,14 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
         kiosk.got("apply-settings")[0]["settings"],
         json!({"screen_lock_timeout_seconds": 300})
     );
+    kit.finish().await;
+}
 
-    // New facts are evaluated: the bad workstation gets encrypted, then loses it again.
+#[tokio::test]
+async fn new_facts_are_evaluated_as_they_arrive() {
+    let PolicyFleet { kit, bad, .. } = policy_fleet().await;
+    apply_both(&kit).await;
+    // The bad workstation gets encrypted, then loses it again.
     bad.report(facts(true)).await;
     eventually("re-evaluated", || async {
         status_of(&kit, &bad.id).await == "compliant"
@@ -474,15 +461,24 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
         status_of(&kit, &bad.id).await == "non_compliant"
     })
     .await;
+    kit.finish().await;
+}
 
+#[tokio::test]
+async fn remediation_waits_for_the_grace_period_then_quarantines_once_and_only_notifies_life_support() {
+    let fleet = policy_fleet().await;
+    apply_both(&fleet.kit).await;
+    assert_eq!(status_of(&fleet.kit, &fleet.bad.id).await, "non_compliant");
     // Within the grace period nothing happens; after it, quarantine (the pump is only notified).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(bad.got("quarantine").is_empty(), "still in the grace period");
-    kit.clock.advance_ms(61 * 60_000);
-    eventually("remediated", || async {
-        !bad.got("quarantine").is_empty() && !pump.got("message").is_empty()
-    })
-    .await;
+    assert!(
+        fleet.bad.got("quarantine").is_empty(),
+        "still in the grace period"
+    );
+    remediated(&fleet).await;
+    let PolicyFleet {
+        kit, good, bad, pump, ..
+    } = fleet;
     assert!(
         pump.got("quarantine").is_empty(),
         "a life-sustaining device is never auto-isolated"
@@ -501,28 +497,21 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(kit.audit("policy.remediate").await.len(), 2);
     assert_eq!(bad.got("quarantine").len(), 1);
+    kit.finish().await;
+}
 
-    // A new version: history and diff.
+#[tokio::test]
+async fn a_new_policy_version_is_kept_in_history_with_a_diff() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    apply_both(&kit).await;
     let v2 = POLICY_V1.replace("grace: 1h", "grace: 2h");
-    let applied = kit
-        .admin(
-            Method::POST,
-            "/policies/apply",
-            Some(json!({"files": files(&[("p/encryption.yaml", &v2)])})),
-        )
-        .await;
+    let applied = apply(&kit, &[("p/encryption.yaml", &v2)], false).await;
     assert_eq!(applied.body["changed"], json!(["encryption"]));
     assert_eq!(
         applied.body["versions"],
         json!([{"name": "encryption", "version": 2}])
     );
-    let again = kit
-        .admin(
-            Method::POST,
-            "/policies/apply",
-            Some(json!({"files": files(&[("p/encryption.yaml", &v2)])})),
-        )
-        .await;
+    let again = apply(&kit, &[("p/encryption.yaml", &v2)], false).await;
     assert_eq!(again.body["unchanged"], json!(["encryption"]));
     assert_eq!(
         again.body["applied"],
@@ -549,13 +538,18 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
     assert_eq!(bad_query.status, StatusCode::UNPROCESSABLE_ENTITY);
     let nobody = kit.admin(Method::GET, "/policies/..%2Fetc/history", None).await;
     assert_eq!(nobody.status, StatusCode::NOT_FOUND);
+    kit.finish().await;
+}
 
-    // Prune removes what the files no longer hold; the removal is a version too.
+#[tokio::test]
+async fn pruning_removes_what_the_files_no_longer_hold_and_the_removal_is_a_version() {
+    let PolicyFleet { kit, .. } = policy_fleet().await;
+    apply_both(&kit).await;
     let pruned = kit
         .admin(
             Method::POST,
             "/policies/apply",
-            Some(json!({"files": files(&[("p/encryption.yaml", &v2)]), "prune": true})),
+            Some(json!({"files": files(&[("p/encryption.yaml", POLICY_V1)]), "prune": true})),
         )
         .await;
     assert_eq!(pruned.body["removed"], json!(["screen-lock"]));
@@ -566,8 +560,13 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
     let listed = kit.admin(Method::GET, "/policies", None).await;
     assert_eq!(listed.body.as_array().unwrap().len(), 1);
     assert_eq!(listed.body[0]["devices_in_scope"], 3);
+    kit.finish().await;
+}
 
-    // Groups: usable in device filters (and so in incident scope).
+#[tokio::test]
+async fn a_group_is_usable_in_device_filters_and_is_deleted_once() {
+    let PolicyFleet { kit, .. } = policy_fleet().await;
+    // Usable in device filters (and so in incident scope).
     let group = kit
         .admin(
             Method::PUT,
@@ -581,6 +580,16 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
         .admin(Method::GET, "/devices?filter=groups%20%3D%20%22icu%22", None)
         .await;
     assert_eq!(in_group.body.as_array().unwrap().len(), 3);
+    let deleted = kit.admin(Method::DELETE, "/groups/icu", None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let deleted = kit.admin(Method::DELETE, "/groups/icu", None).await;
+    assert_eq!(deleted.status, StatusCode::NOT_FOUND);
+    kit.finish().await;
+}
+
+#[tokio::test]
+async fn group_selectors_on_compliance_or_groups_and_bad_group_names_are_refused() {
+    let kit = Kit::start(&Backend::Sqlite).await;
     for bad_selector in [
         "compliance.status = \"compliant\"",
         "groups = \"icu\"",
@@ -604,12 +613,13 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let deleted = kit.admin(Method::DELETE, "/groups/icu", None).await;
-    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    let deleted = kit.admin(Method::DELETE, "/groups/icu", None).await;
-    assert_eq!(deleted.status, StatusCode::NOT_FOUND);
+    kit.finish().await;
+}
 
-    // Roles: helpdesk reads, may not apply; a site-limited security user may not apply.
+#[tokio::test]
+async fn helpdesk_reads_policies_but_neither_helpdesk_nor_a_site_limited_user_may_apply() {
+    let kit = Kit::start(&Backend::Sqlite).await;
+    kit.create_sites().await;
     let helpdesk = kit.user("helen", "helpdesk", &[]).await;
     let reply = kit.call(Method::GET, "/policies", Some(&helpdesk), None).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -632,8 +642,16 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    kit.finish().await;
+}
 
-    // Webhooks arrived signed (the receiver refuses bad signatures).
+#[tokio::test]
+async fn compliance_changes_and_remediations_arrive_as_signed_webhooks() {
+    let fleet = policy_fleet().await;
+    apply_both(&fleet.kit).await;
+    remediated(&fleet).await;
+    // The receiver refuses bad signatures, so what it kept was signed.
+    let (hooks, bad) = (&fleet.hooks, &fleet.bad);
     eventually("webhooks", || async {
         let hooks = hooks.lock().unwrap();
         let events: Vec<&Value> = hooks
@@ -648,5 +666,5 @@ async fn policies_are_previewed_applied_evaluated_pushed_and_remediated() {
                 .any(|e| e["event"] == "compliance.remediated" && e["action"] == "quarantine")
     })
     .await;
-    kit.finish().await;
+    fleet.kit.finish().await;
 }

@@ -8,7 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use ward_sim::{SimOptions, sandbox_records};
 
-/// A real server in a temporary directory, with the admin's password changed and logged in.
+/// A real server in a temporary directory, with the admin's password changed and logged in. Not
+/// `ward_testkit::Kit`: the simulated agents live in real time (heartbeats, reconnects, measured
+/// time to contain), so this server keeps the system clock where the kit's is manual.
 pub struct Running {
     pub dir: tempfile::TempDir,
     pub server: ward_server::Server,
@@ -26,7 +28,7 @@ impl Running {
         let server = ward_server::start(config).await.unwrap();
         let (_, password) = server.initial_admin.clone().unwrap();
         let api = Api {
-            http: client_for(&server.ca_cert_pem),
+            http: ward_testkit::client_for(&server.ca_cert_pem),
             url: server.url(),
         };
         let admin = api.login("admin", &password).await;
@@ -109,23 +111,6 @@ impl Api {
 }
 
 const DEVICES: usize = 220;
-
-/// An HTTPS client that trusts only the server's CA.
-pub fn client_for(ca_pem: &str) -> reqwest::Client {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .build()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breach_is_contained_across_a_simulated_hospital_and_reported() {

@@ -1,5 +1,26 @@
-//! Test kit: starts the real server on an ephemeral loopback port with its own CA and data
-//! directory, and a small HTTPS client that trusts only that CA.
+//! What every Ward integration test starts from: the real server on port 0 with a temporary data
+//! directory and store (SQLite, or PostgreSQL in a schema of its own when `WARD_TEST_POSTGRES_URL`
+//! is set), a manual clock, an admin logged in through an HTTPS client that trusts only the test
+//! CA, and enrolled simulated devices on the agent channel.
+//!
+//! ```no_run
+//! # async fn example() {
+//! use ward_testkit::{Backend, Kit};
+//! let kit = Kit::start(&Backend::Sqlite).await;
+//! kit.create_sites().await;
+//! let device = kit.enrolled_device("general", "workstation", "ws-1").await;
+//! let reply = kit.admin(reqwest::Method::GET, &format!("/devices/{}", device.id), None).await;
+//! assert_eq!(reply.status, reqwest::StatusCode::OK);
+//! kit.finish().await;
+//! # }
+//! ```
+
+// Test support fails by panicking, with the reason, like the tests that call it: a helper that
+// returned errors would only move the unwrap into every test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod agent;
+mod enroll;
 
 use std::sync::Arc;
 
@@ -8,33 +29,77 @@ use serde_json::{Value, json};
 use ward_domain::clock::ManualClock;
 use ward_server::{Config, Server};
 
+pub use enroll::{Enrolled, csr};
+
+/// Where the manual clock starts (2026-09-21T09:46:40Z).
 pub const T0: i64 = 1_790_000_000_000;
 
+/// The admin's password once the kit has changed the one-time one.
+pub const ADMIN_PASSWORD: &str = "admin password 123";
+
+/// The password [`Kit::user`] gives the users it creates.
+pub const USER_PASSWORD: &str = "user password 123";
+
+/// The database a kit's server runs on.
+#[derive(Debug, Clone)]
 pub enum Backend {
     Sqlite,
+    /// PostgreSQL at this URL; the kit creates a schema of its own and drops it in [`Kit::finish`].
     Postgres(String),
 }
 
-/// The backends to run on: SQLite, plus PostgreSQL when its URL is set.
+/// The backends to run on: SQLite always, plus PostgreSQL when `WARD_TEST_POSTGRES_URL` is set.
+/// Without it, prints that the calling test skips its PostgreSQL run; with it, a PostgreSQL that
+/// cannot be used fails the test in [`Kit::start`].
 pub fn backends() -> Vec<Backend> {
     let mut list = vec![Backend::Sqlite];
     match std::env::var("WARD_TEST_POSTGRES_URL") {
         Ok(url) => list.push(Backend::Postgres(url)),
-        Err(_) => eprintln!("skipping PostgreSQL: WARD_TEST_POSTGRES_URL is not set"),
+        Err(_) => say_skipped(
+            &format!("the PostgreSQL run of {}", current_test()),
+            "WARD_TEST_POSTGRES_URL is not set",
+        ),
     }
     list
 }
 
-pub struct Kit {
-    pub server: Server,
-    pub clock: Arc<ManualClock>,
-    pub http: reqwest::Client,
-    /// Kept so the data directory lives as long as the server.
-    pub _dir: tempfile::TempDir,
-    pub admin_token: String,
-    pub schema: Option<String>,
+/// Prints `skipping WHAT: WHY` where it is seen. Written to stderr directly rather than with
+/// `eprintln!`, which the test harness captures and shows only when a test fails: a test that
+/// skips must say so in every run.
+pub fn say_skipped(what: &str, why: &str) {
+    use std::io::Write;
+    std::io::stderr()
+        .write_all(format!("skipping {what}: {why}\n").as_bytes())
+        .unwrap();
 }
 
+/// The running test's name (libtest names each test's thread after it).
+pub fn current_test() -> String {
+    std::thread::current()
+        .name()
+        .filter(|name| *name != "main")
+        .unwrap_or("this test")
+        .to_owned()
+}
+
+/// A started server, its clock, and an HTTPS client with the admin logged in.
+pub struct Kit {
+    pub server: Server,
+    /// The server's clock: it moves only when a test moves it.
+    pub clock: Arc<ManualClock>,
+    /// An HTTPS client that trusts only the server's CA.
+    pub http: reqwest::Client,
+    /// A bearer token of the admin, whose one-time password has been changed to [`ADMIN_PASSWORD`].
+    pub admin_token: String,
+    /// The PostgreSQL schema the server runs in, `None` on SQLite.
+    schema: Option<String>,
+    /// Kept so the data directory lives as long as the server.
+    _dir: tempfile::TempDir,
+}
+
+/// An API answer: the status, the body as JSON (a JSON string when it was not JSON) and the
+/// `set-cookie` header.
+#[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
@@ -42,8 +107,14 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The error code of an error answer, `""` otherwise.
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// The error message of an error answer, `""` otherwise.
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
     }
 }
 
@@ -53,6 +124,7 @@ impl Kit {
         Self::start_with(backend, |_| {}).await
     }
 
+    /// [`Kit::start`] with the configuration adjusted first.
     pub async fn start_with(backend: &Backend, adjust: impl FnOnce(&mut Config)) -> Kit {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
@@ -66,17 +138,21 @@ impl Kit {
         }
         adjust(&mut config);
         let clock = Arc::new(ManualClock::new(T0));
-        let server = ward_server::start_with_clock(config, clock.clone())
-            .await
-            .unwrap();
+        let server = match ward_server::start_with_clock(config, clock.clone()).await {
+            Ok(server) => server,
+            Err(err) if schema.is_some() => {
+                panic!("WARD_TEST_POSTGRES_URL is set but the server cannot use that database: {err:#}")
+            }
+            Err(err) => panic!("the server did not start: {err:#}"),
+        };
         let http = client_for(&server.ca_cert_pem);
         let mut kit = Kit {
             server,
             clock,
             http,
-            _dir: dir,
             admin_token: String::new(),
             schema,
+            _dir: dir,
         };
         let (username, password) = kit
             .server
@@ -96,7 +172,7 @@ impl Kit {
                 Method::POST,
                 "/auth/password",
                 Some(&token),
-                Some(json!({"current_password": password, "new_password": "admin password 123"})),
+                Some(json!({"current_password": password, "new_password": ADMIN_PASSWORD})),
             )
             .await;
         assert_eq!(changed.status, StatusCode::NO_CONTENT, "{:?}", changed.body);
@@ -104,10 +180,18 @@ impl Kit {
         kit
     }
 
+    /// The server's whole HTTP application, to drive in-process with `tower::ServiceExt::oneshot`
+    /// (no network): it shares the running server's state, store and clock.
+    pub fn app(&self) -> axum::Router {
+        ward_http::app(self.server.state.clone())
+    }
+
+    /// The URL of an API path (`/sites` → `https://127.0.0.1:PORT/api/v1/sites`).
     pub fn url(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.server.url())
     }
 
+    /// Calls the API, with a bearer token when given and a JSON body when given.
     pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         let mut request = self.http.request(method, self.url(path));
         if let Some(token) = token {
@@ -119,6 +203,7 @@ impl Kit {
         Self::reply(request.send().await.unwrap()).await
     }
 
+    /// Reads a response into a [`Reply`].
     pub async fn reply(response: reqwest::Response) -> Reply {
         let status = response.status();
         let set_cookie = response
@@ -134,10 +219,12 @@ impl Kit {
         }
     }
 
+    /// Calls the API as the admin.
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         self.call(method, path, Some(&self.admin_token), body).await
     }
 
+    /// Logs in for a CLI token; the login must succeed.
     pub async fn cli_login(&self, username: &str, password: &str) -> String {
         let reply = self
             .call(
@@ -151,20 +238,33 @@ impl Kit {
         reply.body["secret"].as_str().unwrap().to_owned()
     }
 
-    /// Creates a user with a known password and returns a token for them.
+    /// Creates a user with the password [`USER_PASSWORD`] and returns a token for them.
     pub async fn user(&self, username: &str, role: &str, sites: &[&str]) -> String {
         let reply = self
             .admin(
                 Method::POST,
                 "/users",
-                Some(json!({"username": username, "role": role, "sites": sites, "password": "user password 123"})),
+                Some(json!({"username": username, "role": role, "sites": sites, "password": USER_PASSWORD})),
             )
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
-        self.cli_login(username, "user password 123").await
+        self.cli_login(username, USER_PASSWORD).await
     }
 
-    /// Audit entries matching an action (prefix ending in '.' allowed).
+    /// Creates an API token of the admin with this scope (`read` or `write`); returns its secret.
+    pub async fn api_token(&self, scope: &str) -> String {
+        let reply = self
+            .admin(
+                Method::POST,
+                "/tokens",
+                Some(json!({"name": format!("{scope} token"), "scope": scope})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        reply.body["secret"].as_str().unwrap().to_owned()
+    }
+
+    /// Audit entries matching an action (a prefix ending in '.' matches a family).
     pub async fn audit(&self, action: &str) -> Vec<Value> {
         let reply = self
             .admin(Method::GET, &format!("/audit?action={action}&limit=1000"), None)
@@ -173,7 +273,7 @@ impl Kit {
         reply.body["entries"].as_array().unwrap().clone()
     }
 
-    /// A second raw connection to the same database, to play an attacker or break the audit table.
+    /// A second raw connection to the same database, to play an attacker or break a table.
     pub async fn raw_store(&self) -> ward_store_sql::SqlStore {
         let config = &self.server.state.config;
         ward_store_sql::SqlStore::connect(
@@ -187,6 +287,7 @@ impl Kit {
         .unwrap()
     }
 
+    /// Stops the server and drops its PostgreSQL schema.
     pub async fn finish(self) {
         let schema = self.schema.clone();
         let raw = if schema.is_some() {
@@ -205,8 +306,14 @@ impl Kit {
 
 /// An HTTPS client that trusts only the given CA.
 pub fn client_for(ca_pem: &str) -> reqwest::Client {
+    client_builder_for(ca_pem).build().unwrap()
+}
+
+/// A client builder that trusts only the given CA, for clients that need more (no redirects).
+pub fn client_builder_for(ca_pem: &str) -> reqwest::ClientBuilder {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
@@ -214,8 +321,12 @@ pub fn client_for(ca_pem: &str) -> reqwest::Client {
     let tls = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .build()
-        .unwrap()
+    reqwest::Client::builder().tls_backend_preconfigured(tls)
+}
+
+/// Whether the environment variable that makes a service test required is set (non-empty): CI
+/// sets `WARD_TEST_COAP`, `WARD_TEST_NETNS`, `WARD_TEST_BROWSER` so that a missing tool fails the
+/// test instead of skipping it.
+pub fn required(var: &str) -> bool {
+    std::env::var_os(var).is_some_and(|value| !value.is_empty())
 }

@@ -44,7 +44,7 @@ pub const MAX_IDENTITY_LEN: usize = 128;
 pub const MAX_KEY_LEN: usize = 64;
 /// Shortest pre-shared key accepted (128 bits).
 pub const MIN_KEY_LEN: usize = 16;
-/// Largest DTLS record this side emits (fits a CoAP datagram of [`crate::coap::MAX_DATAGRAM`]
+/// Largest DTLS record this side emits (fits a CoAP datagram of `ward_lwm2m::coap::MAX_DATAGRAM`
 /// plus the record overhead).
 const MTU: usize = 1400;
 /// Output buffer bound: a record never needs more.
@@ -471,8 +471,8 @@ pub struct Received {
 }
 
 /// The sessions of one address: the established (or first) one, and a newer handshake. Boxed:
-/// a session is 3.4 KiB (the engine's size does not depend on the protocol it speaks), and
-/// inline an absent newer handshake cost as much as the session, in every slot of the map.
+/// inline, an absent newer handshake would cost as much as a whole session in every slot of the
+/// map; boxed, it costs a pointer.
 struct Slot {
     current: Box<Session>,
     next: Option<Box<Session>>,

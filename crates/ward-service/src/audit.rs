@@ -1,0 +1,91 @@
+//! Reading and verifying the audit log, its signed checkpoints and its public key.
+
+use crate::caller::Caller;
+use crate::error::{ServiceError, ServiceResult};
+use crate::state::AppState;
+use crate::views::{checkpoint_view, entry_view};
+use serde_json::json;
+use ward_domain::access::Permission;
+use ward_domain::audit::Outcome;
+use ward_proto::{AuditKeyView, AuditPage, AuditQuery, CheckpointView, VerifyReportView};
+use ward_store::{AuditFilter, verify_log};
+
+fn bound_filter(value: &Option<String>, field: &str) -> ServiceResult<Option<String>> {
+    match value {
+        Some(text) if text.len() > 512 => Err(ServiceError::invalid(format!("{field}: at most 512 bytes"))),
+        other => Ok(other.clone()),
+    }
+}
+
+/// Page through the log, oldest first, optionally filtered.
+pub async fn list(state: &AppState, caller: &Caller, query: AuditQuery) -> ServiceResult<AuditPage> {
+    state
+        .authorize(caller, Permission::ViewAudit, "audit.list", "audit")
+        .await?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ServiceError::invalid("limit: must be between 1 and 1000"));
+    }
+    let filter = AuditFilter {
+        actor: bound_filter(&query.actor, "actor")?,
+        action: bound_filter(&query.action, "action")?,
+        target: bound_filter(&query.target, "target")?,
+        since_ms: None,
+    };
+    let entries = state
+        .store
+        .entries(query.after.unwrap_or(0), limit, &filter)
+        .await?;
+    let next_after = (entries.len() as u32 == limit)
+        .then(|| entries.last().map(|e| e.seq))
+        .flatten();
+    Ok(AuditPage {
+        entries: entries.iter().map(entry_view).collect(),
+        next_after,
+    })
+}
+
+/// Recompute the whole chain and every signed checkpoint; names the first altered entry.
+pub async fn verify(state: &AppState, caller: &Caller) -> ServiceResult<VerifyReportView> {
+    state
+        .authorize(caller, Permission::ViewAudit, "audit.verify", "audit")
+        .await?;
+    let report = verify_log(state.store.as_ref(), state.keys.audit_key.verifying_key()).await?;
+    let outcome = if report.ok() {
+        Outcome::Success
+    } else {
+        Outcome::Alert
+    };
+    let record = caller.record(
+        "audit.verify",
+        "audit",
+        outcome,
+        json!({ "entries_checked": report.entries_checked, "failure": report.failure }),
+    );
+    state.store.append(state.audit(record)).await?;
+    Ok(crate::views::report_view(&report))
+}
+
+/// The signed checkpoints.
+pub async fn checkpoints(state: &AppState, caller: &Caller) -> ServiceResult<Vec<CheckpointView>> {
+    state
+        .authorize(caller, Permission::ViewAudit, "audit.checkpoints", "audit")
+        .await?;
+    Ok(state
+        .store
+        .checkpoints()
+        .await?
+        .iter()
+        .map(checkpoint_view)
+        .collect())
+}
+
+/// The audit public key (Ed25519, hex) that signs checkpoints.
+pub async fn key(state: &AppState, caller: &Caller) -> ServiceResult<AuditKeyView> {
+    state
+        .authorize(caller, Permission::ViewAudit, "audit.key", "audit")
+        .await?;
+    Ok(AuditKeyView {
+        public_key: hex::encode(state.keys.audit_key.verifying_key().to_bytes()),
+    })
+}
