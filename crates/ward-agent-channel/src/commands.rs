@@ -6,12 +6,12 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 
-use ward_domain::command::{CommandFields, CommandKind, CommandRefusal, VerifiedBatches, verify_command};
-use ward_proto::agent::{Command, CommandUpdate, ServerMessage, server_message};
-use ward_service::commands::{
+use ward_core::commands::{
     MAX_OUTPUT_BYTES, Report, clean_detail, record_acknowledged, record_finished, record_sent, verify_proof,
 };
-use ward_service::state::AppState;
+use ward_core::state::AppState;
+use ward_domain::command::{CommandFields, CommandKind, CommandRefusal, VerifiedBatches, verify_command};
+use ward_proto::agent::{Command, CommandUpdate, ServerMessage, server_message};
 use ward_store::CommandRecord;
 
 use crate::outbound::Outbound;

@@ -32,8 +32,8 @@ use ward_proto::agent::{
 
 use ward_proto::fragments::{FragmentError, Reassembly};
 
-use ward_service::state::AppState;
-use ward_service::{facts, ingest};
+use ward_core::state::AppState;
+use ward_core::{facts, ingest};
 
 mod commands;
 mod outbound;
@@ -293,7 +293,7 @@ async fn run_session(
     device_key: Vec<u8>,
     mut inbound: Inbound,
     mut outbound: Outbound,
-    registration: ward_service::channels::Registration,
+    registration: ward_core::channels::Registration,
 ) {
     let silence = Duration::from_millis(3 * state.config.heartbeat_ms as u64);
     let mut greeted = false;
@@ -313,11 +313,11 @@ async fn run_session(
     loop {
         let message = tokio::select! {
             delivery = registration.next(greeted) => match delivery {
-                ward_service::channels::Delivery::Closed => {
+                ward_core::channels::Delivery::Closed => {
                     let _ = outbound.send(refusal("revoked", "this device's access was withdrawn")).await;
                     break;
                 }
-                ward_service::channels::Delivery::Command(command) => {
+                ward_core::channels::Delivery::Command(command) => {
                     // A containment puts a device's actions in its mailbox together: they leave
                     // in one write.
                     let mut commands = vec![command];
@@ -520,7 +520,7 @@ fn tls_config(state: &AppState, chain_pem: &str, key_pem: &str) -> anyhow::Resul
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .context("building the client certificate verifier")?;
-    let (chain, key) = ward_service::keys::chain_and_key(chain_pem, key_pem)?;
+    let (chain, key) = ward_core::keys::chain_and_key(chain_pem, key_pem)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?

@@ -15,8 +15,8 @@ use ward_proto::agent::{AgentMessage, Heartbeat, Hello, Inventory, ServerMessage
 use ward_proto::fragments::fragmenting;
 use ward_proto::framed::{self, FrameReader};
 
+use ward_core::config::TlsMode;
 use ward_server::Config;
-use ward_service::config::TlsMode;
 
 /// `ward bench enroll`.
 #[derive(Debug, Clone, clap::Args)]

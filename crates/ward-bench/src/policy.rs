@@ -204,7 +204,7 @@ pub fn run(args: &PolicyBenchArgs, progress: &mut dyn FnMut(&str)) -> anyhow::Re
     let subjects: Vec<Value> = records
         .iter()
         .map(|r| {
-            serde_json::to_value(ward_service::devices::device_view(r, 1_790_000_000_000, 30_000))
+            serde_json::to_value(ward_core::devices::device_view(r, 1_790_000_000_000, 30_000))
                 .unwrap_or(Value::Null)
         })
         .collect();
@@ -224,9 +224,8 @@ pub fn run(args: &PolicyBenchArgs, progress: &mut dyn FnMut(&str)) -> anyhow::Re
         let started = Instant::now();
         let mut count = 0u64;
         for r in &records {
-            let subject =
-                serde_json::to_value(ward_service::devices::device_view(r, 1_790_000_000_000, 30_000))
-                    .unwrap_or(Value::Null);
+            let subject = serde_json::to_value(ward_core::devices::device_view(r, 1_790_000_000_000, 30_000))
+                .unwrap_or(Value::Null);
             count += evaluate(&policies, std::slice::from_ref(&subject)).0;
         }
         anyhow::ensure!(count == evaluated, "the two measurements disagree");

@@ -272,10 +272,10 @@ async fn the_console_in_a_browser() {
         .unwrap()
         .as_ref()
         .to_vec();
-    let clock = ward_service::state::SystemClock;
+    let clock = ward_core::state::SystemClock;
     let now = || ward_domain::clock::Clock::now_ms(&clock);
     api.totp_confirm(&ward_proto::TotpConfirmRequest {
-        code: ward_service::auth::totp_now(&secret, now()),
+        code: ward_core::auth::totp_now(&secret, now()),
     })
     .await
     .unwrap();
@@ -291,7 +291,7 @@ async fn the_console_in_a_browser() {
         &base,
         "admin",
         "admin password 123",
-        Some(ward_service::auth::totp_now(&secret, now())),
+        Some(ward_core::auth::totp_now(&secret, now())),
     )
     .await;
     let page = wait_text(&admin, "Riskiest devices").await;

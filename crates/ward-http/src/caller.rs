@@ -1,13 +1,13 @@
 //! Who is calling, read from the request: the bearer token or the session cookie, handed to the
-//! service's [`ward_service::caller::authenticate`]. Handlers take a [`Caller`] argument.
+//! service's [`ward_core::caller::authenticate`]. Handlers take a [`Caller`] argument.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use axum_extra::extract::CookieJar;
+use ward_core::caller::{Credential, Request, authenticate};
+use ward_core::state::AppState;
 use ward_proto::{ErrorCode, SESSION_COOKIE};
-use ward_service::caller::{Credential, Request, authenticate};
-use ward_service::state::AppState;
 
 use crate::error::ApiError;
 use crate::serve::ClientAddr;

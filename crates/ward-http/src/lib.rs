@@ -18,8 +18,8 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use ward_core::state::AppState;
 use ward_proto::API_PREFIX;
-use ward_service::state::AppState;
 
 pub use api::MAX_BODY_BYTES;
 pub use console::CSP;

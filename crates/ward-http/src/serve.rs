@@ -17,7 +17,7 @@ pub struct ClientAddr(pub std::net::SocketAddr);
 
 /// A rustls server config from PEM chain and key.
 pub fn tls_config(chain_pem: &str, key_pem: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let (chain, key) = ward_service::keys::chain_and_key(chain_pem, key_pem)?;
+    let (chain, key) = ward_core::keys::chain_and_key(chain_pem, key_pem)?;
     let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key)

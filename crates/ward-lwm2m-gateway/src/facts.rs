@@ -46,7 +46,7 @@ pub fn document(base: &Value, lwm2m: &Map<String, Value>) -> Value {
     root.insert("lwm2m".into(), Value::Object(lwm2m.clone()));
     // Not an agent: policies checking the agent's version see "unknown", not a stale value.
     root.insert("agent_version".into(), Value::Null);
-    ward_service::facts::sanitise(Value::Object(root))
+    ward_core::facts::sanitise(Value::Object(root))
 }
 
 /// The `lwm2m` section of stored facts (empty if there is none).
@@ -231,16 +231,16 @@ mod tests {
         set_resource(&mut section, &Path::resource(3, 0, 9), &Lwm2mValue::Integer(40));
         assert_eq!(section["device"]["battery_level"], 40);
         assert_eq!(
-            ward_service::devices::registration_presence(&facts),
+            ward_core::devices::registration_presence(&facts),
             Some((true, 60_000))
         );
         section.insert("registered".into(), json!(false));
         assert_eq!(
-            ward_service::devices::registration_presence(&document(&facts, &section)),
+            ward_core::devices::registration_presence(&document(&facts, &section)),
             Some((false, 60_000))
         );
         assert_eq!(
-            ward_service::devices::registration_presence(&json!({"os": {}})),
+            ward_core::devices::registration_presence(&json!({"os": {}})),
             None
         );
         set_firmware(&mut section, Some(1), Some(0));

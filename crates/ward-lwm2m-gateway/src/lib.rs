@@ -6,7 +6,7 @@
 //! token matching). It handles the Registration interface (Register, Update, De-register,
 //! lifetime expiry), reads `/3/0` and `/4/0` into the device's facts, observes the battery level,
 //! and carries out the device's commands from the durable queue one at a time (see [`actions`]).
-//! A registered device is registered in [`ward_service::channels`] like an agent's stream, so commands
+//! A registered device is registered in [`ward_core::channels`] like an agent's stream, so commands
 //! created while it is registered are handed over at once and revocation ends its registration.
 //!
 //! Two sockets feed the same endpoint: plain CoAP (`coap://`, only on a loopback address unless
@@ -38,14 +38,14 @@ use ward_lwm2m::registration::{self, Register, RegistrationRequest, Update};
 use ward_lwm2m::server::{Endpoint, Event, Request};
 use ward_store::{CommandRecord, Lwm2mEndpointRecord};
 
-use ward_service::channels::Handover;
-use ward_service::commands::{Report, record_acknowledged, record_finished, record_sent};
-use ward_service::config::Lwm2mConfig;
-use ward_service::facts::FactsWork;
-use ward_service::state::AppState;
+use ward_core::channels::Handover;
+use ward_core::commands::{Report, record_acknowledged, record_finished, record_sent};
+use ward_core::config::Lwm2mConfig;
+use ward_core::facts::FactsWork;
+use ward_core::state::AppState;
 
 /// What LwM2M devices carry in `devices.enroll_token_id` (they are provisioned, not enrolled).
-pub use ward_service::lwm2m::ENROLLED_BY;
+pub use ward_core::lwm2m::ENROLLED_BY;
 /// Most devices registered at once on this node; further Registers get 5.03.
 pub const MAX_REGISTRATIONS: usize = 100_000;
 /// Most commands held for one registered device (the store keeps the rest; they come on the next
@@ -99,7 +99,7 @@ async fn load_keys(state: &AppState) {
     match state.store.list_lwm2m_endpoints().await {
         Ok(endpoints) => {
             for endpoint in endpoints {
-                ward_service::lwm2m::add_key(state, &endpoint);
+                ward_core::lwm2m::add_key(state, &endpoint);
             }
         }
         Err(err) => tracing::error!(error = %err, "reading LwM2M keys failed; DTLS handshakes will fail"),
@@ -362,7 +362,7 @@ struct Gateway {
     requests: HashMap<Vec<u8>, Pending>,
     /// Recent Register attempts per source address (monotonic time: a flood limit, not a record).
     attempts: HashMap<IpAddr, VecDeque<Instant>>,
-    /// Commands and close orders for registered devices (from [`ward_service::channels`]).
+    /// Commands and close orders for registered devices (from [`ward_core::channels`]).
     inbox: mpsc::UnboundedSender<Handover>,
     /// Flushes of the facts writer asked for so far (see [`StoredFacts::epoch`]).
     facts_epoch: u64,
@@ -554,7 +554,7 @@ impl Gateway {
         let device_id = uuid::Uuid::new_v4().to_string();
         // Unknown hardware is treated as the most sensitive kind until someone looks at it:
         // quarantined, and never wiped or powered off without a clinician.
-        let mut device = ward_service::lwm2m::new_device(
+        let mut device = ward_core::lwm2m::new_device(
             &device_id,
             &register.endpoint,
             site,
@@ -875,8 +875,8 @@ impl Gateway {
         let mut section = facts::section_of(&before);
         change(&mut section);
         let document = facts::document(&before, &section);
-        let diff = ward_service::facts::json_diff(&before, &document);
-        if ward_service::facts::is_empty_diff(&diff) {
+        let diff = ward_core::facts::json_diff(&before, &document);
+        if ward_core::facts::is_empty_diff(&diff) {
             return;
         }
         let Some(registration) = self.devices.get_mut(device_id) else {
@@ -887,7 +887,7 @@ impl Gateway {
             epoch: self.facts_epoch,
         });
         let now_ms = self.state.now_ms();
-        ward_service::ingest::store(&self.state, device_id, &document, None, &diff, now_ms).await;
+        ward_core::ingest::store(&self.state, device_id, &document, None, &diff, now_ms).await;
     }
 
     /// Sends a request to a registered device.

@@ -9,18 +9,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use ward_core::config::{LogFormat, TlsMode};
+use ward_core::keys::{self, Keys};
+use ward_core::state::{AppState, Inner, SystemClock};
+use ward_core::{auth, commands, enroll_writer, facts, jobs, policies};
 use ward_domain::access::Role;
 use ward_domain::clock::Clock;
-use ward_service::config::{LogFormat, TlsMode};
-use ward_service::keys::{self, Keys};
-use ward_service::state::{AppState, Inner, SystemClock};
-use ward_service::{auth, commands, enroll_writer, facts, jobs, policies};
 use ward_store::UserStore;
 use ward_store_sql::{ConnectOptions, SqlStore};
 
+pub use ward_core::config::{Config, ServerArgs};
+pub use ward_core::jobs::checkpoint_now;
 pub use ward_service::accounts::create_admin;
-pub use ward_service::config::{Config, ServerArgs};
-pub use ward_service::jobs::checkpoint_now;
 
 /// Sets up logging once: text or JSON, filtered by `WARD_LOG` (default `info`).
 pub fn init_logging(format: LogFormat) {
@@ -186,7 +186,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         config: config.clone(),
         keys: Arc::new(keys),
         throttle: Default::default(),
-        channels: Arc::new(ward_service::channels::Channels::default()),
+        channels: Arc::new(ward_core::channels::Channels::default()),
         agent_port: agent_addr.port(),
         facts_writer,
         command_events,

@@ -10,12 +10,12 @@ use ward_domain::access::Role;
 use ward_domain::audit::VerifyReport;
 use ward_store::verify_log;
 
-use ward_service::config::Config;
-use ward_service::state::SystemClock;
+use ward_core::config::Config;
+use ward_core::state::SystemClock;
 
 /// Reads the audit public key (`audit.pub`, PEM) from a data directory.
 pub fn audit_public_key(data_dir: &Path) -> anyhow::Result<VerifyingKey> {
-    let path = ward_service::keys::audit_public_key_path(data_dir);
+    let path = ward_core::keys::audit_public_key_path(data_dir);
     let pem = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     VerifyingKey::from_public_key_pem(&pem).with_context(|| format!("parsing {}", path.display()))
 }
@@ -50,7 +50,7 @@ pub async fn admin_create(
     let (_, password) = crate::create_admin(
         &store,
         &SystemClock,
-        &ward_service::auth::SystemEntropy,
+        &ward_core::auth::SystemEntropy,
         username,
         role,
         break_glass,

@@ -6,7 +6,7 @@ use ward_domain::audit::{AuditRecord, Outcome};
 use ward_domain::clock::{Clock, Entropy};
 use ward_store::{Audit, Store, UserRecord};
 
-use crate::auth;
+use ward_core::auth;
 
 /// A new admin account with a generated one-time password, written with its audit entry.
 pub async fn create_admin(

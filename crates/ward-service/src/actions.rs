@@ -3,13 +3,13 @@
 //! safety), signed, stored with its audit entry, and only then handed to the device's live
 //! connection; offline devices get their queue when they connect.
 
-use crate::caller::Caller;
-use crate::commands::{build, sign};
-use crate::devices::{load, select_records};
-use crate::error::{ServiceError, ServiceResult};
-use crate::state::AppState;
-use crate::views::rfc3339;
 use serde_json::{Value, json};
+use ward_core::caller::Caller;
+use ward_core::commands::{build, sign};
+use ward_core::devices::{load, select_records};
+use ward_core::error::{ServiceError, ServiceResult};
+use ward_core::state::AppState;
+use ward_core::views::rfc3339;
 use ward_domain::access::Permission;
 use ward_domain::audit::{AuditRecord, Outcome};
 use ward_domain::command::{CommandKind, CommandState, needs_clinician, validate_params};
@@ -143,7 +143,7 @@ pub async fn create(
             )
             .await);
     }
-    if let Some(reason) = crate::platforms::unsupported(checked.kind, &device) {
+    if let Some(reason) = ward_core::platforms::unsupported(checked.kind, &device) {
         return Err(state
             .deny(
                 caller,
@@ -250,7 +250,7 @@ pub async fn bulk(
         .await?
         .into_iter()
         .filter(|(device, _)| device.state.may_connect())
-        .partition(|(device, _)| crate::platforms::unsupported(checked.kind, device).is_none());
+        .partition(|(device, _)| ward_core::platforms::unsupported(checked.kind, device).is_none());
     if matched.len() > MAX_BULK {
         return Err(ServiceError::invalid(format!(
             "filter: matches {} devices; one bulk action may address at most {MAX_BULK}",
@@ -338,7 +338,7 @@ async fn visible(
     if caller.user.sites.is_unrestricted() {
         return Ok(commands);
     }
-    let sites = crate::devices::records_by_id(state).await?;
+    let sites = ward_core::devices::records_by_id(state).await?;
     Ok(commands
         .into_iter()
         .filter(|c| {

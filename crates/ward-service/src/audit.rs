@@ -1,10 +1,10 @@
 //! Reading and verifying the audit log, its signed checkpoints and its public key.
 
-use crate::caller::Caller;
-use crate::error::{ServiceError, ServiceResult};
-use crate::state::AppState;
-use crate::views::{checkpoint_view, entry_view};
 use serde_json::json;
+use ward_core::caller::Caller;
+use ward_core::error::{ServiceError, ServiceResult};
+use ward_core::state::AppState;
+use ward_core::views::{checkpoint_view, entry_view};
 use ward_domain::access::Permission;
 use ward_domain::audit::Outcome;
 use ward_proto::{AuditKeyView, AuditPage, AuditQuery, CheckpointView, VerifyReportView};
@@ -63,7 +63,7 @@ pub async fn verify(state: &AppState, caller: &Caller) -> ServiceResult<VerifyRe
         json!({ "entries_checked": report.entries_checked, "failure": report.failure }),
     );
     state.store.append(state.audit(record)).await?;
-    Ok(crate::views::report_view(&report))
+    Ok(ward_core::views::report_view(&report))
 }
 
 /// The signed checkpoints.

@@ -12,11 +12,11 @@ use ward_proto::{
 };
 use ward_store::{Audit, DeviceRecord, EnrollTokenRecord, StoreError};
 
-use crate::auth::{random_secret, sha256_hex};
-use crate::caller::Caller;
-use crate::error::{ServiceError, ServiceResult};
-use crate::state::AppState;
-use crate::views::rfc3339;
+use ward_core::auth::{random_secret, sha256_hex};
+use ward_core::caller::Caller;
+use ward_core::error::{ServiceError, ServiceResult};
+use ward_core::state::AppState;
+use ward_core::views::rfc3339;
 
 /// Longest hostname kept; longer ones are cut (device-reported data is bounded).
 const MAX_HOSTNAME: usize = 253;
@@ -262,7 +262,7 @@ pub async fn enroll(
         device,
         audit: Audit::one(now, record),
     };
-    match crate::enroll_writer::submit(&state.enrollments, enrollment).await {
+    match ward_core::enroll_writer::submit(&state.enrollments, enrollment).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             state.store.append(state.audit(refuse("used up"))).await?;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use ward_store::{Audit, CommandRecord};
 
-use crate::error::{ServiceError, ServiceResult};
-use crate::state::AppState;
+use ward_core::error::{ServiceError, ServiceResult};
+use ward_core::state::AppState;
 
 /// Commands stored and pushed together in a containment's fan-out: the first chunk small, so
 /// the first devices are reached soon, the others larger, so fewer commits are paid for (each

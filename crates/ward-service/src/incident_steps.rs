@@ -2,17 +2,17 @@
 //! Every step is audited with its actor and time; containment fans out as signed commands stored
 //! in the same transaction as the incident's change.
 
-use crate::caller::Caller;
-use crate::commands::{build, sign};
-use crate::error::{ServiceError, ServiceResult};
 use crate::fan_out;
 use crate::incidents::{
     CONTAIN_TTL_MS, Planned, batch_commands, contain_batch, incident_view, lift_actions, lift_batch,
     load_plan, plan_incident, preview, status,
 };
-use crate::state::AppState;
 use serde_json::json;
 use std::collections::BTreeMap;
+use ward_core::caller::Caller;
+use ward_core::commands::{build, sign};
+use ward_core::error::{ServiceError, ServiceResult};
+use ward_core::state::AppState;
 use ward_domain::access::{Permission, Role};
 use ward_domain::audit::Outcome;
 use ward_domain::command::CommandState;
@@ -161,7 +161,7 @@ pub async fn declare(
         Outcome::Success,
         json!({ "title": incident.title, "severity": severity, "situation": situation, "scope": incident.scope,
                 "plan": incident.plan_name, "devices": planned.devices.len(),
-                "discovered_at": crate::views::rfc3339(discovered_ms), "aware_at": crate::views::rfc3339(aware_ms) }),
+                "discovered_at": ward_core::views::rfc3339(discovered_ms), "aware_at": ward_core::views::rfc3339(aware_ms) }),
     );
     state
         .store

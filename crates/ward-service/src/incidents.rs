@@ -18,11 +18,11 @@ use ward_proto::{
 };
 use ward_store::{CommandFilter, CommandRecord, DeviceRecord, IncidentRecord};
 
-use crate::caller::Caller;
-use crate::devices::select_records;
-use crate::error::{ServiceError, ServiceResult};
-use crate::state::AppState;
-use crate::views::rfc3339;
+use ward_core::caller::Caller;
+use ward_core::devices::select_records;
+use ward_core::error::{ServiceError, ServiceResult};
+use ward_core::state::AppState;
+use ward_core::views::rfc3339;
 
 /// The plan shipped with Ward.
 pub const DEFAULT_PLAN: &str = include_str!("../plans/default.yaml");
@@ -115,10 +115,10 @@ pub struct Planned {
 fn withhold_unsupported(planned: &mut DevicePlan, device: &DeviceRecord) {
     let (actions, unsupported): (Vec<_>, Vec<_>) = std::mem::take(&mut planned.actions)
         .into_iter()
-        .partition(|kind| crate::platforms::unsupported(*kind, device).is_none());
+        .partition(|kind| ward_core::platforms::unsupported(*kind, device).is_none());
     planned.actions = actions;
     for action in unsupported {
-        let reason = crate::platforms::unsupported(action, device).unwrap_or_default();
+        let reason = ward_core::platforms::unsupported(action, device).unwrap_or_default();
         planned.withheld.push(Withheld { action, reason });
     }
 }
@@ -207,7 +207,7 @@ pub fn preview(incident: &IncidentRecord, planned: &Planned) -> IncidentPreview 
         if plan
             .withheld
             .iter()
-            .any(|w| crate::platforms::unsupported(w.action, device).is_none())
+            .any(|w| ward_core::platforms::unsupported(w.action, device).is_none())
         {
             needs_clinician += 1;
         }
@@ -363,7 +363,7 @@ pub async fn status(state: &AppState, incident: &IncidentRecord) -> ServiceResul
         .into_iter()
         .map(|d| {
             let facts = serde_json::from_str(&d.facts).unwrap_or(serde_json::Value::Null);
-            let up = crate::devices::online(&d, &facts, now, state.config.heartbeat_ms);
+            let up = ward_core::devices::online(&d, &facts, now, state.config.heartbeat_ms);
             (d.id, up)
         })
         .collect();
@@ -497,8 +497,8 @@ pub async fn report(state: &AppState, incident: &IncidentRecord) -> ServiceResul
         "certificates_revoked": details.get("revoke_certificates"),
         "timeline": timeline,
         "audit": {
-            "entries": entries.iter().map(crate::views::entry_view).collect::<Vec<_>>(),
-            "verification": crate::views::report_view(&verification),
+            "entries": entries.iter().map(ward_core::views::entry_view).collect::<Vec<_>>(),
+            "verification": ward_core::views::report_view(&verification),
             "checkpoint": checkpoint,
         },
     }))

@@ -1,14 +1,14 @@
 //! Policies as code (apply with dry run, every version kept, diffs), compliance results and
 //! summaries, and dynamic groups.
 
-use crate::caller::Caller;
-use crate::devices::{load, select_records};
-use crate::error::{ServiceError, ServiceResult};
-use crate::policies::{self, Plan};
-use crate::state::AppState;
-use crate::views::rfc3339;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use ward_core::caller::Caller;
+use ward_core::devices::{load, select_records};
+use ward_core::error::{ServiceError, ServiceResult};
+use ward_core::policies::{self, Plan};
+use ward_core::state::AppState;
+use ward_core::views::rfc3339;
 use ward_domain::access::Permission;
 use ward_domain::audit::Outcome;
 use ward_domain::policy::{ComplianceStatus, PolicySpec, validate_name};
@@ -460,6 +460,6 @@ pub async fn delete_group(state: &AppState, caller: &Caller, name: String) -> Se
     authorize_manage(state, caller, "group.delete", &target).await?;
     let record = caller.record("group.delete", &target, Outcome::Success, json!({}));
     state.store.delete_group(&name, state.audit(record)).await?;
-    crate::policies::reload_groups(state).await?;
+    ward_core::policies::reload_groups(state).await?;
     Ok(())
 }

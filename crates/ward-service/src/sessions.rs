@@ -1,15 +1,15 @@
 //! Logins (console session or CLI token), logout, whoami, password change and TOTP enrolment.
 
-use crate::auth::{
+use serde_json::json;
+use ward_core::auth::{
     dummy_hash, hash_password, normalise_code, otpauth_url, random_secret, recovery_codes, sha256_hex,
     totp_check, totp_secret, verify_password,
 };
-use crate::caller::Caller;
-use crate::caller::Via;
-use crate::error::{ServiceError, ServiceResult};
-use crate::state::AppState;
-use crate::views::{token_view, user_view};
-use serde_json::json;
+use ward_core::caller::Caller;
+use ward_core::caller::Via;
+use ward_core::error::{ServiceError, ServiceResult};
+use ward_core::state::AppState;
+use ward_core::views::{token_view, user_view};
 use ward_domain::access::validate_password;
 use ward_domain::audit::{AuditRecord, Outcome};
 use ward_domain::site::validate_name;
@@ -395,7 +395,7 @@ pub async fn totp_enrol(state: &AppState, caller: &Caller) -> ServiceResult<Totp
     );
     state.store.update_user(&user, state.audit(record)).await?;
     Ok(TotpEnrolment {
-        secret: crate::auth::base32(&secret),
+        secret: ward_core::auth::base32(&secret),
         otpauth_url: otpauth_url(&user.username, &secret),
         recovery_codes: plain,
     })

@@ -1,10 +1,10 @@
 //! Hospitals and wards. Site-scoped accounts see and change only their own sites.
 
-use crate::caller::Caller;
-use crate::error::{ServiceError, ServiceResult};
-use crate::state::AppState;
-use crate::views::site_view;
 use serde_json::json;
+use ward_core::caller::Caller;
+use ward_core::error::{ServiceError, ServiceResult};
+use ward_core::state::AppState;
+use ward_core::views::site_view;
 use ward_domain::access::Permission;
 use ward_domain::audit::Outcome;
 use ward_domain::site::{Site, SiteSlug, validate_name};

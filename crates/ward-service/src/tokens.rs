@@ -1,12 +1,12 @@
 //! API tokens for the CLI and scripts.
 
-use crate::caller::Caller;
-use crate::error::{ServiceError, ServiceResult};
 use crate::sessions::new_token;
-use crate::state::AppState;
-use crate::views::token_view;
 use serde_json::json;
 use std::collections::HashMap;
+use ward_core::caller::Caller;
+use ward_core::error::{ServiceError, ServiceResult};
+use ward_core::state::AppState;
+use ward_core::views::token_view;
 use ward_domain::access::Permission;
 use ward_domain::audit::Outcome;
 use ward_domain::site::validate_name;

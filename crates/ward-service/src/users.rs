@@ -1,11 +1,11 @@
 //! Admin accounts: roles, site scopes, password resets, disabling.
 
-use crate::auth::{generate_password, hash_password};
-use crate::caller::Caller;
-use crate::error::{ServiceError, ServiceResult};
-use crate::state::AppState;
-use crate::views::user_view;
 use serde_json::json;
+use ward_core::auth::{generate_password, hash_password};
+use ward_core::caller::Caller;
+use ward_core::error::{ServiceError, ServiceResult};
+use ward_core::state::AppState;
+use ward_core::views::user_view;
 use ward_domain::access::{Permission, Role, SiteScope, validate_password, validate_username};
 use ward_domain::audit::Outcome;
 use ward_domain::site::{SiteSlug, validate_name};

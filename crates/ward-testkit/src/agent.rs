@@ -14,7 +14,8 @@ use ward_proto::agent::{
     AgentMessage, CommandUpdate, Hello, Inventory, ServerMessage, agent_message, server_message,
 };
 
-use crate::{Enrolled, Kit};
+use crate::enroll::Enrolled;
+use crate::kit::Kit;
 
 /// A gRPC client of the agent channel with this key and certificate (PEM), or why it could not
 /// connect.

@@ -5,7 +5,7 @@ use rcgen::{CertificateParams, KeyPair};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{Kit, Reply};
+use crate::kit::{Kit, Reply};
 
 /// A device's credentials after enrollment.
 #[derive(Debug, Clone)]

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ward_client::{Client, Trust};
+use ward_core::config::TlsMode;
 use ward_proto::{ChangePasswordRequest, LoginRequest};
 use ward_server::Config;
-use ward_service::config::TlsMode;
 
 /// `ward demo`.
 #[derive(Debug, Clone, clap::Args)]

@@ -30,8 +30,8 @@ mod demo;
 
 use clap::{Parser, Subcommand};
 use ward_cli::{AdminCommand, GlobalArgs, OfflineAudit};
+use ward_core::config::ConfigError;
 use ward_server::{Config, ServerArgs};
-use ward_service::config::ConfigError;
 
 #[derive(Parser)]
 #[command(
@@ -104,7 +104,7 @@ impl OfflineAudit for Offline {
     ) -> anyhow::Result<ward_proto::VerifyReportView> {
         let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("./ward-data"));
         let report = ward_server::offline::verify(&data_dir, database).await?;
-        Ok(ward_service::views::report_view(&report))
+        Ok(ward_core::views::report_view(&report))
     }
 }
 

@@ -9,12 +9,12 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
+use ward_core::state::AppState;
+use ward_core::views::entry_view;
 use ward_domain::access::Permission;
 use ward_domain::audit::Outcome;
 use ward_proto::{AuditKeyView, AuditPage, AuditQuery, CheckpointView, VerifyReportView};
 use ward_service::audit;
-use ward_service::state::AppState;
-use ward_service::views::entry_view;
 
 /// Page through the log, oldest first, optionally filtered.
 #[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery), responses((status = 200, body = AuditPage)))]

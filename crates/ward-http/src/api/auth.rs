@@ -8,13 +8,13 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, SameSite};
+use ward_core::state::AppState;
+use ward_core::views::user_view;
 use ward_proto::{
     ChangePasswordRequest, CreatedToken, LoginRequest, LoginResponse, SESSION_COOKIE, TotpConfirmRequest,
     TotpEnrolment, WhoAmI,
 };
 use ward_service::sessions;
-use ward_service::state::AppState;
-use ward_service::views::user_view;
 
 /// The request's source address, without authenticating.
 pub struct Source(pub Option<String>);

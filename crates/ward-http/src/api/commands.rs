@@ -7,11 +7,11 @@ use crate::caller::Caller;
 use crate::error::ApiResult;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use ward_core::state::AppState;
 use ward_proto::{
     BulkCommandRequest, BulkCommandResponse, CommandDetail, CommandQuery, CommandView, CreateCommandRequest,
 };
 use ward_service::actions;
-use ward_service::state::AppState;
 
 /// Queue one action for one device.
 #[utoipa::path(post, path = "/devices/{id}/commands", tag = "commands", params(("id" = String, Path)),

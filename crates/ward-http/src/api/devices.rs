@@ -6,9 +6,9 @@ use crate::caller::Caller;
 use crate::error::ApiResult;
 use axum::extract::{Path, State};
 use serde_json::Value;
+use ward_core::devices;
+use ward_core::state::AppState;
 use ward_proto::{DeviceDetail, DeviceQuery, DeviceView};
-use ward_service::devices;
-use ward_service::state::AppState;
 
 /// List devices, optionally filtered by a selector.
 #[utoipa::path(get, path = "/devices", tag = "devices", params(DeviceQuery),

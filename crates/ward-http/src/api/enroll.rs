@@ -6,11 +6,11 @@ use crate::caller::Caller;
 use crate::error::ApiResult;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use ward_core::state::AppState;
 use ward_proto::{
     CreateEnrollTokenRequest, CreatedEnrollToken, EnrollRequest, EnrollResponse, EnrollTokenView,
 };
 use ward_service::enrollment;
-use ward_service::state::AppState;
 
 /// Create an enrollment token for one site and device class; the secret is shown once.
 #[utoipa::path(post, path = "/enroll-tokens", tag = "enrollment", request_body = CreateEnrollTokenRequest,

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::time::Duration;
+use ward_core::state::AppState;
 use ward_domain::access::Permission;
 use ward_proto::{
     CloseIncidentRequest, DeclareIncidentRequest, IncidentActionRequest, IncidentPreview, IncidentStatus,
@@ -19,7 +20,6 @@ use ward_proto::{
 };
 use ward_service::incident_steps::{self, ReportFormat};
 use ward_service::incidents::{report_markdown, status};
-use ward_service::state::AppState;
 
 /// Declare an incident over the devices a selector matches.
 #[utoipa::path(post, path = "/incidents", tag = "incidents", request_body = DeclareIncidentRequest,

@@ -1,11 +1,11 @@
 //! `/lwm2m/endpoints`: provisioning constrained devices for the LwM2M gateway (the service's
-//! [`ward_service::lwm2m`]).
+//! [`ward_core::lwm2m`]).
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use ward_core::lwm2m;
+use ward_core::state::AppState;
 use ward_proto::{Lwm2mEndpointView, ProvisionLwm2mRequest, ProvisionedLwm2mEndpoint};
-use ward_service::lwm2m;
-use ward_service::state::AppState;
 
 use crate::api::extract::ApiJson;
 use crate::caller::Caller;

@@ -27,7 +27,7 @@ use utoipa_axum::routes;
 use ward_proto::{ErrorBody, ErrorDetail, Health};
 
 use crate::error::{ApiError, ErrorMarker};
-use ward_service::state::AppState;
+use ward_core::state::AppState;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -5,12 +5,12 @@ use crate::api::extract::{ApiJson, ApiQuery};
 use crate::caller::Caller;
 use crate::error::ApiResult;
 use axum::extract::{Path, State};
+use ward_core::state::AppState;
 use ward_proto::{
     ApplyPoliciesRequest, ApplyPoliciesResponse, ComplianceSummary, DeviceComplianceView, DeviceQuery,
     GroupView, PolicyDiffQuery, PolicyDiffView, PolicyView, PutGroupRequest,
 };
 use ward_service::policy_admin;
-use ward_service::state::AppState;
 
 /// Validate, preview and apply policy files.
 #[utoipa::path(post, path = "/policies/apply", tag = "policies", request_body = ApplyPoliciesRequest,

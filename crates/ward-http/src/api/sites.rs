@@ -5,9 +5,9 @@ use crate::caller::Caller;
 use crate::error::ApiResult;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use ward_core::state::AppState;
 use ward_proto::{CreateSiteRequest, SiteView, UpdateSiteRequest};
 use ward_service::sites;
-use ward_service::state::AppState;
 
 /// List the sites this account may see.
 #[utoipa::path(get, path = "/sites", tag = "sites", responses((status = 200, body = Vec<SiteView>)))]

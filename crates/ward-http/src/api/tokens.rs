@@ -8,7 +8,7 @@ use ward_proto::{CreateTokenRequest, CreatedToken, TokenView};
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::caller::Caller;
 use crate::error::ApiResult;
-use ward_service::state::AppState;
+use ward_core::state::AppState;
 use ward_service::tokens;
 
 /// `GET /tokens` query.

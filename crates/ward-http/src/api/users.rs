@@ -5,8 +5,8 @@ use crate::caller::Caller;
 use crate::error::ApiResult;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use ward_core::state::AppState;
 use ward_proto::{CreateUserRequest, CreatedUser, GeneratedPassword, UpdateUserRequest, UserView};
-use ward_service::state::AppState;
 use ward_service::users;
 
 /// List accounts.

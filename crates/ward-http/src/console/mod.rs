@@ -23,7 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use ward_service::state::AppState;
+use ward_core::state::AppState;
 
 /// The console's Content-Security-Policy: no script of any kind, styles and images only from the
 /// server itself (inline SVG charts are markup, not script), no framing, forms only to itself.

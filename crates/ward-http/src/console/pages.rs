@@ -24,9 +24,10 @@ use super::session::{Refused, Session, render};
 use crate::api;
 use crate::api::auth::Source;
 use crate::error::ApiError;
+use ward_core::devices;
+use ward_core::state::AppState;
 use ward_service::incident_steps::{self, ReportFormat};
-use ward_service::state::AppState;
-use ward_service::{actions, audit, devices, enrollment, policy_admin, sessions, sites, tokens, users};
+use ward_service::{actions, audit, enrollment, policy_admin, sessions, sites, tokens, users};
 
 type Page = Result<Response, Refused>;
 
@@ -281,7 +282,7 @@ fn risk(view: &DeviceView) -> u64 {
 
 pub async fn dashboard(State(state): State<AppState>, session: Session) -> Page {
     let devices =
-        ward_service::devices::select_records(&state, &session.caller, &DeviceQuery::default()).await?;
+        ward_core::devices::select_records(&state, &session.caller, &DeviceQuery::default()).await?;
     let views: Vec<DeviceView> = devices.into_iter().map(|(_, v)| v).collect();
     let mut by_state = BTreeMap::new();
     let mut by_class = BTreeMap::new();
@@ -387,15 +388,15 @@ pub async fn devices(
         filter: (!filter.is_empty()).then(|| filter.clone()),
         include_retired: false,
     };
-    let (mut devices, error) =
-        match ward_service::devices::select_records(&state, &session.caller, &query).await {
-            Ok(devices) => (
-                devices.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-                String::new(),
-            ),
-            Err(err) if err.code == ErrorCode::InvalidInput => (Vec::new(), err.message),
-            Err(err) => return Err(err.into()),
-        };
+    let (mut devices, error) = match ward_core::devices::select_records(&state, &session.caller, &query).await
+    {
+        Ok(devices) => (
+            devices.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+            String::new(),
+        ),
+        Err(err) if err.code == ErrorCode::InvalidInput => (Vec::new(), err.message),
+        Err(err) => return Err(err.into()),
+    };
     let key = |v: &DeviceView| -> String {
         match params.sort.as_str() {
             "site" => v.site.clone(),
@@ -449,7 +450,7 @@ pub async fn devices(
 /// platform can carry out (a full wipe only where its enrollment allows one; policy settings are
 /// the policy engine's to send).
 fn device_actions(device: &DeviceRecord) -> Vec<(&'static str, &'static str)> {
-    let platform = ward_service::platforms::platform_of(device);
+    let platform = ward_core::platforms::platform_of(device);
     KINDS
         .iter()
         .filter(|info| info.kind.supported_on(platform))
@@ -543,7 +544,7 @@ struct ConfirmPage {
 }
 
 async fn confirm_page(state: &AppState, session: &Session, id: &str, kind: &str, error: String) -> Page {
-    let record = ward_service::devices::load(
+    let record = ward_core::devices::load(
         state,
         &session.caller,
         id,
@@ -555,7 +556,7 @@ async fn confirm_page(state: &AppState, session: &Session, id: &str, kind: &str,
         return Err(ApiError::invalid(format!("{kind:?} is not an action this device can take")).into());
     };
     let parsed: CommandKind = kind.parse().map_err(ApiError::from)?;
-    let device = ward_service::devices::device_view(&record, state.now_ms(), state.config.heartbeat_ms);
+    let device = ward_core::devices::device_view(&record, state.now_ms(), state.config.heartbeat_ms);
     let status = if error.is_empty() {
         StatusCode::OK
     } else {

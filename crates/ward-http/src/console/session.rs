@@ -7,9 +7,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use sha2::{Digest, Sha256};
+use ward_core::state::AppState;
 use ward_domain::access::{Permission, Role};
 use ward_proto::{ErrorCode, SESSION_COOKIE};
-use ward_service::state::AppState;
 
 use crate::caller::Caller;
 use crate::error::ApiError;

@@ -819,14 +819,14 @@ async fn the_framed_channel_stores_a_large_inventory_whole_and_records_heartbeat
             .await
             .body["device"]["last_seen_at"]
             .clone();
-        if last_seen == ward_service::views::rfc3339(heard) {
+        if last_seen == ward_core::views::rfc3339(heard) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
         last_seen,
-        ward_service::views::rfc3339(heard),
+        ward_core::views::rfc3339(heard),
         "the heartbeat was recorded"
     );
     kit.finish().await;

@@ -774,7 +774,7 @@ async fn a_command_nobody_picked_up_expires() {
     let Fleet { infusion2, .. } = fleet(&kit).await;
     let second = queued(&kit, &infusion2.id, json!({"kind": "lock", "expires": "30m"})).await;
     kit.clock.advance_ms(31 * 60_000);
-    assert!(ward_service::commands::expire_now(&kit.server.state).await >= 1);
+    assert!(ward_core::commands::expire_now(&kit.server.state).await >= 1);
     let expired = kit.admin(Method::GET, &format!("/commands/{second}"), None).await;
     assert_eq!(expired.body["command"]["state"], "expired");
     assert!(!kit.audit("command.expire").await.is_empty());

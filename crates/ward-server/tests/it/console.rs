@@ -188,7 +188,7 @@ async fn console_login_asks_for_the_totp_code_and_then_sets_a_safe_cookie() {
         .unwrap()
         .as_ref()
         .to_vec();
-    let code = ward_service::auth::totp_now(&secret, kit.clock.now_ms());
+    let code = ward_core::auth::totp_now(&secret, kit.clock.now_ms());
     let confirmed = kit
         .admin(Method::POST, "/auth/totp/confirm", Some(json!({"code": code})))
         .await;
@@ -198,7 +198,7 @@ async fn console_login_asks_for_the_totp_code_and_then_sets_a_safe_cookie() {
     assert!(no_code.body.contains("needs a TOTP code"), "{}", no_code.body);
     assert!(no_code.body.contains("required autofocus"));
     kit.clock.advance_ms(30_000);
-    let code = ward_service::auth::totp_now(&secret, kit.clock.now_ms());
+    let code = ward_core::auth::totp_now(&secret, kit.clock.now_ms());
     let ok = browser.login("admin", ADMIN_PASSWORD, &code).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
     assert_eq!(ok.location(), "/");

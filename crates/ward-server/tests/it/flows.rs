@@ -408,7 +408,7 @@ async fn totp_enrolment_replay_and_recovery_codes() {
         )
         .await;
     assert_eq!(wrong.code(), "mfa_invalid");
-    let code = ward_service::auth::totp_now(&secret, kit.clock.now_ms());
+    let code = ward_core::auth::totp_now(&secret, kit.clock.now_ms());
     let confirmed = kit
         .admin(Method::POST, "/auth/totp/confirm", Some(json!({"code": code})))
         .await;
@@ -425,7 +425,7 @@ async fn totp_enrolment_replay_and_recovery_codes() {
         "the confirming code cannot be replayed"
     );
     kit.clock.advance_ms(30_000);
-    with_code["totp_code"] = json!(ward_service::auth::totp_now(&secret, kit.clock.now_ms()));
+    with_code["totp_code"] = json!(ward_core::auth::totp_now(&secret, kit.clock.now_ms()));
     assert_eq!(login(with_code.clone()).await.status, StatusCode::OK);
     assert_eq!(
         login(with_code).await.code(),
@@ -714,7 +714,7 @@ async fn break_glass_use_raises_alerts_and_openapi_and_metrics_are_served() {
 #[tokio::test]
 async fn plain_http_serves_on_loopback_and_provided_certificates_work() {
     let kit = Kit::start_with(&Backend::Sqlite, |config| {
-        config.tls = ward_service::config::TlsMode::Plaintext;
+        config.tls = ward_core::config::TlsMode::Plaintext;
     })
     .await;
     assert_eq!(kit.server.scheme, "http");

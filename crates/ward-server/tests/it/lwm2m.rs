@@ -1256,11 +1256,11 @@ async fn the_facts_writer_answers_a_flush_once_what_came_before_is_stored() {
                 change: json!({"changed": {"lwm2m.device.battery_level": level}, "removed": []}).to_string(),
                 time_ms: state.now_ms(),
             };
-            let work = ward_service::facts::FactsWork::Update(update);
+            let work = ward_core::facts::FactsWork::Update(update);
             state.facts_writer.send(work).await.unwrap();
         }
         let (ask, answer) = tokio::sync::oneshot::channel();
-        let flush = ward_service::facts::FactsWork::Flush(ask);
+        let flush = ward_core::facts::FactsWork::Flush(ask);
         state.facts_writer.send(flush).await.unwrap();
         tokio::time::timeout(WAIT, answer).await.unwrap().unwrap();
         let device = state.store.device(&device_id).await.unwrap().unwrap();

@@ -110,7 +110,7 @@ async fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
                     let signature = header("x-ward-signature").unwrap_or_default();
-                    let valid = ward_service::webhooks::verify(SECRET, timestamp, body, &signature);
+                    let valid = ward_core::webhooks::verify(SECRET, timestamp, body, &signature);
                     let answer: &[u8] = if valid {
                         store
                             .lock()
@@ -148,7 +148,7 @@ async fn policy_fleet() -> PolicyFleet {
     let (hook_url, hooks) = webhook_receiver().await;
     let kit = Kit::start_with(&Backend::Sqlite, |config| {
         config.policy.remediation_interval_ms = 1000;
-        config.policy.webhooks = vec![ward_service::config::WebhookConfig {
+        config.policy.webhooks = vec![ward_core::config::WebhookConfig {
             url: hook_url.clone(),
             secret: SECRET.into(),
         }];

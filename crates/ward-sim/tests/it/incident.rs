@@ -20,10 +20,10 @@ pub struct Running {
 }
 
 impl Running {
-    pub async fn start(adjust: impl FnOnce(&mut ward_service::config::Config)) -> Running {
+    pub async fn start(adjust: impl FnOnce(&mut ward_core::config::Config)) -> Running {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ward_service::config::Config::for_data_dir(&dir.path().join("server"));
+        let mut config = ward_core::config::Config::for_data_dir(&dir.path().join("server"));
         adjust(&mut config);
         let server = ward_server::start(config).await.unwrap();
         let (_, password) = server.initial_admin.clone().unwrap();
