@@ -7,7 +7,7 @@ use ward_core::state::AppState;
 use ward_core::views::{checkpoint_view, entry_view};
 use ward_domain::access::Permission;
 use ward_domain::audit::Outcome;
-use ward_proto::{AuditKeyView, AuditPage, AuditQuery, CheckpointView, VerifyReportView};
+use ward_proto::{AuditEntryView, AuditKeyView, AuditPage, AuditQuery, CheckpointView, VerifyReportView};
 use ward_store::{AuditFilter, verify_log};
 
 fn bound_filter(value: &Option<String>, field: &str) -> ServiceResult<Option<String>> {
@@ -88,4 +88,29 @@ pub async fn key(state: &AppState, caller: &Caller) -> ServiceResult<AuditKeyVie
     Ok(AuditKeyView {
         public_key: hex::encode(state.keys.audit_key.verifying_key().to_bytes()),
     })
+}
+
+/// Entries in one page of an export.
+pub const EXPORT_PAGE: u32 = 1000;
+
+/// Starts an export of the log after `after`: authorized and audited once, before any page.
+pub async fn start_export(state: &AppState, caller: &Caller, after: u64) -> ServiceResult<()> {
+    state
+        .authorize(caller, Permission::ViewAudit, "audit.export", "audit")
+        .await?;
+    let record = caller.record(
+        "audit.export",
+        "audit",
+        Outcome::Success,
+        json!({ "after": after }),
+    );
+    state.store.append(state.audit(record)).await?;
+    Ok(())
+}
+
+/// The next page of an export started with [`start_export`]: up to [`EXPORT_PAGE`] entries after
+/// `after`, straight from storage (unfiltered, as verification reads them). Empty at the end.
+pub async fn export_page(state: &AppState, after: u64) -> ServiceResult<Vec<AuditEntryView>> {
+    let page = state.store.raw_entries(after, EXPORT_PAGE).await?;
+    Ok(page.iter().map(entry_view).collect())
 }

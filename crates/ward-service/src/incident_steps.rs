@@ -457,6 +457,20 @@ fn started_status(
     }
 }
 
+/// An incident's progress for a stream of updates (the caller was checked when the stream began
+/// with [`load`]): its status, and whether nothing is outstanding any more.
+pub async fn progress(state: &AppState, id: &str) -> ServiceResult<(IncidentStatus, bool)> {
+    let incident = state
+        .store
+        .incident(id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("incident {id:?}")))?;
+    let current = status(state, &incident).await?;
+    let finished =
+        current.contain.commands > 0 && current.contain.outstanding == 0 && current.lift.outstanding == 0;
+    Ok((current, finished))
+}
+
 /// Progress and time-to-contain.
 pub async fn show_status(state: &AppState, caller: &Caller, id: String) -> ServiceResult<IncidentStatus> {
     let incident = load(state, caller, &id, Permission::ViewDevices, "incident.status").await?;

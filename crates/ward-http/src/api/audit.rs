@@ -8,11 +8,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 use ward_core::state::AppState;
-use ward_core::views::entry_view;
-use ward_domain::access::Permission;
-use ward_domain::audit::Outcome;
 use ward_proto::{AuditKeyView, AuditPage, AuditQuery, CheckpointView, VerifyReportView};
 use ward_service::audit;
 
@@ -58,34 +54,24 @@ pub async fn export(
     caller: Caller,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> ApiResult<Response> {
-    state
-        .authorize(&caller, Permission::ViewAudit, "audit.export", "audit")
-        .await?;
-    let record = caller.record(
-        "audit.export",
-        "audit",
-        Outcome::Success,
-        json!({ "after": query.after }),
-    );
-    state.store.append(state.audit(record)).await?;
-    let store = state.store.clone();
+    audit::start_export(&state, &caller, query.after).await?;
     let stream = futures_util::stream::unfold(Some(query.after), move |after| {
-        let store = store.clone();
+        let state = state.clone();
         async move {
             let after = after?;
-            match store.raw_entries(after, 1000).await {
+            match audit::export_page(&state, after).await {
                 Ok(page) if page.is_empty() => None,
                 Ok(page) => {
                     let next = page.last().map(|e| e.seq);
                     let mut chunk = Vec::new();
                     for entry in &page {
-                        if serde_json::to_writer(&mut chunk, &entry_view(entry)).is_ok() {
+                        if serde_json::to_writer(&mut chunk, entry).is_ok() {
                             chunk.push(b'\n');
                         }
                     }
                     Some((Ok::<_, std::io::Error>(chunk), next))
                 }
-                Err(err) => Some((Err(std::io::Error::other(err.to_string())), None)),
+                Err(err) => Some((Err(std::io::Error::other(err.message)), None)),
             }
         }
     });

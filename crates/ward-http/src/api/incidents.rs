@@ -19,7 +19,7 @@ use ward_proto::{
     IncidentView,
 };
 use ward_service::incident_steps::{self, ReportFormat};
-use ward_service::incidents::{report_markdown, status};
+use ward_service::incidents::report_markdown;
 
 /// Declare an incident over the devices a selector matches.
 #[utoipa::path(post, path = "/incidents", tag = "incidents", request_body = DeclareIncidentRequest,
@@ -123,10 +123,7 @@ pub async fn events(
             return None;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let incident = state.store.incident(&id).await.ok().flatten()?;
-        let current = status(&state, &incident).await.ok()?;
-        let finished =
-            current.contain.commands > 0 && current.contain.outstanding == 0 && current.lift.outstanding == 0;
+        let (current, finished) = incident_steps::progress(&state, &id).await.ok()?;
         let event = Event::default()
             .event("progress")
             .json_data(&current)
