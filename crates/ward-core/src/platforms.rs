@@ -26,6 +26,11 @@ pub fn platform_label(platform: Platform) -> &'static str {
     }
 }
 
+/// Whether `device`'s platform can carry out `kind`.
+pub fn supports(kind: CommandKind, device: &DeviceRecord) -> bool {
+    kind.supported_on(platform_of(device))
+}
+
 /// Why `device` cannot carry out `kind`, when its platform cannot.
 pub fn unsupported(kind: CommandKind, device: &DeviceRecord) -> Option<String> {
     let platform = platform_of(device);

@@ -131,19 +131,15 @@ pub async fn create(
     )?;
     let device = load(state, caller, &id, Permission::ManageDevices, "command.create").await?;
     let target = format!("device:{id}");
-    if !device.state.may_connect() {
-        let reason = format!("device {id} is {}: it can take no commands", device.state);
-        return Err(state
-            .deny(
-                caller,
-                ErrorCode::DeviceUnavailable,
-                "command.create",
-                &target,
-                &reason,
-            )
-            .await);
-    }
-    if let Some(reason) = ward_core::platforms::unsupported(checked.kind, &device) {
+    let unavailable = if device.state.may_connect() {
+        ward_core::platforms::unsupported(checked.kind, &device)
+    } else {
+        Some(format!(
+            "device {id} is {}: it can take no commands",
+            device.state
+        ))
+    };
+    if let Some(reason) = unavailable {
         return Err(state
             .deny(
                 caller,
@@ -250,7 +246,7 @@ pub async fn bulk(
         .await?
         .into_iter()
         .filter(|(device, _)| device.state.may_connect())
-        .partition(|(device, _)| ward_core::platforms::unsupported(checked.kind, device).is_none());
+        .partition(|(device, _)| ward_core::platforms::supports(checked.kind, device));
     if matched.len() > MAX_BULK {
         return Err(ServiceError::invalid(format!(
             "filter: matches {} devices; one bulk action may address at most {MAX_BULK}",

@@ -113,13 +113,11 @@ pub struct Planned {
 /// Moves the actions the device's platform cannot carry out from its plan to what is withheld,
 /// with the reason: the preview shows them and containment does not send them.
 fn withhold_unsupported(planned: &mut DevicePlan, device: &DeviceRecord) {
-    let (actions, unsupported): (Vec<_>, Vec<_>) = std::mem::take(&mut planned.actions)
-        .into_iter()
-        .partition(|kind| ward_core::platforms::unsupported(*kind, device).is_none());
-    planned.actions = actions;
-    for action in unsupported {
-        let reason = ward_core::platforms::unsupported(action, device).unwrap_or_default();
-        planned.withheld.push(Withheld { action, reason });
+    for action in std::mem::take(&mut planned.actions) {
+        match ward_core::platforms::unsupported(action, device) {
+            None => planned.actions.push(action),
+            Some(reason) => planned.withheld.push(Withheld { action, reason }),
+        }
     }
 }
 
@@ -207,7 +205,7 @@ pub fn preview(incident: &IncidentRecord, planned: &Planned) -> IncidentPreview 
         if plan
             .withheld
             .iter()
-            .any(|w| ward_core::platforms::unsupported(w.action, device).is_none())
+            .any(|w| ward_core::platforms::supports(w.action, device))
         {
             needs_clinician += 1;
         }
